@@ -1,0 +1,261 @@
+"""The agent's configuration: YAML → validated pydantic models, or located, actionable errors.
+
+Example (see configs/ for complete files)::
+
+    site: planta-norte
+    agent_id: gw-01
+    buses:
+      tablero:
+        type: modbus-tcp
+        host: 127.0.0.1
+        port: 5020
+      rs485:
+        type: modbus-rtu
+        port: /dev/ttyUSB0
+        baudrate: 9600
+    devices:
+      general:
+        bus: tablero
+        unit: 1
+        profile: eastron_sdm630
+        interval: 1s
+    outputs:
+      mqtt:
+        url: mqtt://127.0.0.1:1883
+        username: ${MQTT_USER}
+        password: ${MQTT_PASSWORD}
+
+``${VAR}`` (or ``${VAR:-default}``) in any string is replaced from the environment, so secrets
+stay out of the file. Every error names the file, line and YAML path, and says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from drivers.modbus.profile import Profile, load_profile
+from drivers.yamlconf import (
+    ConfigError,
+    PathPart,
+    Problem,
+    YamlDocument,
+    load_yaml_file,
+    load_yaml_text,
+    validation_problems,
+)
+
+__all__ = ["AgentConfig", "ConfigError", "LoadedConfig", "load_config", "parse_config_text"]
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # safe inside an MQTT topic level
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``1.5``, ``"500ms"``, ``"2s"``, ``"15m"``, ``"1h"`` → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 1s, 500ms or 5m")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    raise ValueError(f"'{value}' is not a duration: write it like 1s, 500ms, 5m or 1h")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TcpBusConfig(_Strict):
+    """A Modbus/TCP endpoint: a meter with Ethernet, or an RS-485 gateway."""
+
+    type: Literal["modbus-tcp"]
+    host: str = Field(min_length=1)
+    port: int = Field(502, ge=1, le=65535)
+    timeout: Duration | None = None  # default: derived from the poll intervals (runtime.py)
+    retries: int | None = Field(None, ge=0, le=5)
+    max_connections: int = Field(1, ge=1, le=16)  # parallel TCP connections to this endpoint
+
+
+class RtuBusConfig(_Strict):
+    """An RS-485 line on a serial port, one transaction at a time."""
+
+    type: Literal["modbus-rtu"]
+    port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyUSB0")
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    timeout: Duration | None = None
+    retries: int | None = Field(None, ge=0, le=5)
+
+
+BusConfig = Annotated[TcpBusConfig | RtuBusConfig, Field(discriminator="type")]
+
+
+class DeviceConfig(_Strict):
+    bus: str
+    unit: int = Field(description="Modbus unit id (slave address)")
+    profile: str = Field(min_length=1)
+    interval: Duration = 5.0
+    enabled: bool = True
+
+
+class MqttOutputConfig(_Strict):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = None  # default: vatio-<agent_id>
+    keepalive: int = Field(30, ge=5, le=3600)
+    max_inflight: int = Field(100, ge=1, le=65535)
+    # Until the disk spool lands, messages wait in memory while the broker is away.
+    queue_size: int = Field(10_000, ge=10)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(
+                f"'{value}' is not an MQTT URL: write mqtt://HOST:PORT (or mqtts:// for TLS)"
+            )
+        return value
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+class OutputsConfig(_Strict):
+    mqtt: MqttOutputConfig | None = None
+
+
+def _default_agent_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "vatio"
+    return host[:64]
+
+
+class AgentConfig(_Strict):
+    site: Name
+    agent_id: Name = Field(default_factory=_default_agent_id)
+    state_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("STATE_DIRECTORY", "state"))
+    )  # systemd's StateDirectory= sets STATE_DIRECTORY
+    buses: dict[Name, BusConfig] = Field(min_length=1)
+    devices: dict[Name, DeviceConfig] = Field(min_length=1)
+    outputs: OutputsConfig = OutputsConfig()
+
+
+@dataclass
+class LoadedConfig:
+    """A validated config plus what it refers to (each device's profile)."""
+
+    config: AgentConfig
+    profiles: dict[str, Profile]
+    source: str
+
+    @property
+    def devices(self) -> dict[str, DeviceConfig]:
+        return {n: d for n, d in self.config.devices.items() if d.enabled}
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _substitute_env(
+    data: Any, doc: YamlDocument, problems: list[Problem], path: tuple[PathPart, ...] = ()
+) -> Any:
+    if isinstance(data, dict):
+        return {k: _substitute_env(v, doc, problems, (*path, k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_substitute_env(v, doc, problems, (*path, i)) for i, v in enumerate(data)]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def replace(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1), m.group(2))
+        if value is None:
+            problems.append(doc.problem(path, (
+                f"environment variable {m.group(1)} is not set: set it (for the service, in "
+                f"/etc/vatio/vatio.env) or write ${{{m.group(1)}:-default}}"
+            )))  # fmt: skip
+            return ""
+        return value
+
+    return _ENV.sub(replace, data)
+
+
+def parse_config(doc: YamlDocument, base_dir: Path) -> LoadedConfig:
+    if not isinstance(doc.data, dict):
+        raise ConfigError([doc.problem((), "expected a mapping with site, buses and devices")])
+    problems: list[Problem] = []
+    data = _substitute_env(doc.data, doc, problems)
+    try:
+        config = AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems + validation_problems(exc, doc, AgentConfig)) from None
+    profiles: dict[str, Profile] = {}
+    for name, dev in config.devices.items():
+        here: tuple[PathPart, ...] = ("devices", name)
+        bus = config.buses.get(dev.bus)
+        if bus is None:
+            problems.append(doc.problem((*here, "bus"), (
+                f"unknown bus '{dev.bus}': define it under buses "
+                f"(defined: {', '.join(config.buses)})"
+            )))  # fmt: skip
+        low, high = (1, 247) if isinstance(bus, RtuBusConfig) else (0, 255)
+        if not low <= dev.unit <= high:
+            problems.append(doc.problem((*here, "unit"), (
+                f"unit id {dev.unit} is out of range {low}–{high}"
+                + (" for RS-485 (Modbus serial line)" if low == 1 else "")
+                + ": use the address set on the device (often 1)"
+            )))  # fmt: skip
+        try:
+            profiles[name] = load_profile(dev.profile, base_dir)
+        except ConfigError as exc:
+            problems.append(doc.problem((*here, "profile"), "the profile file has errors:"))
+            problems.extend(exc.problems)
+        except ValueError as exc:
+            problems.append(doc.problem((*here, "profile"), str(exc)))
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(config, profiles, doc.file)
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read and validate a config file; raises :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    return parse_config(load_yaml_file(path), path.resolve().parent)
+
+
+def parse_config_text(text: str, base_dir: Path | None = None, file: str = "<config>") -> LoadedConfig:
+    return parse_config(load_yaml_text(text, file), base_dir or Path.cwd())

@@ -1,0 +1,102 @@
+"""Register codecs: Modbus words → numbers, for every data type and word/byte order.
+
+The conversion itself is pymodbus's ``convert_from_registers`` (and ``convert_to_registers``
+for simulators). pymodbus knows only the word order (ABCD or CDAB), so a little byte order
+(BADC, DCBA) swaps the two bytes of each register first (stack-notes §2.1).
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Literal
+
+from pymodbus.client.mixin import ModbusClientMixin
+
+DATATYPE = ModbusClientMixin.DATATYPE
+
+Order = Literal["big", "little"]
+
+
+class DataType(str, Enum):
+    U16 = "u16"
+    I16 = "i16"
+    U32 = "u32"
+    I32 = "i32"
+    U64 = "u64"
+    I64 = "i64"
+    F32 = "f32"
+    F64 = "f64"
+
+    @property
+    def width(self) -> int:
+        """Registers this type occupies."""
+        return _WIDTH[self]
+
+    @property
+    def pymodbus(self) -> DATATYPE:
+        return _PYMODBUS[self]
+
+
+_WIDTH = {
+    DataType.U16: 1, DataType.I16: 1,
+    DataType.U32: 2, DataType.I32: 2, DataType.F32: 2,
+    DataType.U64: 4, DataType.I64: 4, DataType.F64: 4,
+}  # fmt: skip
+
+_PYMODBUS = {
+    DataType.U16: DATATYPE.UINT16, DataType.I16: DATATYPE.INT16,
+    DataType.U32: DATATYPE.UINT32, DataType.I32: DATATYPE.INT32,
+    DataType.U64: DATATYPE.UINT64, DataType.I64: DATATYPE.INT64,
+    DataType.F32: DATATYPE.FLOAT32, DataType.F64: DATATYPE.FLOAT64,
+}  # fmt: skip
+
+
+def swap_bytes(registers: list[int]) -> list[int]:
+    return [((r & 0xFF) << 8) | (r >> 8) for r in registers]
+
+
+class NotANumber(ValueError):
+    """The registers hold NaN or infinity (a float meter's 'no value'), not a reading."""
+
+
+def decode(
+    registers: list[int],
+    data_type: DataType,
+    word_order: Order = "big",
+    byte_order: Order = "big",
+    scale: float = 1.0,
+    offset: float = 0.0,
+) -> float:
+    """Decode one value; ``registers`` holds exactly ``data_type.width`` words.
+
+    >>> decode([0x4366, 0x3334], DataType.F32)        # Eastron's 230.2 V example
+    230.20001220703125
+    >>> decode([0x0002, 0x0001], DataType.I32, word_order="little", scale=0.1)
+    6553.8
+    """
+    if byte_order == "little":
+        registers = swap_bytes(registers)
+    raw = ModbusClientMixin.convert_from_registers(registers, data_type.pymodbus, word_order)
+    value = float(raw)  # type: ignore[arg-type]  # a scalar for exactly one value's words
+    if math.isnan(value) or math.isinf(value):
+        raise NotANumber("register value is NaN or infinite")
+    if scale != 1.0 or offset != 0.0:
+        # round away binary noise that the scale adds (0.1 × 65538 = 6553.800000000001)
+        return round(value * scale + offset, 12)
+    return value
+
+
+def encode(
+    value: float,
+    data_type: DataType,
+    word_order: Order = "big",
+    byte_order: Order = "big",
+    scale: float = 1.0,
+    offset: float = 0.0,
+) -> list[int]:
+    """Inverse of :func:`decode` (for simulators and tests): value → registers."""
+    raw = (value - offset) / scale
+    number: int | float = raw if data_type in (DataType.F32, DataType.F64) else round(raw)
+    registers = ModbusClientMixin.convert_to_registers(number, data_type.pymodbus, word_order)
+    return swap_bytes(registers) if byte_order == "little" else registers

@@ -1,0 +1,214 @@
+"""Modbus transports: one object per bus, owning its pymodbus client(s) and its timing.
+
+A bus is what one request at a time travels on: a serial line (RS-485), or a TCP endpoint
+(a meter or an RS-485 gateway). The transport
+
+* keeps one pymodbus async client per connection (pymodbus allows one request in flight per
+  client, stack-notes §2.2) and lends them to devices, ``max_connections`` at most;
+* on a serial line, keeps the inter-frame silence: t3.5 at the line's baud rate, or the
+  device's own minimum (Eastron wants 60 ms), whichever is longer;
+* reconnects with exponential backoff instead of pymodbus's own reconnect task, so a dead
+  gateway costs one failed connect per backoff step, not one per read;
+* turns pymodbus results into :mod:`drivers.reading` errors with the device named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from drivers.modbus.profile import RegisterType
+from drivers.reading import BusUnavailable, DeviceExceptionReply, DeviceTimeout
+
+log = logging.getLogger(__name__)
+
+# pymodbus logs every timeout at ERROR, with hex dumps of the last frames (stack-notes §2.5.6).
+# The agent reports failures itself, once per state change, so keep pymodbus quiet.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+def char_time(baudrate: int, bits_per_char: int = 11) -> float:
+    """Seconds one character takes on the wire (11 bits: start, 8 data, parity or 2nd stop)."""
+    return bits_per_char / baudrate
+
+
+def t35(baudrate: int) -> float:
+    """Modbus RTU inter-frame silence; fixed 1.75 ms above 19200 baud (Modbus serial v1.02)."""
+    return 0.00175 if baudrate > 19200 else 3.5 * char_time(baudrate)
+
+
+def read_wire_time(count: int, baudrate: int) -> float:
+    """Wire time of an RTU read of ``count`` registers: request, reply and two t3.5 gaps."""
+    request_bytes = 8
+    reply_bytes = 5 + 2 * count
+    return (request_bytes + reply_bytes) * char_time(baudrate) + 2 * t35(baudrate)
+
+
+@dataclass(frozen=True)
+class TcpEndpoint:
+    host: str
+    port: int
+    max_connections: int = 1
+
+
+@dataclass(frozen=True)
+class SerialLine:
+    port: str
+    baudrate: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+
+
+class ModbusTransport:
+    """Requests to the devices of one bus, with the bus's concurrency and timing rules."""
+
+    BACKOFF_START = 0.5
+    BACKOFF_MAX = 30.0
+
+    def __init__(
+        self,
+        name: str,
+        link: TcpEndpoint | SerialLine,
+        *,
+        timeout: float,
+        retries: int,
+    ) -> None:
+        self.name = name
+        self.link = link
+        self.timeout = timeout
+        self.retries = retries
+        self.is_serial = isinstance(link, SerialLine)
+        size = 1 if isinstance(link, SerialLine) else link.max_connections
+        self._clients = [self._make_client() for _ in range(size)]
+        self._idle: asyncio.Queue[AsyncModbusTcpClient | AsyncModbusSerialClient] = (
+            asyncio.Queue()
+        )
+        for c in self._clients:
+            self._idle.put_nowait(c)
+        self._frame_gap = t35(link.baudrate) if isinstance(link, SerialLine) else 0.0
+        self._quiet_until = 0.0  # monotonic time before which the serial line must stay silent
+        self._last_end = 0.0
+        self._next_connect: dict[int, float] = {}
+        self._backoff: dict[int, float] = {}
+        self.requests = 0  # transactions attempted, for `check` and the benchmarks
+
+    def describe(self) -> str:
+        if isinstance(self.link, SerialLine):
+            link = self.link
+            return f"{link.port} {link.baudrate} {link.bytesize}{link.parity}{link.stopbits}"
+        return f"{self.link.host}:{self.link.port}"
+
+    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        # reconnect_delay=0 turns pymodbus's background reconnect off: _ensure_connected owns it
+        common = {"timeout": self.timeout, "retries": self.retries, "reconnect_delay": 0}
+        if isinstance(self.link, SerialLine):
+            return AsyncModbusSerialClient(
+                self.link.port,
+                baudrate=self.link.baudrate,
+                parity=self.link.parity,
+                stopbits=self.link.stopbits,
+                bytesize=self.link.bytesize,
+                **common,
+            )
+        return AsyncModbusTcpClient(self.link.host, port=self.link.port, **common)
+
+    async def _ensure_connected(self, client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
+        if client.connected:
+            return
+        key = id(client)
+        now = time.monotonic()
+        if now < self._next_connect.get(key, 0.0):
+            raise BusUnavailable(
+                f"bus '{self.name}' ({self.describe()}) is down; next reconnect in "
+                f"{self._next_connect[key] - now:.0f} s"
+            )
+        try:
+            ok = await asyncio.wait_for(client.connect(), self.timeout + 1.0)
+        except (TimeoutError, OSError, ModbusException):
+            ok = False
+        if ok:
+            self._backoff.pop(key, None)
+            self._next_connect.pop(key, None)
+            return
+        delay = min(self._backoff.get(key, self.BACKOFF_START / 2) * 2, self.BACKOFF_MAX)
+        self._backoff[key] = delay
+        self._next_connect[key] = time.monotonic() + delay
+        hint = (
+            "check the cable, that the port exists and that no other program holds it"
+            if self.is_serial
+            else "check the address, port and network, and that the device accepts Modbus/TCP"
+        )
+        raise BusUnavailable(f"cannot connect to bus '{self.name}' ({self.describe()}): {hint}")
+
+    async def read(
+        self,
+        register_type: RegisterType,
+        start: int,
+        count: int,
+        unit: int,
+        min_gap: float = 0.0,
+    ) -> list[int]:
+        """Read ``count`` registers from ``unit``; raises a :class:`DeviceError` subclass."""
+        client = await self._idle.get()
+        try:
+            await self._ensure_connected(client)
+            if self.is_serial:
+                # silence after the last frame: the line's t3.5, the last device's own minimum
+                # (in _quiet_until) and this device's minimum, whichever ends last
+                wait = max(self._quiet_until, self._last_end + min_gap) - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self.requests += 1
+            try:
+                if register_type is RegisterType.INPUT:
+                    rr = await client.read_input_registers(start, count=count, device_id=unit)
+                else:
+                    rr = await client.read_holding_registers(start, count=count, device_id=unit)
+            except ConnectionException as exc:
+                raise BusUnavailable(f"bus '{self.name}' ({self.describe()}) lost: {exc}") from None
+            except ModbusIOException:
+                raise DeviceTimeout(
+                    f"no answer within {self.timeout:g} s"
+                    + (f" after {self.retries} retries" if self.retries else "")
+                ) from None
+            except ModbusException as exc:
+                raise DeviceTimeout(f"bad or no answer: {exc}") from None
+            finally:
+                if self.is_serial:
+                    self._last_end = time.monotonic()
+                    self._quiet_until = self._last_end + max(self._frame_gap, min_gap)
+            if rr.isError():
+                code = int(getattr(rr, "exception_code", 0))
+                name = EXCEPTION_NAMES.get(code, "unknown exception")
+                raise DeviceExceptionReply(
+                    f"Modbus exception {code} ({name}) reading {register_type.value} "
+                    f"registers {start}..{start + count - 1}",
+                    code,
+                )
+            registers: list[int] = rr.registers
+            if len(registers) != count:
+                raise DeviceTimeout(f"short answer: {len(registers)} of {count} registers")
+            return registers
+        finally:
+            self._idle.put_nowait(client)
+
+    def close(self) -> None:
+        for c in self._clients:
+            c.close()
