@@ -29,22 +29,29 @@ class DeviceError(Exception):
     """A device or its bus failed a poll. ``code`` is short and stable (used as quality)."""
 
     code = "error"
+    default_hint = "check wiring, unit id and that the device is powered"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
+        self.hint = hint or self.default_hint
 
 
 class DeviceTimeout(DeviceError):
     code = "timeout"
+    default_hint = (
+        "check the wiring (A/B), the unit id, the baud rate and parity, and that the device "
+        "is powered"
+    )
 
 
 class DeviceExceptionReply(DeviceError):
     """The device answered with a Modbus exception (illegal address, busy …)."""
 
     code = "exception"
+    default_hint = "check that the profile matches the device model"
 
-    def __init__(self, message: str, exception_code: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, exception_code: int, hint: str = "") -> None:
+        super().__init__(message, hint)
         self.exception_code = exception_code
 
 
@@ -52,3 +59,4 @@ class BusUnavailable(DeviceError):
     """The transport itself is down: connection refused, serial port missing."""
 
     code = "unavailable"
+    default_hint = "check the connection to the bus"

@@ -49,7 +49,8 @@ class ModbusDevice:
         ts = time.time()
         values: dict[str, float | None] = {}
         quality: dict[str, str] = {}
-        answered = False
+        refused: DeviceExceptionReply | None = None  # last exception reply, if any
+        read_any = False
         for index, (req, slots) in enumerate(zip(self.plan, self._slots, strict=True)):
             try:
                 regs = await self.transport.read(
@@ -57,21 +58,21 @@ class ModbusDevice:
                 )
             except DeviceExceptionReply as exc:
                 # the device is alive; only these values are unreadable
-                answered = True
+                refused = exc
                 for s in slots:
                     values[s.point.quantity] = None
                     quality[s.point.quantity] = f"exception {exc.exception_code}"
                 continue
             except (DeviceTimeout, BusUnavailable) as exc:
-                if answered:
-                    # a partial poll: keep what arrived, mark the rest
-                    for rest in self._slots[index:]:
-                        for s in rest:
-                            values[s.point.quantity] = None
-                            quality[s.point.quantity] = exc.code
-                    return PollResult(self.name, ts, values, quality)
-                raise
-            answered = True
+                if not (read_any or refused):
+                    raise
+                # a partial poll: keep what arrived, mark the rest
+                for rest in self._slots[index:]:
+                    for s in rest:
+                        values[s.point.quantity] = None
+                        quality[s.point.quantity] = exc.code
+                break
+            read_any = True
             for s in slots:
                 p = s.point
                 try:
@@ -82,4 +83,6 @@ class ModbusDevice:
                 except NotANumber:
                     values[p.quantity] = None
                     quality[p.quantity] = "nan"
+        if refused is not None and not read_any:
+            raise refused  # every request was refused: the poll failed as a whole
         return PollResult(self.name, ts, values, quality)

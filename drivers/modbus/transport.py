@@ -43,6 +43,15 @@ EXCEPTION_NAMES = {
 }
 
 
+EXCEPTION_HINTS = {
+    1: "the device does not support this read: check register_type in the profile",
+    2: "the device has no such registers: check that the profile matches the model",
+    4: "no device answers to this unit id here (or it failed): check the unit id",
+    10: "the gateway has no path to this unit: check the gateway's serial settings",
+    11: "the gateway got no answer from this unit: check wiring, unit id and baud rate",
+}
+
+
 def char_time(baudrate: int, bits_per_char: int = 11) -> float:
     """Seconds one character takes on the wire (11 bits: start, 8 data, parity or 2nd stop)."""
     return bits_per_char / baudrate
@@ -95,13 +104,12 @@ class ModbusTransport:
         self.timeout = timeout
         self.retries = retries
         self.is_serial = isinstance(link, SerialLine)
-        size = 1 if isinstance(link, SerialLine) else link.max_connections
-        self._clients = [self._make_client() for _ in range(size)]
+        # clients are made on first use: pymodbus needs a running event loop to build one
+        self._size = 1 if isinstance(link, SerialLine) else link.max_connections
+        self._clients: list[AsyncModbusTcpClient | AsyncModbusSerialClient] = []
         self._idle: asyncio.Queue[AsyncModbusTcpClient | AsyncModbusSerialClient] = (
             asyncio.Queue()
         )
-        for c in self._clients:
-            self._idle.put_nowait(c)
         self._frame_gap = t35(link.baudrate) if isinstance(link, SerialLine) else 0.0
         self._quiet_until = 0.0  # monotonic time before which the serial line must stay silent
         self._last_end = 0.0
@@ -155,7 +163,7 @@ class ModbusTransport:
             if self.is_serial
             else "check the address, port and network, and that the device accepts Modbus/TCP"
         )
-        raise BusUnavailable(f"cannot connect to bus '{self.name}' ({self.describe()}): {hint}")
+        raise BusUnavailable(f"cannot connect to bus '{self.name}' ({self.describe()})", hint)
 
     async def read(
         self,
@@ -166,6 +174,10 @@ class ModbusTransport:
         min_gap: float = 0.0,
     ) -> list[int]:
         """Read ``count`` registers from ``unit``; raises a :class:`DeviceError` subclass."""
+        if not self._clients:
+            self._clients = [self._make_client() for _ in range(self._size)]
+            for c in self._clients:
+                self._idle.put_nowait(c)
         client = await self._idle.get()
         try:
             await self._ensure_connected(client)
@@ -201,6 +213,7 @@ class ModbusTransport:
                     f"Modbus exception {code} ({name}) reading {register_type.value} "
                     f"registers {start}..{start + count - 1}",
                     code,
+                    EXCEPTION_HINTS.get(code, ""),
                 )
             registers: list[int] = rr.registers
             if len(registers) != count:

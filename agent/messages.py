@@ -1,0 +1,85 @@
+"""The MQTT contract: topics and JSON payloads (DESIGN.md, "External contracts").
+
+Topic: ``vatio/v1/{site}/{device}/{stream}``, stream one of telemetry, metrics, status,
+events. Payload: one UTF-8 JSON object with ``ts`` (RFC 3339 UTC, milliseconds), ``seq``,
+``site``, ``device`` and, for telemetry, ``values`` (null for a value not read, with the
+reason under ``quality``). The agent itself has a status topic too, in the device slot under
+its ``agent_id``; its last will sets that status to ``offline``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from drivers.reading import PollResult
+
+from agent.seqstore import SeqStore
+
+TOPIC_ROOT = "vatio/v1"
+Stream = Literal["telemetry", "metrics", "status", "events"]
+
+
+def topic(site: str, device: str, stream: Stream) -> str:
+    return f"{TOPIC_ROOT}/{site}/{device}/{stream}"
+
+
+def rfc3339(ts: float) -> str:
+    """``2026-11-23T15:04:05.123Z``."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+class MessageBuilder:
+    """Builds contract messages; owns the per-device, per-stream sequence numbers."""
+
+    def __init__(self, site: str, agent_id: str, seq: SeqStore) -> None:
+        self.site = site
+        self.agent_id = agent_id
+        self._seq = seq
+
+    def _base(self, device: str, stream: Stream, ts: float) -> dict[str, Any]:
+        return {
+            "ts": rfc3339(ts),
+            "seq": self._seq.next(device, stream),
+            "site": self.site,
+            "device": device,
+        }
+
+    def telemetry(self, result: PollResult) -> Message:
+        body = self._base(result.device, "telemetry", result.ts)
+        body["values"] = result.values
+        if result.quality:
+            body["quality"] = result.quality
+        return Message(topic(self.site, result.device, "telemetry"), encode(body))
+
+    def status(
+        self, device: str, state: str, ts: float | None = None, **extra: Any
+    ) -> Message:
+        body = self._base(device, "status", time.time() if ts is None else ts)
+        body["state"] = state
+        body["agent"] = self.agent_id
+        body.update(extra)
+        return Message(topic(self.site, device, "status"), encode(body), retain=True)
+
+    def event(self, device: str, kind: str, message: str, **extra: Any) -> Message:
+        body = self._base(device, "events", time.time())
+        body["event"] = kind
+        body["message"] = message
+        body.update(extra)
+        return Message(topic(self.site, device, "events"), encode(body))

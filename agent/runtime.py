@@ -1,0 +1,208 @@
+"""Wires a validated config into a running agent: buses, devices, scheduler, outputs.
+
+Bus timing is derived here when the config leaves it out. pymodbus defaults (3 s timeout,
+3 retries) make one dead device cost 12 s per read (stack-notes §2.4), which would stall a
+1 s schedule; so the timeout follows the shortest poll interval on the bus, and on a serial
+line it also covers the wire time of the longest planned request at the line's baud rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from drivers.modbus.device import ModbusDevice
+from drivers.modbus.planner import plan_reads
+from drivers.modbus.transport import ModbusTransport, SerialLine, TcpEndpoint, read_wire_time
+from drivers.reading import PollResult
+
+from agent.config import LoadedConfig, RtuBusConfig, TcpBusConfig
+from agent.messages import Message, MessageBuilder
+from agent.outputs.mqtt import MqttOutput
+from agent.scheduler import BusWorker, ScheduledDevice, Scheduler
+from agent.seqstore import SeqStore
+
+log = logging.getLogger(__name__)
+
+
+def vatio_version() -> str:
+    try:
+        return version("vatio")
+    except PackageNotFoundError:
+        return "dev"
+
+
+@dataclass(frozen=True)
+class BusTiming:
+    timeout: float
+    retries: int
+    load: float  # share of the bus time the schedule needs (serial only; 0 for TCP)
+
+
+def bus_timing(name: str, loaded: LoadedConfig) -> BusTiming:
+    bus = loaded.config.buses[name]
+    devices = {n: d for n, d in loaded.devices.items() if d.bus == name}
+    shortest = min((d.interval for d in devices.values()), default=10.0)
+    timeout = min(max(0.25 * shortest, 0.2), 3.0)
+    load = 0.0
+    if isinstance(bus, RtuBusConfig):
+        longest = 0.0
+        for n, d in devices.items():
+            profile = loaded.profiles[n]
+            gap = profile.limits.min_gap_ms / 1000
+            plan = plan_reads(profile.points, profile.limits)
+            wire = [read_wire_time(r.count, bus.baudrate) + gap for r in plan]
+            longest = max([longest, *wire])
+            load += sum(wire) / d.interval
+        timeout = max(timeout, 1.5 * longest + 0.1)
+    return BusTiming(
+        timeout=bus.timeout if bus.timeout is not None else round(timeout, 3),
+        retries=bus.retries if bus.retries is not None else (0 if shortest <= 10 else 1),
+        load=load,
+    )
+
+
+def build_transport(name: str, loaded: LoadedConfig) -> ModbusTransport:
+    bus = loaded.config.buses[name]
+    timing = bus_timing(name, loaded)
+    link: TcpEndpoint | SerialLine
+    if isinstance(bus, TcpBusConfig):
+        link = TcpEndpoint(bus.host, bus.port, bus.max_connections)
+    else:
+        link = SerialLine(bus.port, bus.baudrate, bus.parity, bus.stopbits, bus.bytesize)
+    return ModbusTransport(name, link, timeout=timing.timeout, retries=timing.retries)
+
+
+def build_scheduler(loaded: LoadedConfig, sink: _Pipeline) -> tuple[Scheduler, list[ModbusTransport]]:
+    workers = []
+    transports = []
+    for bus_name in loaded.config.buses:
+        members = {n: d for n, d in loaded.devices.items() if d.bus == bus_name}
+        if not members:
+            continue
+        transport = build_transport(bus_name, loaded)
+        transports.append(transport)
+        scheduled = [
+            ScheduledDevice(
+                driver=ModbusDevice(n, d.unit, loaded.profiles[n], transport),
+                interval=d.interval,
+                where=f"bus '{bus_name}' {transport.describe()} unit {d.unit}",
+            )
+            for n, d in members.items()
+        ]
+        workers.append(BusWorker(bus_name, scheduled, sink))
+    return Scheduler(workers), transports
+
+
+class _Pipeline:
+    """The scheduler's sink: readings become contract messages for every output."""
+
+    def __init__(self, builder: MessageBuilder) -> None:
+        self.builder = builder
+        self.outputs: list[MqttOutput] = []
+        self.latest: dict[str, PollResult] = {}
+        self.readings_total = 0
+        self._failed_before: set[str] = set()
+
+    def _emit(self, msg: Message) -> None:
+        for out in self.outputs:
+            out.submit(msg)
+
+    def readings(self, result: PollResult) -> None:
+        self.latest[result.device] = result
+        self.readings_total += 1
+        if self.outputs:
+            self._emit(self.builder.telemetry(result))
+        elif result.ok:
+            log.info("%s: %s", result.device, result.values)
+
+    def device_state(self, device: str, state: str, reason: str) -> None:
+        self._emit(self.builder.status(device, state, reason=reason))
+        if state == "failing":
+            self._emit(self.builder.event(device, "device_failing", reason))
+        elif device in self._failed_before:
+            self._emit(self.builder.event(device, "device_recovered", reason))
+        if state == "failing":
+            self._failed_before.add(device)
+
+
+class Agent:
+    """One running agent. ``await agent.run(stop)`` until ``stop`` is set."""
+
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.loaded = loaded
+        cfg = loaded.config
+        self.state_dir = Path(cfg.state_dir)
+        self.seq = SeqStore(_writable_dir(self.state_dir) / "seq.sqlite")
+        self.builder = MessageBuilder(cfg.site, cfg.agent_id, self.seq)
+        self.pipeline = _Pipeline(self.builder)
+        self.scheduler, self.transports = build_scheduler(loaded, self.pipeline)
+        self.mqtt: MqttOutput | None = None
+        if cfg.outputs.mqtt is not None:
+            self.mqtt = MqttOutput(
+                cfg.outputs.mqtt,
+                cfg.outputs.mqtt.client_id or f"vatio-{cfg.agent_id}",
+                online=self._online,
+                offline=lambda: self.builder.status(cfg.agent_id, "offline"),
+            )
+            self.pipeline.outputs.append(self.mqtt)
+        self.started = time.time()
+
+    def _online(self) -> Message:
+        cfg = self.loaded.config
+        return self.builder.status(
+            cfg.agent_id,
+            "online",
+            version=vatio_version(),
+            since=self.started,
+            devices=sorted(self.loaded.devices),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self.scheduler.run(), name="scheduler")]
+        if self.mqtt is not None:
+            tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stopper and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            tasks[0].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tasks[0]
+            if self.mqtt is not None:
+                if not await self.mqtt.drain(timeout=3.0):
+                    log.warning("%d message(s) not delivered at stop", len(self.mqtt.queue))
+                await self.mqtt.announce_offline()
+            for t in tasks[1:]:
+                t.cancel()
+            stopper.cancel()
+            await asyncio.gather(*tasks[1:], stopper, return_exceptions=True)
+            for tr in self.transports:
+                tr.close()
+            self.seq.close()
+
+
+class StateDirError(Exception):
+    pass
+
+
+def _writable_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise StateDirError(
+            f"state_dir '{path}' is not writable ({exc.strerror}): set state_dir in the config "
+            "to a directory the agent's user can write (the service uses /var/lib/vatio)"
+        ) from None
+    return path

@@ -1,0 +1,163 @@
+"""Scheduler: when each device is polled, and what happens when a poll is late or fails.
+
+* One worker per bus. Devices on different buses never wait for each other. On one bus, the
+  transport decides how many requests run at once (one on RS-485; ``max_connections`` on TCP),
+  and requests queue fairly (FIFO) for it.
+* Ticks are aligned to the wall clock: a 1 s device polls at every whole second, a 15 min
+  device at :00, :15, :30, :45. Each next tick is computed from the clock, never by adding
+  sleeps, so there is no drift. If the clock steps (NTP), the schedule re-aligns.
+* A poll that outlasts the next tick makes that tick *missed*: counted, not queued up, so a
+  slow device falls back to the ticks it can make instead of building a backlog.
+* A device that fails three polls in a row is *failing*: it is polled less often (backoff up to
+  ``BACKOFF_MAX``), so a dead meter does not eat the bus time of its healthy neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from drivers.base import Driver
+from drivers.reading import DeviceError, PollResult
+
+log = logging.getLogger(__name__)
+
+FAILURES_BEFORE_BACKOFF = 3
+BACKOFF_MAX = 60.0  # seconds between attempts on a device that keeps failing
+
+
+class Sink(Protocol):
+    """Where the scheduler delivers results; a plain call, it must not block."""
+
+    def readings(self, result: PollResult) -> None: ...
+
+    def device_state(self, device: str, state: str, reason: str) -> None: ...
+
+
+@dataclass
+class DeviceStats:
+    polls: int = 0
+    failures: int = 0
+    missed_ticks: int = 0
+    backoff_skips: int = 0
+    consecutive_failures: int = 0
+    last_poll_s: float = 0.0
+    state: str = "starting"
+    last_error: str = ""
+
+
+@dataclass
+class ScheduledDevice:
+    driver: Driver
+    interval: float
+    where: str  # "bus 'x' (127.0.0.1:5020) unit 3", for messages
+    stats: DeviceStats = field(default_factory=DeviceStats)
+
+
+def next_tick(now: float, interval: float) -> float:
+    """The first wall-clock tick strictly after ``now`` for this interval."""
+    return (math.floor(now / interval) + 1) * interval
+
+
+class BusWorker:
+    """Runs the tick loops of the devices on one bus."""
+
+    def __init__(
+        self,
+        name: str,
+        devices: list[ScheduledDevice],
+        sink: Sink,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.devices = devices
+        self.sink = sink
+        self.clock = clock
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for dev in self.devices:
+                tasks.create_task(self._device_loop(dev), name=f"poll:{dev.driver.name}")
+
+    async def _device_loop(self, dev: ScheduledDevice) -> None:
+        interval = dev.interval
+        tick = next_tick(self.clock(), interval)
+        skip_until = 0.0
+        while True:
+            delay = tick - self.clock()
+            if delay > interval + 1.0:
+                # the wall clock stepped back: re-align instead of sleeping through it
+                tick = next_tick(self.clock(), interval)
+                continue
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if tick < skip_until:
+                dev.stats.backoff_skips += 1
+            else:
+                await self._poll(dev)
+                if dev.stats.consecutive_failures >= FAILURES_BEFORE_BACKOFF:
+                    excess = dev.stats.consecutive_failures - FAILURES_BEFORE_BACKOFF
+                    pause = min(interval * 2 ** (excess + 1), max(BACKOFF_MAX, interval))
+                    skip_until = tick + pause
+            now = self.clock()
+            following = tick + interval
+            if now >= following:
+                missed = math.floor((now - following) / interval) + 1
+                dev.stats.missed_ticks += missed
+                following += missed * interval
+            tick = following
+
+    async def _poll(self, dev: ScheduledDevice) -> None:
+        started = time.monotonic()
+        stats = dev.stats
+        stats.polls += 1
+        try:
+            result = await dev.driver.poll()
+        except DeviceError as exc:
+            stats.failures += 1
+            stats.consecutive_failures += 1
+            stats.last_error = str(exc)
+            result = PollResult(
+                dev.driver.name,
+                self.clock(),
+                dict.fromkeys(dev.driver.quantities),
+                dict.fromkeys(dev.driver.quantities, exc.code),
+                error=str(exc),
+            )
+            if stats.state != "failing":
+                self._transition(dev, "failing", f"{exc}: {exc.hint}")
+        else:
+            if stats.state != "online":
+                self._transition(dev, "online", "answering")
+            stats.consecutive_failures = 0
+        stats.last_poll_s = time.monotonic() - started
+        self.sink.readings(result)
+
+    def _transition(self, dev: ScheduledDevice, state: str, reason: str) -> None:
+        previous, dev.stats.state = dev.stats.state, state
+        if state == "failing":
+            log.warning("device '%s' (%s): %s", dev.driver.name, dev.where, reason)
+        elif previous == "failing":
+            log.info("device '%s' (%s) answers again", dev.driver.name, dev.where)
+        self.sink.device_state(dev.driver.name, state, reason)
+
+
+class Scheduler:
+    """All bus workers of one agent."""
+
+    def __init__(self, workers: list[BusWorker]) -> None:
+        self.workers = workers
+
+    @property
+    def devices(self) -> list[ScheduledDevice]:
+        return [d for w in self.workers for d in w.devices]
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for w in self.workers:
+                tasks.create_task(w.run(), name=f"bus:{w.name}")

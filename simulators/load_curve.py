@@ -1,0 +1,140 @@
+"""A factory's electrical load as a deterministic function of time, for simulated meters.
+
+The shape follows a small Mexican plant on a 220Y/127 V, 60 Hz service:
+
+* shifts: night 22–06 at ~15 % of rated power, first shift 06–14 at ~80 % (with a lunch dip
+  13:00–13:30), second shift 14–22 at ~65 %, weekends at ~20 %;
+* motor starts: in some minutes a motor starts, with an inrush of 3× its running power that
+  decays over ~8 s;
+* power factor wanders between 0.85 and 0.95 (inductive load), phases are a few % unbalanced.
+
+Everything is a pure function of (seed, t), so a test can ask what a meter served at a given
+time. Only the energy counters carry state: :class:`MeterState` integrates power over the
+time that passes between updates, so counters grow consistently with power.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+
+V_LN = 127.0  # Mexico's 220Y/127 V low-voltage service
+FREQ = 60.0
+
+
+def _unit_random(*key: object) -> float:
+    """A stable pseudo-random number in [0, 1) for a key (no global RNG state)."""
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def shift_factor(t: float) -> float:
+    """Share of rated power by time of day (local time is taken as UTC-6, central Mexico)."""
+    local = time.gmtime(t - 6 * 3600)
+    hour = local.tm_hour + local.tm_min / 60
+    if local.tm_wday >= 5:
+        return 0.20
+    if 6 <= hour < 14:
+        return 0.50 if 13 <= hour < 13.5 else 0.80
+    if 14 <= hour < 22:
+        return 0.65
+    return 0.15
+
+
+@dataclass(frozen=True)
+class FactoryLoad:
+    seed: int
+    rated_kw: float = 60.0
+
+    def motor_kw(self, t: float) -> float:
+        """Inrush of a motor started in the current or previous minute, decaying."""
+        total = 0.0
+        minute = int(t // 60)
+        for m in (minute - 1, minute):
+            if _unit_random(self.seed, "start?", m) < 0.3:
+                start = m * 60 + 60 * _unit_random(self.seed, "at", m)
+                size = self.rated_kw * (0.05 + 0.1 * _unit_random(self.seed, "size", m))
+                age = t - start
+                if 0 <= age < 30:
+                    total += size * (1 + 2 * math.exp(-age / 8))  # 3× at start, then running
+        return total
+
+    def power_kw(self, t: float) -> float:
+        noise = 1 + 0.04 * (_unit_random(self.seed, "noise", int(t)) - 0.5)
+        return self.rated_kw * shift_factor(t) * noise + self.motor_kw(t)
+
+    def power_factor(self, t: float) -> float:
+        phase = _unit_random(self.seed, "pf") * 2 * math.pi
+        return 0.90 + 0.05 * math.sin(2 * math.pi * t / 10_800 + phase)
+
+    def instant(self, t: float) -> dict[str, float]:
+        """Every instantaneous electrical quantity at ``t`` (no counters)."""
+        p_w = self.power_kw(t) * 1000
+        pf = self.power_factor(t)
+        s_va = p_w / pf
+        q_var = math.sqrt(max(s_va**2 - p_w**2, 0.0))
+        angle = math.degrees(math.acos(pf))
+        v: dict[str, float] = {}
+        shares = (0.34, 0.335, 0.325)  # slightly unbalanced phases
+        for n, share in zip((1, 2, 3), shares, strict=True):
+            volts = V_LN * (1 + 0.01 * math.sin(t / 97 + n + self.seed))
+            v[f"voltage_l{n}_v"] = volts
+            v[f"active_power_l{n}_w"] = p_w * share
+            v[f"apparent_power_l{n}_va"] = s_va * share
+            v[f"reactive_power_l{n}_var"] = q_var * share
+            v[f"current_l{n}_a"] = s_va * share / volts
+            v[f"power_factor_l{n}"] = pf
+            v[f"phase_angle_l{n}_deg"] = angle
+        for a, b in ((1, 2), (2, 3), (3, 1)):
+            v[f"voltage_l{a}_l{b}_v"] = math.sqrt(3) * (v[f"voltage_l{a}_v"] + v[f"voltage_l{b}_v"]) / 2
+        v["current_n_a"] = abs(v["current_l1_a"] - v["current_l3_a"])
+        v.update(
+            active_power_w=p_w,
+            apparent_power_va=s_va,
+            reactive_power_var=q_var,
+            power_factor=pf,
+            frequency_hz=FREQ + 0.02 * math.sin(t / 31),
+            voltage_v=v["voltage_l1_v"],
+            current_a=s_va / v["voltage_l1_v"],
+            demand_w=self.rated_kw * 1000 * shift_factor(t),
+            demand_max_w=self.rated_kw * 1000 * 0.8 + 3 * self.rated_kw * 15,
+        )
+        return v
+
+
+@dataclass
+class MeterState:
+    """A meter's counters, advanced by integrating the load between updates."""
+
+    load: FactoryLoad
+    t: float
+    energy_import_kwh: float = field(default=0.0)
+    reactive_import_kvarh: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        if not self.energy_import_kwh:
+            self.energy_import_kwh = 10_000 + 1_000 * _unit_random(self.load.seed, "kwh")
+            self.reactive_import_kvarh = self.energy_import_kwh * 0.45
+
+    def advance(self, t: float) -> dict[str, float]:
+        """Move to ``t`` (trapezoid on power) and return every quantity at ``t``."""
+        now = self.load.instant(t)
+        dt = t - self.t
+        if dt > 0:
+            before = self.load.instant(self.t)
+            self.energy_import_kwh += (before["active_power_w"] + now["active_power_w"]) / 2 * dt / 3.6e6
+            self.reactive_import_kvarh += (
+                (before["reactive_power_var"] + now["reactive_power_var"]) / 2 * dt / 3.6e6
+            )
+            self.t = t
+        now.update(
+            energy_import_kwh=self.energy_import_kwh,
+            energy_export_kwh=0.0,
+            energy_total_kwh=self.energy_import_kwh,
+            reactive_energy_import_kvarh=self.reactive_import_kvarh,
+            reactive_energy_export_kvarh=0.0,
+            reactive_energy_total_kvarh=self.reactive_import_kvarh,
+        )
+        return now
