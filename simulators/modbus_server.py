@@ -50,7 +50,7 @@ class SimulatedMeter:
         unit: int,
         profile: Profile,
         seed: int = 0,
-        rated_kw: float = 60.0,
+        rated_kw: float | None = None,
         clock: Callable[[], float] = time.time,
         refresh: float = 0.2,
     ) -> None:
@@ -58,6 +58,10 @@ class SimulatedMeter:
         self.profile = profile
         self.clock = clock
         self.refresh = refresh
+        if rated_kw is None:
+            # a three-phase feeder vs a single-phase circuit (~40 A at 127 V)
+            three_phase = any(p.quantity == "voltage_l2_v" for p in profile.points)
+            rated_kw = 60.0 if three_phase else 5.0
         self.state = MeterState(FactoryLoad(seed, rated_kw), clock())
         self.served: dict[str, float] = {}
         self.reads = 0

@@ -15,17 +15,16 @@ Rules it honours, from the profile's ``limits``:
 
 Worked example (a made-up map, ``max_registers=10``, no alignment)::
 
-    register:  0  1  2  3  4  5  6  7  8  9 10 11 12 13 14 15 16 17 18 19 20 21
-    values:   [a  a][b][   c   ][d  d]          [e  e][f  f]             [g  g]
-              |<------ request 1: 0..9 ------>|
-                                                |<- request 2: 12..15 ->|
-                                                                          |<-3: 20..21->|
+    register:  0  1  2  3  4  5  6  7  8  9 10 11 12 13 14 15 ... 24 25
+    values:   [a  a][b][   c   ][d  d]          [e  e][f  f]     [g  g]
+    requests: |<---- 1: 0..8 (9 regs) ---->|    |<-2: 12..15->|  |<3>|
 
-One request per value would take 7 requests. Reading 0..21 in one would exceed 10 registers.
-Here ``a``..``d`` (registers 0–8, with the hole at 9 not needed) fit in one request of 9,
-``e``+``f`` in one of 4, and ``g`` alone: 3 requests, 15 registers. The planner is a dynamic
-programme over the values sorted by address, exact for these rules; ``tests/unit/
-test_planner.py`` checks it against a brute-force search on random maps.
+One request per value would take 7 requests, and 0..25 in one would exceed 10 registers.
+``a``..``d`` fit in one request of 9 registers; ``e`` and ``f`` in one of 4; ``g`` is 12
+registers past ``e``, so 12..25 (14) is too long and it gets its own: 3 requests, 15
+registers. Had ``g`` sat at 20, 12..21 (10 registers) would have taken ``e``..``g`` at once.
+The planner is a dynamic programme over the values sorted by address, exact for these
+rules; ``tests/unit/test_planner.py`` checks it against a brute-force search on random maps.
 """
 
 from __future__ import annotations

@@ -1,0 +1,147 @@
+"""MQTT brokers on 127.0.0.1 for the demo, tests and benchmarks.
+
+* :class:`MosquittoProcess`: the real Mosquitto (Debian package), started on a free loopback
+  port with a config in a temp dir, stopped by PID. Tests and benchmarks use this one.
+* :class:`InProcessBroker`: amqtt in this process (the ``demo`` extra), for a demo on a machine
+  with nothing but Python. It speaks MQTT 3.1.1 only and has no shared subscriptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:g} s") from None
+            time.sleep(0.05)
+
+
+class MosquittoProcess:
+    """A private Mosquitto on ``127.0.0.1:port``; ``with MosquittoProcess() as b: b.port``."""
+
+    def __init__(self, port: int | None = None, extra_config: str = "") -> None:
+        self.port = port or free_port()
+        self.extra_config = extra_config
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return MosquittoProcess.binary() is not None
+
+    @staticmethod
+    def binary() -> str | None:
+        return shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+        )
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> MosquittoProcess:
+        binary = self.binary()
+        if binary is None:
+            raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
+        self._dir = tempfile.TemporaryDirectory(prefix="vatio-mosquitto-")
+        conf = Path(self._dir.name) / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "log_dest stderr\n"
+            "log_type error\n"
+            "max_queued_messages 100000\n"
+            "max_inflight_messages 100\n" + self.extra_config
+        )
+        conf.chmod(0o644)  # started as root, mosquitto drops to its own user
+        Path(self._dir.name).chmod(0o755)
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            wait_for_port("127.0.0.1", self.port)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash or power cut would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
+            self.proc = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> MosquittoProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class InProcessBroker:
+    """amqtt running in the current event loop on ``127.0.0.1:port``."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._broker: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        from amqtt.broker import Broker  # the demo extra; imported only when used
+
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            # an explicit plugin list replaces amqtt's defaults ($SYS every 20 s, loggers)
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                "allow_anonymous": True
+            }},
+        }  # fmt: skip
+        self._broker = Broker(config)
+        await self._broker.start()
+
+    async def stop(self) -> None:
+        if self._broker is not None:
+            with contextlib.suppress(Exception):
+                await self._broker.shutdown()
+            self._broker = None
