@@ -153,6 +153,8 @@ def _yaml_path(loc: Sequence[Any], data: Any) -> tuple[PathPart, ...]:
     path: list[PathPart] = []
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
+        if part == "[key]":
+            continue  # the error is about the key itself; the path already names it
         if isinstance(data, dict) and part not in data and not last:
             continue  # e.g. the 'modbus-tcp' branch of a discriminated union
         path.append(part)

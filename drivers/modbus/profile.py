@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from enum import Enum
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from drivers.modbus.register_codec import DataType, Order
 from drivers.vocabulary import UnknownQuantityError, check_quantity
@@ -38,6 +38,17 @@ MODBUS_MAX_READ_REGISTERS = 125  # FC3/FC4 limit of the protocol (Modbus Applica
 class RegisterType(str, Enum):
     INPUT = "input"  # function code 4, 3X registers
     HOLDING = "holding"  # function code 3, 4X registers
+
+
+def _known_quantity(name: str) -> str:
+    try:
+        check_quantity(name)
+    except UnknownQuantityError as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
+QuantityName = Annotated[str, AfterValidator(_known_quantity)]
 
 
 class _Strict(BaseModel):
@@ -63,6 +74,13 @@ class PointSpec(_Strict):
     offset: float = 0.0
 
 
+PointEntry = Annotated[
+    PointSpec,
+    # `voltage_v: 0x0000` is shorthand for `voltage_v: {address: 0x0000}`
+    BeforeValidator(lambda v: {"address": v} if isinstance(v, int) else v),
+]
+
+
 class Limits(_Strict):
     """What the device accepts in one request and between requests."""
 
@@ -81,17 +99,7 @@ class ProfileFile(_Strict):
     source: str = Field(min_length=1, description="where the register map comes from")
     defaults: Decoding = Decoding()
     limits: Limits = Limits()
-    registers: dict[str, int | PointSpec] = Field(min_length=1)
-
-    @field_validator("registers")
-    @classmethod
-    def _known_quantities(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in value:
-            try:
-                check_quantity(name)
-            except UnknownQuantityError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+    registers: dict[QuantityName, PointEntry] = Field(min_length=1)
 
 
 class Point(_Strict):
@@ -127,9 +135,7 @@ class Profile(_Strict):
         return iter(self.points)
 
 
-def _resolve(name: str, spec: int | PointSpec, defaults: Decoding) -> Point:
-    if isinstance(spec, int):
-        spec = PointSpec(address=spec)
+def _resolve(name: str, spec: PointSpec, defaults: Decoding) -> Point:
     return Point(
         quantity=name,
         address=spec.address,
