@@ -1,0 +1,117 @@
+"""Shared fixtures: a real Mosquitto on a free loopback port, MQTT capture, agent processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from simulators.brokers import MosquittoProcess
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[MosquittoProcess]:
+    if not MosquittoProcess.available():
+        pytest.fail("mosquitto is not installed: run ./scripts/test as root, or "
+                    "apt-get install mosquitto")  # fmt: skip
+    with MosquittoProcess() as broker:
+        yield broker
+
+
+class Capture:
+    """Subscribes to a topic filter (paho, background thread) and keeps every message."""
+
+    def __init__(self, port: int, topic: str = "vatio/#") -> None:
+        self.messages: list[tuple[str, dict[str, Any], bool]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"capture-{port}-{id(self)}")
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise TimeoutError("capture could not subscribe")
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, json.loads(msg.payload), bool(msg.retain)))
+
+    def where(self, predicate: Callable[[str, dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        with self._lock:
+            return [body for topic, body, _ in self.messages if predicate(topic, body)]
+
+    def on(self, suffix: str) -> list[dict[str, Any]]:
+        return self.where(lambda t, b: t.endswith(suffix))
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def capture_factory() -> Iterator[Callable[..., Capture]]:
+    made: list[Capture] = []
+
+    def make(port: int, topic: str = "vatio/#") -> Capture:
+        made.append(Capture(port, topic))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
+
+
+class AgentProcess:
+    """``vatio run -c FILE`` in a child process, as the service runs it."""
+
+    def __init__(self, config: Path) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.log = config.with_suffix(".log")
+        self._log_file = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "run", "-c", str(config)],
+            stdout=self._log_file, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_file.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def agent_factory() -> Iterator[Callable[[Path], AgentProcess]]:
+    made: list[AgentProcess] = []
+
+    def start(config: Path) -> AgentProcess:
+        made.append(AgentProcess(config))
+        return made[-1]
+
+    yield start
+    for a in made:
+        a.stop()

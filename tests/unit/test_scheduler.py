@@ -1,0 +1,124 @@
+"""Scheduler behaviour with fake drivers: wall-clock ticks, missed ticks, isolation, backoff."""
+
+import asyncio
+import time
+
+import pytest
+
+from agent.scheduler import BusWorker, ScheduledDevice, Scheduler, next_tick
+from drivers.reading import DeviceTimeout, PollResult
+
+
+class FakeDriver:
+    def __init__(self, name, delay=0.0, fail=False):
+        self.name = name
+        self.delay = delay
+        self.fail = fail
+        self.poll_times: list[float] = []
+
+    @property
+    def quantities(self):
+        return ["active_power_w"]
+
+    def describe(self):
+        return self.name
+
+    async def poll(self):
+        self.poll_times.append(time.time())
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail:
+            raise DeviceTimeout("no answer within 0.1 s")
+        return PollResult(self.name, self.poll_times[-1], {"active_power_w": 1.0})
+
+
+class Sink:
+    def __init__(self):
+        self.results: list[PollResult] = []
+        self.states: list[tuple[str, str, str]] = []
+
+    def readings(self, result):
+        self.results.append(result)
+
+    def device_state(self, device, state, reason):
+        self.states.append((device, state, reason))
+
+
+async def run_for(scheduler, seconds):
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(seconds)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_next_tick_is_aligned_to_the_wall_clock():
+    assert next_tick(1000.3, 1.0) == 1001.0
+    assert next_tick(1000.0, 1.0) == 1001.0
+    assert next_tick(1000.0, 900.0) == 1800.0  # 15-minute blocks at :00, :15 …
+
+
+async def test_ticks_are_aligned_and_do_not_drift():
+    drv = FakeDriver("m")
+    dev = ScheduledDevice(drv, interval=0.1, where="test")
+    await run_for(Scheduler([BusWorker("b", [dev], Sink())]), 2.05)
+    assert len(drv.poll_times) >= 18
+    for t in drv.poll_times:
+        phase = t % 0.1
+        assert min(phase, 0.1 - phase) < 0.03, f"poll at {t} is {phase:.3f} s off its tick"
+    assert dev.stats.missed_ticks == 0
+
+
+async def test_slow_poll_misses_ticks_without_queueing_them():
+    drv = FakeDriver("slow", delay=0.25)
+    dev = ScheduledDevice(drv, interval=0.1, where="test")
+    await run_for(Scheduler([BusWorker("b", [dev], Sink())]), 1.55)
+    # a poll every third tick (0.3 s); never a burst to catch up
+    assert 4 <= len(drv.poll_times) <= 6
+    gaps = [b - a for a, b in zip(drv.poll_times, drv.poll_times[1:], strict=False)]
+    assert min(gaps) > 0.25
+    assert dev.stats.missed_ticks >= 2 * (len(drv.poll_times) - 1)
+
+
+async def test_slow_device_never_delays_another_bus():
+    slow = ScheduledDevice(FakeDriver("slow", delay=0.7), interval=0.1, where="a")
+    fast_drv = FakeDriver("fast")
+    fast = ScheduledDevice(fast_drv, interval=0.1, where="b")
+    sink = Sink()
+    await run_for(Scheduler([BusWorker("a", [slow], sink), BusWorker("b", [fast], sink)]), 1.55)
+    assert fast.stats.missed_ticks == 0
+    assert len(fast_drv.poll_times) >= 14
+
+
+async def test_failing_device_reports_once_and_backs_off():
+    bad = FakeDriver("bad", fail=True)
+    good_drv = FakeDriver("good")
+    bad_dev = ScheduledDevice(bad, interval=0.05, where="bus 'b' unit 9")
+    good_dev = ScheduledDevice(good_drv, interval=0.05, where="bus 'b' unit 1")
+    sink = Sink()
+    await run_for(Scheduler([BusWorker("b", [bad_dev, good_dev], sink)]), 1.5)
+    failing = [s for s in sink.states if s[0] == "bad"]
+    assert failing[0][1] == "failing"
+    assert "no answer within 0.1 s" in failing[0][2] and "check the wiring" in failing[0][2]
+    assert len(failing) == 1  # one message per state change, not per poll
+    # backoff: far fewer attempts than ticks
+    assert len(bad.poll_times) < len(good_drv.poll_times) / 2
+    assert bad_dev.stats.backoff_skips > 0
+    # a failed poll still delivers a result, with nulls and the reason as quality
+    bad_results = [r for r in sink.results if r.device == "bad"]
+    assert bad_results[0].values == {"active_power_w": None}
+    assert bad_results[0].quality == {"active_power_w": "timeout"}
+
+
+async def test_recovery_is_reported():
+    drv = FakeDriver("m", fail=True)
+    dev = ScheduledDevice(drv, interval=0.05, where="x")
+    sink = Sink()
+    task = asyncio.create_task(Scheduler([BusWorker("b", [dev], sink)]).run())
+    await asyncio.sleep(0.12)
+    drv.fail = False
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [s[1] for s in sink.states] == ["failing", "online"]
