@@ -111,9 +111,12 @@ async def _run(loaded: LoadedConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     agent = Agent(loaded)
     log.info(
-        "vatio %s: site %s, %d device(s) on %d bus(es)", vatio_version(),
-        loaded.config.site, len(loaded.devices), len(agent.scheduler.workers),
-    )  # fmt: skip
+        "vatio %s: site %s, %d device(s) on %d bus(es)",
+        vatio_version(),
+        loaded.config.site,
+        len(loaded.devices),
+        len(agent.scheduler.workers),
+    )
     await agent.run(stop)
     return 0
 

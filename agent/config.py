@@ -204,10 +204,15 @@ def _substitute_env(
     def replace(m: re.Match[str]) -> str:
         value = os.environ.get(m.group(1), m.group(2))
         if value is None:
-            problems.append(doc.problem(path, (
-                f"environment variable {m.group(1)} is not set: set it (for the service, in "
-                f"/etc/vatio/vatio.env) or write ${{{m.group(1)}:-default}}"
-            )))  # fmt: skip
+            problems.append(
+                doc.problem(
+                    path,
+                    (
+                        f"environment variable {m.group(1)} is not set: set it (for the "
+                        f"service, in /etc/vatio/vatio.env) or write ${{{m.group(1)}:-default}}"
+                    ),
+                )
+            )
             return ""
         return value
 
@@ -228,17 +233,27 @@ def parse_config(doc: YamlDocument, base_dir: Path) -> LoadedConfig:
         here: tuple[PathPart, ...] = ("devices", name)
         bus = config.buses.get(dev.bus)
         if bus is None:
-            problems.append(doc.problem((*here, "bus"), (
-                f"unknown bus '{dev.bus}': define it under buses "
-                f"(defined: {', '.join(config.buses)})"
-            )))  # fmt: skip
+            problems.append(
+                doc.problem(
+                    (*here, "bus"),
+                    (
+                        f"unknown bus '{dev.bus}': define it under buses "
+                        f"(defined: {', '.join(config.buses)})"
+                    ),
+                )
+            )
         low, high = (1, 247) if isinstance(bus, RtuBusConfig) else (0, 255)
         if not low <= dev.unit <= high:
-            problems.append(doc.problem((*here, "unit"), (
-                f"unit id {dev.unit} is out of range {low}–{high}"
-                + (" for RS-485 (Modbus serial line)" if low == 1 else "")
-                + ": use the address set on the device (often 1)"
-            )))  # fmt: skip
+            problems.append(
+                doc.problem(
+                    (*here, "unit"),
+                    (
+                        f"unit id {dev.unit} is out of range {low}–{high}"
+                        + (" for RS-485 (Modbus serial line)" if low == 1 else "")
+                        + ": use the address set on the device (often 1)"
+                    ),
+                )
+            )
         try:
             profiles[name] = load_profile(dev.profile, base_dir)
         except ConfigError as exc:
@@ -257,5 +272,7 @@ def load_config(path: str | Path) -> LoadedConfig:
     return parse_config(load_yaml_file(path), path.resolve().parent)
 
 
-def parse_config_text(text: str, base_dir: Path | None = None, file: str = "<config>") -> LoadedConfig:
+def parse_config_text(
+    text: str, base_dir: Path | None = None, file: str = "<config>"
+) -> LoadedConfig:
     return parse_config(load_yaml_text(text, file), base_dir or Path.cwd())

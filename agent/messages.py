@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from drivers.reading import PollResult
-
 from agent.seqstore import SeqStore
+from drivers.reading import PollResult
 
 TOPIC_ROOT = "vatio/v1"
 Stream = Literal["telemetry", "metrics", "status", "events"]
@@ -29,9 +28,7 @@ def topic(site: str, device: str, stream: Stream) -> str:
 
 def rfc3339(ts: float) -> str:
     """``2026-11-23T15:04:05.123Z``."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def encode(payload: dict[str, Any]) -> bytes:
@@ -68,9 +65,7 @@ class MessageBuilder:
             body["quality"] = result.quality
         return Message(topic(self.site, result.device, "telemetry"), encode(body))
 
-    def status(
-        self, device: str, state: str, ts: float | None = None, **extra: Any
-    ) -> Message:
+    def status(self, device: str, state: str, ts: float | None = None, **extra: Any) -> Message:
         body = self._base(device, "status", time.time() if ts is None else ts)
         body["state"] = state
         body["agent"] = self.agent_id

@@ -16,16 +16,15 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from drivers.modbus.device import ModbusDevice
-from drivers.modbus.planner import plan_reads
-from drivers.modbus.transport import ModbusTransport, SerialLine, TcpEndpoint, read_wire_time
-from drivers.reading import PollResult
-
 from agent.config import LoadedConfig, RtuBusConfig, TcpBusConfig
 from agent.messages import Message, MessageBuilder
 from agent.outputs.mqtt import MqttOutput
 from agent.scheduler import BusWorker, ScheduledDevice, Scheduler
 from agent.seqstore import SeqStore
+from drivers.modbus.device import ModbusDevice
+from drivers.modbus.planner import plan_reads
+from drivers.modbus.transport import ModbusTransport, SerialLine, TcpEndpoint, read_wire_time
+from drivers.reading import PollResult
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,9 @@ def build_transport(name: str, loaded: LoadedConfig) -> ModbusTransport:
     return ModbusTransport(name, link, timeout=timing.timeout, retries=timing.retries)
 
 
-def build_scheduler(loaded: LoadedConfig, sink: _Pipeline) -> tuple[Scheduler, list[ModbusTransport]]:
+def build_scheduler(
+    loaded: LoadedConfig, sink: _Pipeline
+) -> tuple[Scheduler, list[ModbusTransport]]:
     workers = []
     transports = []
     for bus_name in loaded.config.buses:

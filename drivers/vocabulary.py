@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """How a quantity behaves over time: metrics treat counters and gauges differently."""
 
     GAUGE = "gauge"  # an instantaneous value (power, voltage)
@@ -32,8 +32,7 @@ class Quantity:
 
 def _phases(stem: str, unit: str, description: str, kind: Kind = Kind.GAUGE) -> list[Quantity]:
     return [
-        Quantity(f"{stem}_l{n}_{unit}", unit, kind, f"{description}, phase L{n}")
-        for n in (1, 2, 3)
+        Quantity(f"{stem}_l{n}_{unit}", unit, kind, f"{description}, phase L{n}") for n in (1, 2, 3)
     ]
 
 

@@ -58,20 +58,21 @@ class _StrictLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None,
+                None,
+                None,
                 f"duplicate key '{key}' (first at line {seen[key] + 1}); keep only one",
                 key_node.start_mark,
-            )  # fmt: skip
+            )
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
 
 _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -112,8 +113,8 @@ class YamlDocument:
 def load_yaml_text(text: str, file: str) -> YamlDocument:
     """Parse YAML strictly; a syntax error becomes a located :class:`ConfigError`."""
     try:
-        root = yaml.compose(text, Loader=_StrictLoader)  # noqa: S506 (safe loader subclass)
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506
+        root = yaml.compose(text, Loader=_StrictLoader)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -158,9 +159,14 @@ def _yaml_path(loc: Sequence[Any], data: Any) -> tuple[PathPart, ...]:
         if isinstance(data, dict) and part not in data and not last:
             continue  # e.g. the 'modbus-tcp' branch of a discriminated union
         path.append(part)
-        data = data.get(part) if isinstance(data, dict) else (
-            data[part] if isinstance(data, list) and isinstance(part, int) and part < len(data)
-            else None
+        data = (
+            data.get(part)
+            if isinstance(data, dict)
+            else (
+                data[part]
+                if isinstance(data, list) and isinstance(part, int) and part < len(data)
+                else None
+            )
         )
     return tuple(path)
 

@@ -33,7 +33,9 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:g} s") from None
+                raise TimeoutError(
+                    f"nothing listens on {host}:{port} after {timeout:g} s"
+                ) from None
             time.sleep(0.05)
 
 
@@ -133,10 +135,10 @@ class InProcessBroker:
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
             # an explicit plugin list replaces amqtt's defaults ($SYS every 20 s, loggers)
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {
-                "allow_anonymous": True
-            }},
-        }  # fmt: skip
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
         self._broker = Broker(config)
         await self._broker.start()
 

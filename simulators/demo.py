@@ -119,9 +119,11 @@ class LiveTable:
 
     def render(self) -> str:
         now = time.time()
-        head = f"{'device':<11} {'state':<8}" + "".join(
-            f" {c[0]:>{len(c[3].format(0.0))}}" for c in self.COLUMNS
-        ) + f" {'seq':>6} {'age':>6}"
+        head = (
+            f"{'device':<11} {'state':<8}"
+            + "".join(f" {c[0]:>{len(c[3].format(0.0))}}" for c in self.COLUMNS)
+            + f" {'seq':>6} {'age':>6}"
+        )
         lines = [
             f"Vatio demo · site {SITE} · broker {self.label} · "
             f"{time.strftime('%H:%M:%S')} · Ctrl-C to stop",

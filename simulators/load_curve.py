@@ -88,7 +88,9 @@ class FactoryLoad:
             v[f"power_factor_l{n}"] = pf
             v[f"phase_angle_l{n}_deg"] = angle
         for a, b in ((1, 2), (2, 3), (3, 1)):
-            v[f"voltage_l{a}_l{b}_v"] = math.sqrt(3) * (v[f"voltage_l{a}_v"] + v[f"voltage_l{b}_v"]) / 2
+            v[f"voltage_l{a}_l{b}_v"] = (
+                math.sqrt(3) * (v[f"voltage_l{a}_v"] + v[f"voltage_l{b}_v"]) / 2
+            )
         v["current_n_a"] = abs(v["current_l1_a"] - v["current_l3_a"])
         v.update(
             active_power_w=p_w,
@@ -124,7 +126,9 @@ class MeterState:
         dt = t - self.t
         if dt > 0:
             before = self.load.instant(self.t)
-            self.energy_import_kwh += (before["active_power_w"] + now["active_power_w"]) / 2 * dt / 3.6e6
+            self.energy_import_kwh += (
+                (before["active_power_w"] + now["active_power_w"]) / 2 * dt / 3.6e6
+            )
             self.reactive_import_kvarh += (
                 (before["reactive_power_var"] + now["reactive_power_var"]) / 2 * dt / 3.6e6
             )

@@ -106,8 +106,12 @@ class SimulatedMeter:
                 if p.register_type is register_type:
                     words = encode(
                         self.served[p.quantity],
-                        p.data_type, p.word_order, p.byte_order, p.scale, p.offset,
-                    )  # fmt: skip
+                        p.data_type,
+                        p.word_order,
+                        p.byte_order,
+                        p.scale,
+                        p.offset,
+                    )
                     offset = p.address - start_address
                     registers[offset : offset + p.width] = words
         return None
@@ -116,7 +120,9 @@ class SimulatedMeter:
 class ModbusTcpSimulator:
     """A Modbus/TCP server (a meter, or a gateway with several unit ids) on ``host:port``."""
 
-    def __init__(self, meters: list[SimulatedMeter], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, meters: list[SimulatedMeter], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.meters = meters
         self.host = host
         self.port = port

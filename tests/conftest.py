@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ from simulators.brokers import MosquittoProcess
 @pytest.fixture
 def mosquitto() -> Iterator[MosquittoProcess]:
     if not MosquittoProcess.available():
-        pytest.fail("mosquitto is not installed: run ./scripts/test as root, or "
-                    "apt-get install mosquitto")  # fmt: skip
+        pytest.fail(
+            "mosquitto is not installed: run ./scripts/test as root, or apt-get install mosquitto"
+        )
     with MosquittoProcess() as broker:
         yield broker
 
@@ -35,7 +35,9 @@ class Capture:
         self.messages: list[tuple[str, dict[str, Any], bool]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"capture-{port}-{id(self)}")
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"capture-{port}-{id(self)}"
+        )
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -82,8 +84,10 @@ class AgentProcess:
         self._log_file = self.log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent.cli", "run", "-c", str(config)],
-            stdout=self._log_file, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
     def output(self) -> str:
         return self.log.read_text()

@@ -99,8 +99,11 @@ class MqttOutput:
         if self.queue.dropped != before and self.queue.dropped % 1000 == 1:
             log.warning(
                 "MQTT queue full (%d messages) while %s is unreachable: dropping the oldest "
-                "(%d so far)", self.cfg.queue_size, self.where, self.queue.dropped,
-            )  # fmt: skip
+                "(%d so far)",
+                self.cfg.queue_size,
+                self.where,
+                self.queue.dropped,
+            )
 
     def _make_client(self) -> aiomqtt.Client:
         will = self._offline()
@@ -139,9 +142,16 @@ class MqttOutput:
                 err = group.exceptions[0]
                 self.stats.last_error = str(err)
                 level = logging.WARNING if self.stats.connected or backoff == 1 else logging.DEBUG
-                log.log(level, (
-                    "MQTT broker %s: %s; retrying in %.0f s (check that the broker runs, the "
-                    "URL and the credentials)"), self.where, err, backoff)  # fmt: skip
+                log.log(
+                    level,
+                    (
+                        "MQTT broker %s: %s; retrying in %.0f s (check that the broker runs, the "
+                        "URL and the credentials)"
+                    ),
+                    self.where,
+                    err,
+                    backoff,
+                )
             finally:
                 self._client = None
                 self.stats.connected = False
@@ -158,7 +168,9 @@ class MqttOutput:
                 self._idle.clear()
                 tasks.create_task(self._publish(client, msg, window))
 
-    async def _publish(self, client: aiomqtt.Client, msg: Message, window: asyncio.Semaphore) -> None:
+    async def _publish(
+        self, client: aiomqtt.Client, msg: Message, window: asyncio.Semaphore
+    ) -> None:
         try:
             await client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
             self.stats.published += 1

@@ -29,9 +29,7 @@ class ModbusDevice:
         self.profile = profile
         self.transport = transport
         self.plan: list[ReadRequest] = plan_reads(profile.points, profile.limits)
-        self._slots = [
-            [_Slot(p, p.address - req.start) for p in req.points] for req in self.plan
-        ]
+        self._slots = [[_Slot(p, p.address - req.start) for p in req.points] for req in self.plan]
         self._min_gap = profile.limits.min_gap_ms / 1000.0
 
     @property
@@ -78,8 +76,12 @@ class ModbusDevice:
                 try:
                     values[p.quantity] = decode(
                         regs[s.offset : s.offset + p.width],
-                        p.data_type, p.word_order, p.byte_order, p.scale, p.offset,
-                    )  # fmt: skip
+                        p.data_type,
+                        p.word_order,
+                        p.byte_order,
+                        p.scale,
+                        p.offset,
+                    )
                 except NotANumber:
                     values[p.quantity] = None
                     quality[p.quantity] = "nan"

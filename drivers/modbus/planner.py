@@ -100,13 +100,14 @@ def _plan_one_type(
                 best[i] = candidate
     if best[n][2] < 0:
         raise ValueError("no valid plan: a value is wider than limits.max_registers")
-    requests: list[ReadRequest] = []
+    plan: list[ReadRequest] = []
     i = n
     while i > 0:
         j = best[i][2]
         run = points[j:i]
-        start, count = _window(run, limits)  # type: ignore[misc]  # valid by construction
-        requests.append(ReadRequest(register_type, start, count, tuple(run)))
+        window = _window(run, limits)
+        assert window is not None  # the DP only keeps valid runs
+        plan.append(ReadRequest(register_type, window[0], window[1], tuple(run)))
         i = j
-    requests.reverse()
-    return requests
+    plan.reverse()
+    return plan

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Annotated
@@ -35,7 +35,7 @@ PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 MODBUS_MAX_READ_REGISTERS = 125  # FC3/FC4 limit of the protocol (Modbus Application Protocol §6.3)
 
 
-class RegisterType(str, Enum):
+class RegisterType(StrEnum):
     INPUT = "input"  # function code 4, 3X registers
     HOLDING = "holding"  # function code 3, 4X registers
 
@@ -159,16 +159,20 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
         if p.end > 0x10000:
             problems.append(doc.problem(("registers", p.quantity), "runs past address 0xFFFF"))
         if parsed.limits.even_start and p.address % 2:
-            problems.append(doc.problem(
-                ("registers", p.quantity),
-                f"address {p.address} is odd but limits.even_start is set; check the map",
-            ))  # fmt: skip
+            problems.append(
+                doc.problem(
+                    ("registers", p.quantity),
+                    f"address {p.address} is odd but limits.even_start is set; check the map",
+                )
+            )
         if p.width > parsed.limits.max_registers:
-            problems.append(doc.problem(
-                ("registers", p.quantity),
-                f"{p.data_type.value} needs {p.width} registers, more than "
-                f"limits.max_registers ({parsed.limits.max_registers})",
-            ))  # fmt: skip
+            problems.append(
+                doc.problem(
+                    ("registers", p.quantity),
+                    f"{p.data_type.value} needs {p.width} registers, more than "
+                    f"limits.max_registers ({parsed.limits.max_registers})",
+                )
+            )
     if problems:
         raise ConfigError(problems)
     return Profile(
@@ -207,6 +211,4 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
         return _load_path(PROFILE_DIR / f"{ref}.yaml", ref)
     close = difflib.get_close_matches(ref, builtin_profiles(), n=1)
     hint = f"did you mean '{close[0]}'?" if close else "or give the path of a profile .yaml file"
-    raise ValueError(
-        f"unknown profile '{ref}': {hint} (built-in: {', '.join(builtin_profiles())})"
-    )
+    raise ValueError(f"unknown profile '{ref}': {hint} (built-in: {', '.join(builtin_profiles())})")

@@ -8,7 +8,7 @@ for simulators). pymodbus knows only the word order (ABCD or CDAB), so a little 
 from __future__ import annotations
 
 import math
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pymodbus.client.mixin import ModbusClientMixin
@@ -18,7 +18,7 @@ DATATYPE = ModbusClientMixin.DATATYPE
 Order = Literal["big", "little"]
 
 
-class DataType(str, Enum):
+class DataType(StrEnum):
     U16 = "u16"
     I16 = "i16"
     U32 = "u32"
@@ -39,17 +39,26 @@ class DataType(str, Enum):
 
 
 _WIDTH = {
-    DataType.U16: 1, DataType.I16: 1,
-    DataType.U32: 2, DataType.I32: 2, DataType.F32: 2,
-    DataType.U64: 4, DataType.I64: 4, DataType.F64: 4,
-}  # fmt: skip
+    DataType.U16: 1,
+    DataType.I16: 1,
+    DataType.U32: 2,
+    DataType.I32: 2,
+    DataType.F32: 2,
+    DataType.U64: 4,
+    DataType.I64: 4,
+    DataType.F64: 4,
+}
 
 _PYMODBUS = {
-    DataType.U16: DATATYPE.UINT16, DataType.I16: DATATYPE.INT16,
-    DataType.U32: DATATYPE.UINT32, DataType.I32: DATATYPE.INT32,
-    DataType.U64: DATATYPE.UINT64, DataType.I64: DATATYPE.INT64,
-    DataType.F32: DATATYPE.FLOAT32, DataType.F64: DATATYPE.FLOAT64,
-}  # fmt: skip
+    DataType.U16: DATATYPE.UINT16,
+    DataType.I16: DATATYPE.INT16,
+    DataType.U32: DATATYPE.UINT32,
+    DataType.I32: DATATYPE.INT32,
+    DataType.U64: DATATYPE.UINT64,
+    DataType.I64: DATATYPE.INT64,
+    DataType.F32: DATATYPE.FLOAT32,
+    DataType.F64: DATATYPE.FLOAT64,
+}
 
 
 def swap_bytes(registers: list[int]) -> list[int]:

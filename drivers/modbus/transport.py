@@ -107,9 +107,7 @@ class ModbusTransport:
         # clients are made on first use: pymodbus needs a running event loop to build one
         self._size = 1 if isinstance(link, SerialLine) else link.max_connections
         self._clients: list[AsyncModbusTcpClient | AsyncModbusSerialClient] = []
-        self._idle: asyncio.Queue[AsyncModbusTcpClient | AsyncModbusSerialClient] = (
-            asyncio.Queue()
-        )
+        self._idle: asyncio.Queue[AsyncModbusTcpClient | AsyncModbusSerialClient] = asyncio.Queue()
         self._frame_gap = t35(link.baudrate) if isinstance(link, SerialLine) else 0.0
         self._quiet_until = 0.0  # monotonic time before which the serial line must stay silent
         self._last_end = 0.0
@@ -125,7 +123,6 @@ class ModbusTransport:
 
     def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         # reconnect_delay=0 turns pymodbus's background reconnect off: _ensure_connected owns it
-        common = {"timeout": self.timeout, "retries": self.retries, "reconnect_delay": 0}
         if isinstance(self.link, SerialLine):
             return AsyncModbusSerialClient(
                 self.link.port,
@@ -133,11 +130,21 @@ class ModbusTransport:
                 parity=self.link.parity,
                 stopbits=self.link.stopbits,
                 bytesize=self.link.bytesize,
-                **common,
+                timeout=self.timeout,
+                retries=self.retries,
+                reconnect_delay=0,
             )
-        return AsyncModbusTcpClient(self.link.host, port=self.link.port, **common)
+        return AsyncModbusTcpClient(
+            self.link.host,
+            port=self.link.port,
+            timeout=self.timeout,
+            retries=self.retries,
+            reconnect_delay=0,
+        )
 
-    async def _ensure_connected(self, client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
+    async def _ensure_connected(
+        self, client: AsyncModbusTcpClient | AsyncModbusSerialClient
+    ) -> None:
         if client.connected:
             return
         key = id(client)
@@ -215,7 +222,7 @@ class ModbusTransport:
                     code,
                     EXCEPTION_HINTS.get(code, ""),
                 )
-            registers: list[int] = rr.registers
+            registers = list(rr.registers)
             if len(registers) != count:
                 raise DeviceTimeout(f"short answer: {len(registers)} of {count} registers")
             return registers

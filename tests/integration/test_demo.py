@@ -13,12 +13,18 @@ from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
-ROW = re.compile(r"^(general|linea-1|oficinas|compresor)\s+online\s+(\d+\.\d+)\s+(\d+\.\d)\s+", re.M)
+ROW = re.compile(
+    r"^(general|linea-1|oficinas|compresor)\s+online\s+(\d+\.\d+)\s+(\d+\.\d)\s+", re.M
+)
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent.cli", "demo", "--duration", "6", *args],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", "demo", "--duration", "6", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def last_table(stdout: str) -> str:
@@ -51,8 +57,9 @@ def test_demo_rejects_a_bad_url():
     assert res.stderr.strip() == "error: --mqtt localhost:1883: write mqtt://HOST:PORT"
 
 
-async def test_simulate_serves_a_config_that_run_then_polls(tmp_path, mosquitto, capture_factory,
-                                                           agent_factory):  # fmt: skip
+async def test_simulate_serves_a_config_that_run_then_polls(
+    tmp_path, mosquitto, capture_factory, agent_factory
+):
     p1, p2 = free_port(), free_port()
     cfg = tmp_path / "plant.yaml"
     cfg.write_text(
@@ -65,8 +72,12 @@ async def test_simulate_serves_a_config_that_run_then_polls(tmp_path, mosquitto,
         "  m3: {bus: b, unit: 1, profile: eastron_sdm630, interval: 500ms}\n"
         f"outputs:\n  mqtt: {{url: '{mosquitto.url}'}}\n"
     )
-    sim = subprocess.Popen([sys.executable, "-m", "agent.cli", "simulate", "-c", str(cfg)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "simulate", "-c", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         cap = capture_factory(mosquitto.port)
         agent_factory(cfg)
@@ -88,8 +99,12 @@ def test_simulate_refuses_a_non_loopback_host(tmp_path):
         "site: plant\nbuses:\n  a: {type: modbus-tcp, host: 192.0.2.10, port: 502}\n"
         "devices:\n  m1: {bus: a, unit: 1, profile: eastron_sdm630}\n"
     )
-    res = subprocess.run([sys.executable, "-m", "agent.cli", "simulate", "-c", str(cfg),
-                          "--duration", "1"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "simulate", "-c", str(cfg), "--duration", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 1
     assert "host 192.0.2.10 is not a loopback address" in res.stderr
     assert "Traceback" not in res.stderr

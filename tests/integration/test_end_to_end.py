@@ -56,8 +56,9 @@ def expected_on_wire(profile, served: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def write_config(tmp_path: Path, buses: dict[str, int], devices: list[tuple], mqtt_port: int,
-                 extra: str = "") -> Path:  # fmt: skip
+def write_config(
+    tmp_path: Path, buses: dict[str, int], devices: list[tuple], mqtt_port: int, extra: str = ""
+) -> Path:
     bus_yaml = "".join(
         f"  {b}: {{type: modbus-tcp, host: 127.0.0.1, port: {p}}}\n" for b, p in buses.items()
     )
@@ -89,18 +90,28 @@ async def test_telemetry_for_every_device_matches_what_the_simulators_serve(
     sims = [ModbusTcpSimulator(gateway), ModbusTcpSimulator(solo)]
     ports = [await s.start() for s in sims]
     try:
-        cfg = write_config(tmp_path, {"gw": ports[0], "solo": ports[1]}, [
-            ("sdm630", "gw", 1, "eastron_sdm630", "500ms"),
-            ("sdm120", "gw", 2, "eastron_sdm120", "500ms"),
-            ("mixed", "gw", 3, "mixed.yaml", "500ms"),
-            ("compresor", "solo", 1, "eastron_sdm630", "500ms"),
-        ], mosquitto.port)  # fmt: skip
+        cfg = write_config(
+            tmp_path,
+            {"gw": ports[0], "solo": ports[1]},
+            [
+                ("sdm630", "gw", 1, "eastron_sdm630", "500ms"),
+                ("sdm120", "gw", 2, "eastron_sdm120", "500ms"),
+                ("mixed", "gw", 3, "mixed.yaml", "500ms"),
+                ("compresor", "solo", 1, "eastron_sdm630", "500ms"),
+            ],
+            mosquitto.port,
+        )
         cap = capture_factory(mosquitto.port)
         agent = agent_factory(cfg)
-        names = {"sdm630": gateway[0], "sdm120": gateway[1], "mixed": gateway[2],
-                 "compresor": solo[0]}  # fmt: skip
-        await wait_until(lambda: all(cap.on(f"/{n}/telemetry") for n in names), 20,
-                         "telemetry from every device")  # fmt: skip
+        names = {
+            "sdm630": gateway[0],
+            "sdm120": gateway[1],
+            "mixed": gateway[2],
+            "compresor": solo[0],
+        }
+        await wait_until(
+            lambda: all(cap.on(f"/{n}/telemetry") for n in names), 20, "telemetry from every device"
+        )
         for name, meter in names.items():
             body = cap.on(f"/{name}/telemetry")[-1]
             assert body["site"] == "test-site" and body["device"] == name
@@ -117,8 +128,11 @@ async def test_telemetry_for_every_device_matches_what_the_simulators_serve(
 
         # killed without a chance to say goodbye: the broker publishes the last will
         agent.kill()
-        await wait_until(lambda: cap.on("/gw-test/status")[-1]["state"] == "offline", 15,
-                         "offline status after SIGKILL")  # fmt: skip
+        await wait_until(
+            lambda: cap.on("/gw-test/status")[-1]["state"] == "offline",
+            15,
+            "offline status after SIGKILL",
+        )
         late = capture_factory(mosquitto.port)  # a newcomer sees the retained state
         await wait_until(lambda: late.on("/gw-test/status"), 5, "retained status")
         assert late.on("/gw-test/status")[-1]["state"] == "offline"
@@ -133,8 +147,9 @@ async def test_clean_stop_publishes_offline_and_resumes_seq(
     sim = ModbusTcpSimulator([SimulatedMeter(1, load_profile("eastron_sdm120"))])
     port = await sim.start()
     try:
-        cfg = write_config(tmp_path, {"b": port}, [("m", "b", 1, "eastron_sdm120", "200ms")],
-                           mosquitto.port)  # fmt: skip
+        cfg = write_config(
+            tmp_path, {"b": port}, [("m", "b", 1, "eastron_sdm120", "200ms")], mosquitto.port
+        )
         cap = capture_factory(mosquitto.port)
         agent = agent_factory(cfg)
         await wait_until(lambda: len(cap.on("/m/telemetry")) >= 3, 20, "three readings")
@@ -154,8 +169,9 @@ async def test_unreachable_broker_then_broker_appears(tmp_path, capture_factory,
     modbus_port = await sim.start()
     mqtt_port = free_port()
     try:
-        cfg = write_config(tmp_path, {"b": modbus_port}, [("m", "b", 1, "eastron_sdm120", "1s")],
-                           mqtt_port)  # fmt: skip
+        cfg = write_config(
+            tmp_path, {"b": modbus_port}, [("m", "b", 1, "eastron_sdm120", "1s")], mqtt_port
+        )
         agent = agent_factory(cfg)
         await wait_until(lambda: "retrying in" in agent.output(), 15, "a broker warning")
         out = agent.output()
@@ -166,8 +182,11 @@ async def test_unreachable_broker_then_broker_appears(tmp_path, capture_factory,
         with MosquittoProcess(port=mqtt_port) as broker:
             cap = capture_factory(broker.port)
             # readings taken while the broker was away arrive after it appears
-            await wait_until(lambda: any(b["seq"] == 1 for b in cap.on("/m/telemetry")), 90,
-                             "the first reading, queued while the broker was down")  # fmt: skip
+            await wait_until(
+                lambda: any(b["seq"] == 1 for b in cap.on("/m/telemetry")),
+                90,
+                "the first reading, queued while the broker was down",
+            )
         assert agent.proc.poll() is None
     finally:
         await sim.stop()
@@ -203,12 +222,17 @@ async def test_devices_that_do_not_answer_do_not_stop_the_others(
     silent = SilentServer()
     silent_port = await silent.start()
     try:
-        cfg = write_config(tmp_path, {"gw": port, "hung": silent_port, "nothing": free_port()}, [
-            ("ok", "gw", 1, "eastron_sdm630", "500ms"),
-            ("wrong-id", "gw", 9, "eastron_sdm630", "500ms"),
-            ("silent", "hung", 1, "eastron_sdm630", "500ms"),
-            ("unplugged", "nothing", 1, "eastron_sdm630", "500ms"),
-        ], mosquitto.port)  # fmt: skip
+        cfg = write_config(
+            tmp_path,
+            {"gw": port, "hung": silent_port, "nothing": free_port()},
+            [
+                ("ok", "gw", 1, "eastron_sdm630", "500ms"),
+                ("wrong-id", "gw", 9, "eastron_sdm630", "500ms"),
+                ("silent", "hung", 1, "eastron_sdm630", "500ms"),
+                ("unplugged", "nothing", 1, "eastron_sdm630", "500ms"),
+            ],
+            mosquitto.port,
+        )
         cap = capture_factory(mosquitto.port)
         agent = agent_factory(cfg)
         await wait_until(lambda: len(cap.on("/ok/telemetry")) >= 8, 30, "healthy readings")

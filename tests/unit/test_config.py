@@ -55,8 +55,10 @@ def test_unknown_bus_and_unknown_key_and_bad_duration_all_reported():
     text = text.replace("interval: 1s", "interval: fast")
     out = problems(text)
     assert any("devices.general.interval: 'fast' is not a duration" in p for p in out)
-    assert any("devices.oficinas.intervl: unknown key 'intervl': did you mean 'interval'?" in p
-               for p in out)  # fmt: skip
+    assert any(
+        "devices.oficinas.intervl: unknown key 'intervl': did you mean 'interval'?" in p
+        for p in out
+    )
 
 
 def test_cross_reference_errors():
@@ -80,9 +82,11 @@ def test_yaml_syntax_error_has_a_line():
 
 def test_env_substitution(monkeypatch):
     monkeypatch.setenv("VATIO_TEST_PASS", "s3cret")
-    text = GOOD.replace('mqtt: {url: "mqtt://127.0.0.1:1883"}',
-                        'mqtt: {url: "mqtt://127.0.0.1:1883", password: "${VATIO_TEST_PASS}",'
-                        ' username: "${VATIO_TEST_USER:-plant}"}')  # fmt: skip
+    text = GOOD.replace(
+        'mqtt: {url: "mqtt://127.0.0.1:1883"}',
+        'mqtt: {url: "mqtt://127.0.0.1:1883", password: "${VATIO_TEST_PASS}",'
+        ' username: "${VATIO_TEST_USER:-plant}"}',
+    )
     mqtt = parse_config_text(text).config.outputs.mqtt
     assert mqtt.password.get_secret_value() == "s3cret"
     assert mqtt.username == "plant"
@@ -91,22 +95,26 @@ def test_env_substitution(monkeypatch):
 
 def test_missing_env_var_is_an_error(monkeypatch):
     monkeypatch.delenv("VATIO_NOPE", raising=False)
-    text = GOOD.replace('mqtt: {url: "mqtt://127.0.0.1:1883"}',
-                        'mqtt: {url: "mqtt://127.0.0.1:1883", password: "${VATIO_NOPE}"}')
+    text = GOOD.replace(
+        'mqtt: {url: "mqtt://127.0.0.1:1883"}',
+        'mqtt: {url: "mqtt://127.0.0.1:1883", password: "${VATIO_NOPE}"}',
+    )
     out = problems(text)
     assert "outputs.mqtt.password: environment variable VATIO_NOPE is not set" in out[0]
 
 
 def test_bad_names_and_bus_types():
     text = GOOD.replace("site: planta-norte", "site: planta norte").replace(
-        "type: modbus-rtu", "type: modbus-udp")
+        "type: modbus-rtu", "type: modbus-udp"
+    )
     out = problems(text)
     assert any("site: 'planta norte' is not a valid name" in p for p in out)
     assert any("buses.rs485: 'modbus-udp' is not a known type" in p for p in out)
 
 
-@pytest.mark.parametrize("text,seconds", [("500ms", 0.5), ("2s", 2), ("15m", 900), ("1h", 3600),
-                                          (3, 3.0), ("1.5", 1.5)])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,seconds", [("500ms", 0.5), ("2s", 2), ("15m", 900), ("1h", 3600), (3, 3.0), ("1.5", 1.5)]
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -128,10 +136,15 @@ def test_profile_file_errors_are_located_in_the_profile(tmp_path: Path):
     assert out[0] == "f.yaml:7: devices.general.profile: the profile file has errors:"
     profile_file = str(tmp_path / "meter.yaml")
     assert len(out) == 3
-    assert any(p.startswith(f"{profile_file}:6: registers.current_a.register_type: 'coil' "
-                            "is not allowed") for p in out)  # fmt: skip
-    assert any(":7: registers.active_powr_w: unknown quantity 'active_powr_w': did you mean active_power_w" in p
-               for p in out)  # fmt: skip
+    assert any(
+        p.startswith(f"{profile_file}:6: registers.current_a.register_type: 'coil' is not allowed")
+        for p in out
+    )
+    assert any(
+        ":7: registers.active_powr_w: unknown quantity 'active_powr_w': did you mean active_power_w"
+        in p
+        for p in out
+    )
 
 
 def test_missing_config_file():
@@ -141,8 +154,13 @@ def test_missing_config_file():
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
 
 
 def test_check_prints_plan(tmp_path: Path):
@@ -151,8 +169,10 @@ def test_check_prints_plan(tmp_path: Path):
     res = run_cli("check", "-c", str(path))
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"ok: {path}")
-    assert "general: every 1 s, Eastron SDM630 unit 1 on 'tablero': 38 values in 4 request(s)" \
-        in res.stdout  # fmt: skip
+    assert (
+        "general: every 1 s, Eastron SDM630 unit 1 on 'tablero': 38 values in 4 request(s)"
+        in res.stdout
+    )
     assert "schedule needs" in res.stdout  # serial line load estimate
 
 
@@ -167,8 +187,9 @@ def test_check_reports_every_error_without_traceback(tmp_path: Path):
 
 
 def test_check_warns_when_a_serial_schedule_cannot_fit(tmp_path: Path):
-    text = GOOD.replace("baudrate: 9600", "baudrate: 1200").replace("interval: 15m",
-                                                                   "interval: 500ms")
+    text = GOOD.replace("baudrate: 9600", "baudrate: 1200").replace(
+        "interval: 15m", "interval: 500ms"
+    )
     path = tmp_path / "vatio.yaml"
     path.write_text(text)
     res = run_cli("check", "-c", str(path))

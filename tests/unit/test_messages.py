@@ -14,16 +14,23 @@ def test_topic_and_timestamp_format():
 
 def test_telemetry_payload(tmp_path):
     builder = MessageBuilder("planta", "gw-01", SeqStore(tmp_path / "seq.sqlite"))
-    result = PollResult("general", 1795447045.0, {"active_power_w": 1500.5, "frequency_hz": None},
-                        {"frequency_hz": "timeout"})  # fmt: skip
+    result = PollResult(
+        "general",
+        1795447045.0,
+        {"active_power_w": 1500.5, "frequency_hz": None},
+        {"frequency_hz": "timeout"},
+    )
     msg = builder.telemetry(result)
     assert msg.topic == "vatio/v1/planta/general/telemetry"
     assert not msg.retain
     assert json.loads(msg.payload) == {
-        "ts": "2026-11-23T15:17:25.000Z", "seq": 1, "site": "planta", "device": "general",
+        "ts": "2026-11-23T15:17:25.000Z",
+        "seq": 1,
+        "site": "planta",
+        "device": "general",
         "values": {"active_power_w": 1500.5, "frequency_hz": None},
         "quality": {"frequency_hz": "timeout"},
-    }  # fmt: skip
+    }
     assert json.loads(builder.telemetry(result).payload)["seq"] == 2
 
 

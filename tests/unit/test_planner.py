@@ -15,9 +15,13 @@ WIDTH_TYPE = {1: DataType.U16, 2: DataType.F32, 4: DataType.F64}
 
 def pt(name, address, width=2, register_type=RegisterType.INPUT):
     return Point(
-        quantity=name, address=address, register_type=register_type,
-        data_type=WIDTH_TYPE[width], word_order="big", byte_order="big",
-    )  # fmt: skip
+        quantity=name,
+        address=address,
+        register_type=register_type,
+        data_type=WIDTH_TYPE[width],
+        word_order="big",
+        byte_order="big",
+    )
 
 
 def assert_valid(plan, points, limits):
@@ -35,8 +39,15 @@ def assert_valid(plan, points, limits):
 
 
 def test_docstring_example():
-    points = [pt("a", 0), pt("b", 2, 1), pt("c", 3, 4), pt("d", 7), pt("e", 12), pt("f", 14),
-              pt("g", 24)]  # fmt: skip
+    points = [
+        pt("a", 0),
+        pt("b", 2, 1),
+        pt("c", 3, 4),
+        pt("d", 7),
+        pt("e", 12),
+        pt("f", 14),
+        pt("g", 24),
+    ]
     limits = Limits(max_registers=10)
     plan = plan_reads(points, limits)
     assert [(r.start, r.count) for r in plan] == [(0, 9), (12, 4), (24, 2)]
@@ -105,8 +116,10 @@ def test_input_and_holding_never_share_a_request():
 def test_fewest_registers_among_fewest_requests():
     # three requests are needed either way; reading 0..41 and 52..87 costs fewer registers
     # than a greedy 0..79 + 80..87 split would (SDM630's first block)
-    plan = plan_reads(load_profile("eastron_sdm630").points, Limits(max_registers=80,
-                      even_start=True, even_count=True))  # fmt: skip
+    plan = plan_reads(
+        load_profile("eastron_sdm630").points,
+        Limits(max_registers=80, even_start=True, even_count=True),
+    )
     assert [(r.start, r.count) for r in plan][:2] == [(0, 42), (52, 36)]
 
 

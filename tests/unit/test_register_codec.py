@@ -52,10 +52,13 @@ def test_nan_is_refused():
 
 
 int_types = {
-    DataType.U16: (0, 2**16 - 1), DataType.I16: (-(2**15), 2**15 - 1),
-    DataType.U32: (0, 2**32 - 1), DataType.I32: (-(2**31), 2**31 - 1),
-    DataType.U64: (0, 2**53), DataType.I64: (-(2**53), 2**53),
-}  # fmt: skip
+    DataType.U16: (0, 2**16 - 1),
+    DataType.I16: (-(2**15), 2**15 - 1),
+    DataType.U32: (0, 2**32 - 1),
+    DataType.I32: (-(2**31), 2**31 - 1),
+    DataType.U64: (0, 2**53),
+    DataType.I64: (-(2**53), 2**53),
+}
 orders = st.sampled_from(["big", "little"])
 
 
