@@ -110,6 +110,11 @@ async def _run(loaded: LoadedConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     agent = Agent(loaded)
+    # `kill -USR1 <pid>` logs the counters without stopping (benchmarks, field checks)
+    loop.add_signal_handler(
+        signal.SIGUSR1,
+        lambda: log.info("stats: %s", " ".join(f"{k}={v}" for k, v in agent.stats().items())),
+    )
     log.info(
         "vatio %s: site %s, %d device(s) on %d bus(es)",
         vatio_version(),

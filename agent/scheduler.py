@@ -78,6 +78,7 @@ class BusWorker:
         self.devices = devices
         self.sink = sink
         self.clock = clock
+        self.stopping = False
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -88,7 +89,10 @@ class BusWorker:
         interval = dev.interval
         tick = next_tick(self.clock(), interval)
         skip_until = 0.0
-        while True:
+        # The flag, not only cancellation, ends the loop: Python 3.11's wait_for (inside
+        # pymodbus) can swallow a cancel that races a reply (gh-86296), and a loop that
+        # missed its cancel must still stop at its next tick.
+        while not self.stopping:
             delay = tick - self.clock()
             if delay > interval + 1.0:
                 # the wall clock stepped back: re-align instead of sleeping through it
@@ -156,6 +160,11 @@ class Scheduler:
     @property
     def devices(self) -> list[ScheduledDevice]:
         return [d for w in self.workers for d in w.devices]
+
+    def stop(self) -> None:
+        """Ask every device loop to end at its next tick (see BusWorker._device_loop)."""
+        for w in self.workers:
+            w.stopping = True
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:

@@ -122,3 +122,32 @@ async def test_recovery_is_reported():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert [s[1] for s in sink.states] == ["failing", "online"]
+
+
+class SwallowsCancel(FakeDriver):
+    """A poll that loses its cancellation, as 3.11's wait_for can inside pymodbus."""
+
+    swallow = True
+
+    async def poll(self):
+        try:
+            await asyncio.sleep(1.0)  # long enough that the cancel always lands in here
+        except asyncio.CancelledError:
+            if not self.swallow:
+                raise
+        return PollResult(self.name, time.time(), {"active_power_w": 1.0})
+
+
+async def test_stop_ends_polling_even_when_a_poll_swallows_its_cancel():
+    dev = ScheduledDevice(SwallowsCancel("m"), interval=0.1, where="x")
+    scheduler = Scheduler([BusWorker("b", [dev], Sink())])
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.33)
+    scheduler.stop()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=1.0)
+    if task not in done:  # let the test fail without hanging the suite
+        dev.driver.swallow = False
+        task.cancel()
+        await asyncio.wait([task], timeout=2.0)
+    assert task in done

@@ -1,0 +1,81 @@
+"""The baseline for bench/pipeline: a bare pymodbus + paho-mqtt loop doing the same reads.
+
+It polls every meter once per second with the same planned requests as the agent, decodes
+the floats, and publishes one JSON message per poll at QoS 1. It keeps no state and checks
+nothing: no config validation, no quality flags, no sequence numbers, no reconnects.
+
+    python -m bench.baseline_loop --mqtt-port P --ports 5020,5021,...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import signal
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from pymodbus.client import AsyncModbusTcpClient
+
+from drivers.modbus.planner import plan_reads
+from drivers.modbus.profile import RegisterType, load_profile
+
+F32 = AsyncModbusTcpClient.DATATYPE.FLOAT32
+
+
+async def meter_loop(port: int, plan, pub: mqtt.Client, stats: dict[str, int]) -> None:
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0)
+    await client.connect()
+    topic = f"bench/meter-{port}/telemetry"
+    tick = math.floor(time.time()) + 1.0
+    while True:
+        await asyncio.sleep(max(tick - time.time(), 0))
+        values = {}
+        for req in plan:
+            read = (client.read_input_registers if req.register_type is RegisterType.INPUT
+                    else client.read_holding_registers)
+            rr = await read(req.start, count=req.count, device_id=1)
+            for p in req.points:
+                off = p.address - req.start
+                values[p.quantity] = client.convert_from_registers(rr.registers[off:off + 2], F32)
+        pub.publish(topic, json.dumps({"ts": time.time(), "values": values}), qos=1)
+        stats["polls"] += 1
+        now = time.time()
+        tick += 1.0
+        if now >= tick:
+            missed = math.floor(now - tick) + 1
+            stats["missed_ticks"] += missed
+            tick += missed
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mqtt-port", type=int, required=True)
+    ap.add_argument("--ports", required=True)
+    args = ap.parse_args()
+    profile = load_profile("eastron_sdm630")
+    plan = plan_reads(profile.points, profile.limits)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-baseline")
+    pub.max_inflight_messages_set(100)
+    pub.max_queued_messages_set(0)
+    pub.connect("127.0.0.1", args.mqtt_port)
+    pub.loop_start()
+    stats = {"polls": 0, "missed_ticks": 0}
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, lambda: print(f"stats: {json.dumps(stats)}",
+                                                          flush=True))
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    tasks = [asyncio.create_task(meter_loop(int(p), plan, pub, stats))
+             for p in args.ports.split(",")]
+    await stop.wait()
+    for t in tasks:
+        t.cancel()
+    pub.loop_stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,225 @@
+"""bench/pipeline: N simulated meters at 1 Hz through the whole path to a local Mosquitto.
+
+    python -m bench.pipeline                      # N = 10, 100, 500; 60 s each
+    python -m bench.pipeline --sizes 100 --duration 20
+
+For each N, side by side in one run:
+
+* agent: ``vatio run`` (a child process) polls N Eastron SDM630 simulators (each its own
+  Modbus/TCP endpoint, served by two ``vatio simulate`` processes) every second and
+  publishes telemetry to Mosquitto;
+* baseline: ``bench/baseline_loop.py``, a bare pymodbus + paho loop doing the same reads.
+
+A subscriber counts the telemetry that reaches the broker. Printed per run: readings (polls)
+delivered per CPU-second of the polling process, missed ticks, peak RSS (VmHWM), and the
+agent/baseline ratio of readings per CPU-second. The first ``--warmup`` seconds are not
+measured. Everything binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psutil
+from paho.mqtt.enums import CallbackAPIVersion
+
+from simulators.brokers import MosquittoProcess, free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Counter:
+    """Counts telemetry messages on the broker (paho, its own thread)."""
+
+    def __init__(self, port: int) -> None:
+        self.count = 0
+        self.nulls = 0
+        self._lock = threading.Lock()
+        ready = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-counter")
+        self.client.on_connect = lambda c, *a: c.subscribe([("vatio/#", 0), ("bench/#", 0)])
+        self.client.on_subscribe = lambda *a: ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        ready.wait(10)
+
+    def _on_message(self, client: object, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/telemetry"):
+            with self._lock:
+                self.count += 1
+                if b"null" in msg.payload:
+                    self.nulls += 1
+
+    def read(self) -> tuple[int, int]:
+        with self._lock:
+            return self.count, self.nulls
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@dataclass
+class Result:
+    name: str
+    delivered: int
+    nulls: int
+    cpu_s: float
+    missed: int
+    peak_rss_mib: float
+    sim_cpu_s: float
+
+    @property
+    def per_cpu_s(self) -> float:
+        return self.delivered / self.cpu_s if self.cpu_s else 0.0
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def missed_from(log: Path, marker: str = "stats: ") -> list[int]:
+    """missed_ticks from every `stats:` line the process printed (agent or baseline)."""
+    text = log.read_text()
+    return [int(m) for m in re.findall(r'missed_ticks"?[=:] ?(\d+)', text.split(marker, 1)[-1])
+            ] if marker in text else []
+
+
+def measure(name: str, cmd: list[str], counter: Counter, sims: list[psutil.Process],
+            warmup: float, duration: float, log: Path) -> Result:
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    ps = psutil.Process(proc.pid)
+    time.sleep(warmup)
+    proc.send_signal(signal.SIGUSR1)
+    c0, n0 = counter.read()
+    cpu0 = cpu_seconds(ps)
+    sim0 = sum(cpu_seconds(s) for s in sims)
+    time.sleep(duration)
+    proc.send_signal(signal.SIGUSR1)
+    c1, n1 = counter.read()
+    cpu1 = cpu_seconds(ps)
+    sim1 = sum(cpu_seconds(s) for s in sims)
+    hwm = peak_rss_mib(proc.pid)
+    time.sleep(0.5)
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        print(f"warning: {name} did not stop within 30 s of SIGTERM; killed", file=sys.stderr)
+        proc.kill()
+        proc.wait()
+    print(log.read_text()[-1500:], file=sys.stderr)
+    missed = missed_from(log)
+    window_missed = missed[-1] - missed[0] if len(missed) >= 2 else -1
+    return Result(name, c1 - c0, n1 - n0, cpu1 - cpu0, window_missed, hwm, sim1 - sim0)
+
+
+def run_size(n: int, warmup: float, duration: float, workdir: Path) -> list[Result]:
+    ports: list[int] = []
+    while len(ports) < n:  # distinct ports (the OS may hand one out twice)
+        if (p := free_port()) not in ports:
+            ports.append(p)
+    with MosquittoProcess() as broker:
+        bus_lines = [f"  m{i}: {{type: modbus-tcp, host: 127.0.0.1, port: {p}}}\n"
+                     for i, p in enumerate(ports)]
+        dev_lines = [f"  m{i}: {{bus: m{i}, unit: 1, profile: eastron_sdm630, interval: 1s}}\n"
+                     for i in range(n)]
+
+        def config(name: str, idx: range) -> Path:
+            path = workdir / f"{name}-{n}.yaml"
+            path.write_text(
+                f"site: bench\nagent_id: bench-{n}\nstate_dir: {workdir / f'state-{n}'}\n"
+                "buses:\n" + "".join(bus_lines[i] for i in idx)
+                + "devices:\n" + "".join(dev_lines[i] for i in idx)
+                + f"outputs:\n  mqtt: {{url: '{broker.url}', queue_size: 100000}}\n"
+            )
+            return path
+
+        agent_cfg = config("agent", range(n))
+        halves = [range(0, n, 2), range(1, n, 2)]
+        sim_procs = []
+        for k, idx in enumerate(halves):
+            if len(idx):
+                cfg = config(f"sim{k}", idx)
+                with (workdir / f"sim{k}-{n}.log").open("w") as out:
+                    sim_procs.append(subprocess.Popen(
+                        [sys.executable, "-m", "agent.cli", "simulate", "-c", str(cfg)],
+                        stdout=out, stderr=subprocess.STDOUT, cwd=ROOT))
+        try:
+            for p in ports:
+                wait_for_port("127.0.0.1", p, 60)
+        except TimeoutError:
+            for k in range(len(sim_procs)):
+                print((workdir / f"sim{k}-{n}.log").read_text()[-3000:], file=sys.stderr)
+            raise
+        sims = [psutil.Process(p.pid) for p in sim_procs]
+        counter = Counter(broker.port)
+        try:
+            agent = measure("agent", [sys.executable, "-m", "agent.cli", "run", "-c",
+                                      str(agent_cfg)], counter, sims, warmup, duration,
+                            workdir / f"agent-{n}.log")
+            baseline = measure("baseline", [sys.executable, "-m", "bench.baseline_loop",
+                                            "--mqtt-port", str(broker.port),
+                                            "--ports", ",".join(map(str, ports))],
+                               counter, sims, warmup, duration, workdir / f"baseline-{n}.log")
+        finally:
+            counter.close()
+            for p in sim_procs:
+                p.terminate()
+                p.wait(30)
+    return [agent, baseline]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="10,100,500")
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--warmup", type=float, default=6.0)
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 500 meters: >1000 sockets
+    print(f"bench/pipeline: {args.duration:g} s per run after {args.warmup:g} s warm-up, "
+          f"1 Hz, Eastron SDM630 profile (4 requests per poll); {os.cpu_count()} CPUs")
+    header = (f"{'N':>4} {'process':<9} {'delivered':>9} {'expected':>8} {'null':>5} "
+              f"{'cpu s':>7} {'per cpu-s':>9} {'missed':>6} {'peak RSS':>9} {'sim cpu s':>9}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vatio-bench-") as tmp:
+        for n in (int(s) for s in args.sizes.split(",")):
+            results = run_size(n, args.warmup, args.duration, Path(tmp))
+            rows.append((n, results))
+            print(header)
+            for r in results:
+                print(f"{n:>4} {r.name:<9} {r.delivered:>9} {int(n * args.duration):>8} "
+                      f"{r.nulls:>5} {r.cpu_s:>7.2f} {r.per_cpu_s:>9.0f} {r.missed:>6} "
+                      f"{r.peak_rss_mib:>6.1f} MiB {r.sim_cpu_s:>9.2f}")
+            agent, base = results
+            ratio = agent.per_cpu_s / base.per_cpu_s if base.per_cpu_s else 0.0
+            print(f"{n:>4} ratio agent/baseline readings per CPU-second: {ratio:.2f} "
+                  f"(goal >= 0.80)\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
