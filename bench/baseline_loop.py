@@ -35,12 +35,15 @@ async def meter_loop(port: int, plan, pub: mqtt.Client, stats: dict[str, int]) -
         await asyncio.sleep(max(tick - time.time(), 0))
         values = {}
         for req in plan:
-            read = (client.read_input_registers if req.register_type is RegisterType.INPUT
-                    else client.read_holding_registers)
+            read = (
+                client.read_input_registers
+                if req.register_type is RegisterType.INPUT
+                else client.read_holding_registers
+            )
             rr = await read(req.start, count=req.count, device_id=1)
             for p in req.points:
                 off = p.address - req.start
-                values[p.quantity] = client.convert_from_registers(rr.registers[off:off + 2], F32)
+                values[p.quantity] = client.convert_from_registers(rr.registers[off : off + 2], F32)
         pub.publish(topic, json.dumps({"ts": time.time(), "values": values}), qos=1)
         stats["polls"] += 1
         now = time.time()
@@ -65,12 +68,14 @@ async def main() -> None:
     pub.loop_start()
     stats = {"polls": 0, "missed_ticks": 0}
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGUSR1, lambda: print(f"stats: {json.dumps(stats)}",
-                                                          flush=True))
+    loop.add_signal_handler(
+        signal.SIGUSR1, lambda: print(f"stats: {json.dumps(stats)}", flush=True)
+    )
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    tasks = [asyncio.create_task(meter_loop(int(p), plan, pub, stats))
-             for p in args.ports.split(",")]
+    tasks = [
+        asyncio.create_task(meter_loop(int(p), plan, pub, stats)) for p in args.ports.split(",")
+    ]
     await stop.wait()
     for t in tasks:
         t.cancel()

@@ -102,15 +102,30 @@ def peak_rss_mib(pid: int) -> float:
 def missed_from(log: Path, marker: str = "stats: ") -> list[int]:
     """missed_ticks from every `stats:` line the process printed (agent or baseline)."""
     text = log.read_text()
-    return [int(m) for m in re.findall(r'missed_ticks"?[=:] ?(\d+)', text.split(marker, 1)[-1])
-            ] if marker in text else []
+    return (
+        [int(m) for m in re.findall(r'missed_ticks"?[=:] ?(\d+)', text.split(marker, 1)[-1])]
+        if marker in text
+        else []
+    )
 
 
-def measure(name: str, cmd: list[str], counter: Counter, sims: list[psutil.Process],
-            warmup: float, duration: float, log: Path) -> Result:
+def measure(
+    name: str,
+    cmd: list[str],
+    counter: Counter,
+    sims: list[psutil.Process],
+    warmup: float,
+    duration: float,
+    log: Path,
+) -> Result:
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     ps = psutil.Process(proc.pid)
     time.sleep(warmup)
     proc.send_signal(signal.SIGUSR1)
@@ -143,17 +158,23 @@ def run_size(n: int, warmup: float, duration: float, workdir: Path) -> list[Resu
         if (p := free_port()) not in ports:
             ports.append(p)
     with MosquittoProcess() as broker:
-        bus_lines = [f"  m{i}: {{type: modbus-tcp, host: 127.0.0.1, port: {p}}}\n"
-                     for i, p in enumerate(ports)]
-        dev_lines = [f"  m{i}: {{bus: m{i}, unit: 1, profile: eastron_sdm630, interval: 1s}}\n"
-                     for i in range(n)]
+        bus_lines = [
+            f"  m{i}: {{type: modbus-tcp, host: 127.0.0.1, port: {p}}}\n"
+            for i, p in enumerate(ports)
+        ]
+        dev_lines = [
+            f"  m{i}: {{bus: m{i}, unit: 1, profile: eastron_sdm630, interval: 1s}}\n"
+            for i in range(n)
+        ]
 
         def config(name: str, idx: range) -> Path:
             path = workdir / f"{name}-{n}.yaml"
             path.write_text(
                 f"site: bench\nagent_id: bench-{n}\nstate_dir: {workdir / f'state-{n}'}\n"
-                "buses:\n" + "".join(bus_lines[i] for i in idx)
-                + "devices:\n" + "".join(dev_lines[i] for i in idx)
+                "buses:\n"
+                + "".join(bus_lines[i] for i in idx)
+                + "devices:\n"
+                + "".join(dev_lines[i] for i in idx)
                 + f"outputs:\n  mqtt: {{url: '{broker.url}', queue_size: 100000}}\n"
             )
             return path
@@ -165,9 +186,14 @@ def run_size(n: int, warmup: float, duration: float, workdir: Path) -> list[Resu
             if len(idx):
                 cfg = config(f"sim{k}", idx)
                 with (workdir / f"sim{k}-{n}.log").open("w") as out:
-                    sim_procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "agent.cli", "simulate", "-c", str(cfg)],
-                        stdout=out, stderr=subprocess.STDOUT, cwd=ROOT))
+                    sim_procs.append(
+                        subprocess.Popen(
+                            [sys.executable, "-m", "agent.cli", "simulate", "-c", str(cfg)],
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                            cwd=ROOT,
+                        )
+                    )
         try:
             for p in ports:
                 wait_for_port("127.0.0.1", p, 60)
@@ -178,13 +204,32 @@ def run_size(n: int, warmup: float, duration: float, workdir: Path) -> list[Resu
         sims = [psutil.Process(p.pid) for p in sim_procs]
         counter = Counter(broker.port)
         try:
-            agent = measure("agent", [sys.executable, "-m", "agent.cli", "run", "-c",
-                                      str(agent_cfg)], counter, sims, warmup, duration,
-                            workdir / f"agent-{n}.log")
-            baseline = measure("baseline", [sys.executable, "-m", "bench.baseline_loop",
-                                            "--mqtt-port", str(broker.port),
-                                            "--ports", ",".join(map(str, ports))],
-                               counter, sims, warmup, duration, workdir / f"baseline-{n}.log")
+            agent = measure(
+                "agent",
+                [sys.executable, "-m", "agent.cli", "run", "-c", str(agent_cfg)],
+                counter,
+                sims,
+                warmup,
+                duration,
+                workdir / f"agent-{n}.log",
+            )
+            baseline = measure(
+                "baseline",
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.baseline_loop",
+                    "--mqtt-port",
+                    str(broker.port),
+                    "--ports",
+                    ",".join(map(str, ports)),
+                ],
+                counter,
+                sims,
+                warmup,
+                duration,
+                workdir / f"baseline-{n}.log",
+            )
         finally:
             counter.close()
             for p in sim_procs:
@@ -199,12 +244,16 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--warmup", type=float, default=6.0)
     args = ap.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 500 meters: >1000 sockets
-    print(f"bench/pipeline: {args.duration:g} s per run after {args.warmup:g} s warm-up, "
-          f"1 Hz, Eastron SDM630 profile (4 requests per poll); {os.cpu_count()} CPUs")
-    header = (f"{'N':>4} {'process':<9} {'delivered':>9} {'expected':>8} {'null':>5} "
-              f"{'cpu s':>7} {'per cpu-s':>9} {'missed':>6} {'peak RSS':>9} {'sim cpu s':>9}")
+    print(
+        f"bench/pipeline: {args.duration:g} s per run after {args.warmup:g} s warm-up, "
+        f"1 Hz, Eastron SDM630 profile (4 requests per poll); {os.cpu_count()} CPUs"
+    )
+    header = (
+        f"{'N':>4} {'process':<9} {'delivered':>9} {'expected':>8} {'null':>5} "
+        f"{'cpu s':>7} {'per cpu-s':>9} {'missed':>6} {'peak RSS':>9} {'sim cpu s':>9}"
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="vatio-bench-") as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
@@ -212,13 +261,18 @@ def main() -> None:
             rows.append((n, results))
             print(header)
             for r in results:
-                print(f"{n:>4} {r.name:<9} {r.delivered:>9} {int(n * args.duration):>8} "
-                      f"{r.nulls:>5} {r.cpu_s:>7.2f} {r.per_cpu_s:>9.0f} {r.missed:>6} "
-                      f"{r.peak_rss_mib:>6.1f} MiB {r.sim_cpu_s:>9.2f}")
+                print(
+                    f"{n:>4} {r.name:<9} {r.delivered:>9} {int(n * args.duration):>8} "
+                    f"{r.nulls:>5} {r.cpu_s:>7.2f} {r.per_cpu_s:>9.0f} {r.missed:>6} "
+                    f"{r.peak_rss_mib:>6.1f} MiB {r.sim_cpu_s:>9.2f}"
+                )
             agent, base = results
             ratio = agent.per_cpu_s / base.per_cpu_s if base.per_cpu_s else 0.0
-            print(f"{n:>4} ratio agent/baseline readings per CPU-second: {ratio:.2f} "
-                  f"(goal >= 0.80)\n", flush=True)
+            print(
+                f"{n:>4} ratio agent/baseline readings per CPU-second: {ratio:.2f} "
+                f"(goal >= 0.80)\n",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ from drivers.modbus.transport import read_wire_time
 
 
 def main() -> None:
-    print(f"{'profile':<18} {'naive (1/value)':>15} {'planned':>7} {'ratio':>6} "
-          f"{'regs':>5} {'wire@9600 naive':>16} {'planned':>8}")
+    print(
+        f"{'profile':<18} {'naive (1/value)':>15} {'planned':>7} {'ratio':>6} "
+        f"{'regs':>5} {'wire@9600 naive':>16} {'planned':>8}"
+    )
     for name in builtin_profiles():
         profile = load_profile(name)
         plan = plan_reads(profile.points, profile.limits)
@@ -23,8 +25,10 @@ def main() -> None:
         naive_wire = sum(read_wire_time(p.width, 9600) for p in profile.points)
         wire = sum(read_wire_time(r.count, 9600) for r in plan)
         regs = sum(r.count for r in plan)
-        print(f"{name:<18} {naive:>15} {len(plan):>7} {len(plan) / naive:>6.3f} "
-              f"{regs:>5} {naive_wire * 1000:>13.0f} ms {wire * 1000:>5.0f} ms")
+        print(
+            f"{name:<18} {naive:>15} {len(plan):>7} {len(plan) / naive:>6.3f} "
+            f"{regs:>5} {naive_wire * 1000:>13.0f} ms {wire * 1000:>5.0f} ms"
+        )
 
 
 if __name__ == "__main__":

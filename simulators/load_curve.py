@@ -114,8 +114,10 @@ class MeterState:
     t: float
     energy_import_kwh: float = field(default=0.0)
     reactive_import_kvarh: float = field(default=0.0)
+    _last: dict[str, float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._last = self.load.instant(self.t)  # power at self.t, the trapezoid's left side
         if not self.energy_import_kwh:
             self.energy_import_kwh = 10_000 + 1_000 * _unit_random(self.load.seed, "kwh")
             self.reactive_import_kvarh = self.energy_import_kwh * 0.45
@@ -125,7 +127,7 @@ class MeterState:
         now = self.load.instant(t)
         dt = t - self.t
         if dt > 0:
-            before = self.load.instant(self.t)
+            before = self._last
             self.energy_import_kwh += (
                 (before["active_power_w"] + now["active_power_w"]) / 2 * dt / 3.6e6
             )
@@ -133,6 +135,8 @@ class MeterState:
                 (before["reactive_power_var"] + now["reactive_power_var"]) / 2 * dt / 3.6e6
             )
             self.t = t
+            self._last = now
+        now = dict(now)
         now.update(
             energy_import_kwh=self.energy_import_kwh,
             energy_export_kwh=0.0,
