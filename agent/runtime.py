@@ -18,7 +18,7 @@ from pathlib import Path
 from agent.config import LoadedConfig, RtuBusConfig, TcpBusConfig
 from agent.messages import Message, MessageBuilder
 from agent.outputs.mqtt import MqttOutput
-from agent.scheduler import BusWorker, ScheduledDevice, Scheduler
+from agent.scheduler import BusWorker, ScheduledDevice, Scheduler, stagger
 from agent.seqstore import SeqStore
 from drivers.modbus.device import ModbusDevice
 from drivers.modbus.planner import plan_reads
@@ -94,6 +94,7 @@ def build_scheduler(
                 driver=ModbusDevice(n, d.unit, loaded.profiles[n], transport),
                 interval=d.interval,
                 where=f"bus '{bus_name}' {transport.describe()} unit {d.unit}",
+                phase=stagger(n, d.interval),
             )
             for n, d in members.items()
         ]

@@ -3,9 +3,12 @@
 * One worker per bus. Devices on different buses never wait for each other. On one bus, the
   transport decides how many requests run at once (one on RS-485; ``max_connections`` on TCP),
   and requests queue fairly (FIFO) for it.
-* Ticks are aligned to the wall clock: a 1 s device polls at every whole second, a 15 min
-  device at :00, :15, :30, :45. Each next tick is computed from the clock, never by adding
-  sleeps, so there is no drift. If the clock steps (NTP), the schedule re-aligns.
+* Ticks are aligned to the wall clock: a 1 s device polls every whole second, a 15 min
+  device at :00, :15, :30, :45, each plus a fixed per-device phase under one second
+  (:func:`stagger`), so that 500 meters do not all hit the CPU and the network in the same
+  millisecond. Each next tick is computed from the clock, never by adding sleeps, so there is
+  no drift. If the clock steps (NTP), the schedule re-aligns. A reading's ``ts`` is when it
+  was taken.
 * A poll that outlasts the next tick makes that tick *missed*: counted, not queued up, so a
   slow device falls back to the ticks it can make instead of building a backlog.
 * A device that fails three polls in a row is *failing*: it is polled less often (backoff up to
@@ -18,6 +21,7 @@ import asyncio
 import logging
 import math
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -56,12 +60,18 @@ class ScheduledDevice:
     driver: Driver
     interval: float
     where: str  # "bus 'x' (127.0.0.1:5020) unit 3", for messages
+    phase: float = 0.0  # seconds after each aligned tick (see stagger)
     stats: DeviceStats = field(default_factory=DeviceStats)
 
 
-def next_tick(now: float, interval: float) -> float:
-    """The first wall-clock tick strictly after ``now`` for this interval."""
-    return (math.floor(now / interval) + 1) * interval
+def next_tick(now: float, interval: float, phase: float = 0.0) -> float:
+    """The first tick ``k * interval + phase`` strictly after ``now``."""
+    return (math.floor((now - phase) / interval) + 1) * interval + phase
+
+
+def stagger(name: str, interval: float) -> float:
+    """A stable phase for a device: spread over 90 % of the interval, at most 0.9 s."""
+    return zlib.crc32(name.encode()) / 2**32 * 0.9 * min(interval, 1.0)
 
 
 class BusWorker:
@@ -86,8 +96,8 @@ class BusWorker:
                 tasks.create_task(self._device_loop(dev), name=f"poll:{dev.driver.name}")
 
     async def _device_loop(self, dev: ScheduledDevice) -> None:
-        interval = dev.interval
-        tick = next_tick(self.clock(), interval)
+        interval, phase = dev.interval, dev.phase
+        tick = next_tick(self.clock(), interval, phase)
         skip_until = 0.0
         # The flag, not only cancellation, ends the loop: Python 3.11's wait_for (inside
         # pymodbus) can swallow a cancel that races a reply (gh-86296), and a loop that
@@ -96,7 +106,7 @@ class BusWorker:
             delay = tick - self.clock()
             if delay > interval + 1.0:
                 # the wall clock stepped back: re-align instead of sleeping through it
-                tick = next_tick(self.clock(), interval)
+                tick = next_tick(self.clock(), interval, phase)
                 continue
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -36,6 +36,7 @@ import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.brokers import MosquittoProcess, free_port, wait_for_port
+from simulators.configs import loopback_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,24 +159,20 @@ def run_size(n: int, warmup: float, duration: float, workdir: Path) -> list[Resu
         if (p := free_port()) not in ports:
             ports.append(p)
     with MosquittoProcess() as broker:
-        bus_lines = [
-            f"  m{i}: {{type: modbus-tcp, host: 127.0.0.1, port: {p}}}\n"
-            for i, p in enumerate(ports)
-        ]
-        dev_lines = [
-            f"  m{i}: {{bus: m{i}, unit: 1, profile: eastron_sdm630, interval: 1s}}\n"
-            for i in range(n)
-        ]
+        rows = [(f"m{i}", f"m{i}", 1, "eastron_sdm630", "1s") for i in range(n)]
 
         def config(name: str, idx: range) -> Path:
             path = workdir / f"{name}-{n}.yaml"
             path.write_text(
-                f"site: bench\nagent_id: bench-{n}\nstate_dir: {workdir / f'state-{n}'}\n"
-                "buses:\n"
-                + "".join(bus_lines[i] for i in idx)
-                + "devices:\n"
-                + "".join(dev_lines[i] for i in idx)
-                + f"outputs:\n  mqtt: {{url: '{broker.url}', queue_size: 100000}}\n"
+                loopback_config(
+                    "bench",
+                    f"bench-{n}",
+                    workdir / f"state-{n}",
+                    {f"m{i}": ports[i] for i in idx},
+                    [rows[i] for i in idx],
+                    broker.url,
+                    "queue_size: 100000",
+                )
             )
             return path
 

@@ -26,6 +26,7 @@ from agent.runtime import Agent
 from drivers.modbus.profile import load_profile
 from simulators.brokers import InProcessBroker, free_port
 from simulators.cli import device_seed
+from simulators.configs import loopback_config
 from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 
 SITE = "demo"
@@ -39,23 +40,6 @@ DEMO_DEVICES = [
     ("oficinas", "tablero", 3, "eastron_sdm120", "2s"),
     ("compresor", "compresores", 1, "eastron_sdm630", "1s"),
 ]
-
-
-def demo_config(ports: dict[str, int], mqtt_url: str, state_dir: str) -> str:
-    buses = "".join(
-        f"  {bus}:\n    type: modbus-tcp\n    host: 127.0.0.1\n    port: {port}\n"
-        for bus, port in ports.items()
-    )
-    devices = "".join(
-        f"  {name}:\n    bus: {bus}\n    unit: {unit}\n    profile: {profile}\n"
-        f"    interval: {interval}\n"
-        for name, bus, unit, profile, interval in DEMO_DEVICES
-    )
-    return (
-        f"site: {SITE}\nagent_id: {AGENT_ID}\nstate_dir: {state_dir}\n"
-        f"buses:\n{buses}devices:\n{devices}"
-        f"outputs:\n  mqtt:\n    url: {mqtt_url}\n"
-    )
 
 
 @dataclass
@@ -162,7 +146,6 @@ async def run_demo(mqtt_url: str | None, duration: float | None, out: TextIO = s
         mqtt_url, label = broker.url, f"{broker.url} (amqtt, in-process)"
     else:
         label = mqtt_url
-    loaded_url = mqtt_url
     sims: list[ModbusTcpSimulator] = []
     ports: dict[str, int] = {}
     for bus in dict.fromkeys(d[1] for d in DEMO_DEVICES):
@@ -176,7 +159,8 @@ async def run_demo(mqtt_url: str | None, duration: float | None, out: TextIO = s
         sims.append(sim)
     tasks: list[asyncio.Task[Any]] = []
     with tempfile.TemporaryDirectory(prefix="vatio-demo-") as state_dir:
-        loaded = parse_config_text(demo_config(ports, loaded_url, state_dir), file="<demo>")
+        text = loopback_config(SITE, AGENT_ID, state_dir, ports, DEMO_DEVICES, mqtt_url)
+        loaded = parse_config_text(text, file="<demo>")
         agent = Agent(loaded)
         cfg = loaded.config.outputs.mqtt
         assert cfg is not None

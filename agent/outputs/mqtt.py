@@ -141,7 +141,9 @@ class MqttOutput:
             except* aiomqtt.MqttError as group:
                 err = group.exceptions[0]
                 self.stats.last_error = str(err)
-                level = logging.WARNING if self.stats.connected or backoff == 1 else logging.DEBUG
+                # the first failure, then once a minute while the broker stays away
+                loud = self.stats.connected or backoff in (self.BACKOFF_START, self.BACKOFF_MAX)
+                level = logging.WARNING if loud else logging.DEBUG
                 log.log(
                     level,
                     (

@@ -85,6 +85,18 @@ class SerialLine:
     bytesize: int = 8
 
 
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+
+@dataclass
+class _Connection:
+    """One pymodbus client and its reconnect backoff."""
+
+    client: Client
+    backoff: float = 0.0  # seconds to wait after the last failed connect
+    retry_at: float = 0.0  # monotonic time of the next connect attempt
+
+
 class ModbusTransport:
     """Requests to the devices of one bus, with the bus's concurrency and timing rules."""
 
@@ -106,13 +118,11 @@ class ModbusTransport:
         self.is_serial = isinstance(link, SerialLine)
         # clients are made on first use: pymodbus needs a running event loop to build one
         self._size = 1 if isinstance(link, SerialLine) else link.max_connections
-        self._clients: list[AsyncModbusTcpClient | AsyncModbusSerialClient] = []
-        self._idle: asyncio.Queue[AsyncModbusTcpClient | AsyncModbusSerialClient] = asyncio.Queue()
+        self._connections: list[_Connection] = []
+        self._idle: asyncio.Queue[_Connection] = asyncio.Queue()
         self._frame_gap = t35(link.baudrate) if isinstance(link, SerialLine) else 0.0
         self._quiet_until = 0.0  # monotonic time before which the serial line must stay silent
         self._last_end = 0.0
-        self._next_connect: dict[int, float] = {}
-        self._backoff: dict[int, float] = {}
         self.requests = 0  # transactions attempted, for `check` and the benchmarks
 
     def describe(self) -> str:
@@ -121,7 +131,7 @@ class ModbusTransport:
             return f"{link.port} {link.baudrate} {link.bytesize}{link.parity}{link.stopbits}"
         return f"{self.link.host}:{self.link.port}"
 
-    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+    def _make_client(self) -> Client:
         # reconnect_delay=0 turns pymodbus's background reconnect off: _ensure_connected owns it
         if isinstance(self.link, SerialLine):
             return AsyncModbusSerialClient(
@@ -142,29 +152,24 @@ class ModbusTransport:
             reconnect_delay=0,
         )
 
-    async def _ensure_connected(
-        self, client: AsyncModbusTcpClient | AsyncModbusSerialClient
-    ) -> None:
-        if client.connected:
+    async def _ensure_connected(self, conn: _Connection) -> None:
+        if conn.client.connected:
             return
-        key = id(client)
         now = time.monotonic()
-        if now < self._next_connect.get(key, 0.0):
+        if now < conn.retry_at:
             raise BusUnavailable(
                 f"bus '{self.name}' ({self.describe()}) is down; next reconnect in "
-                f"{self._next_connect[key] - now:.0f} s"
+                f"{conn.retry_at - now:.0f} s"
             )
         try:
-            ok = await asyncio.wait_for(client.connect(), self.timeout + 1.0)
+            ok = await asyncio.wait_for(conn.client.connect(), self.timeout + 1.0)
         except (TimeoutError, OSError, ModbusException):
             ok = False
         if ok:
-            self._backoff.pop(key, None)
-            self._next_connect.pop(key, None)
+            conn.backoff = conn.retry_at = 0.0
             return
-        delay = min(self._backoff.get(key, self.BACKOFF_START / 2) * 2, self.BACKOFF_MAX)
-        self._backoff[key] = delay
-        self._next_connect[key] = time.monotonic() + delay
+        conn.backoff = min(max(conn.backoff * 2, self.BACKOFF_START), self.BACKOFF_MAX)
+        conn.retry_at = time.monotonic() + conn.backoff
         hint = (
             "check the cable, that the port exists and that no other program holds it"
             if self.is_serial
@@ -181,13 +186,14 @@ class ModbusTransport:
         min_gap: float = 0.0,
     ) -> list[int]:
         """Read ``count`` registers from ``unit``; raises a :class:`DeviceError` subclass."""
-        if not self._clients:
-            self._clients = [self._make_client() for _ in range(self._size)]
-            for c in self._clients:
+        if not self._connections:
+            self._connections = [_Connection(self._make_client()) for _ in range(self._size)]
+            for c in self._connections:
                 self._idle.put_nowait(c)
-        client = await self._idle.get()
+        conn = await self._idle.get()
+        client = conn.client
         try:
-            await self._ensure_connected(client)
+            await self._ensure_connected(conn)
             if self.is_serial:
                 # silence after the last frame: the line's t3.5, the last device's own minimum
                 # (in _quiet_until) and this device's minimum, whichever ends last
@@ -227,8 +233,8 @@ class ModbusTransport:
                 raise DeviceTimeout(f"short answer: {len(registers)} of {count} registers")
             return registers
         finally:
-            self._idle.put_nowait(client)
+            self._idle.put_nowait(conn)
 
     def close(self) -> None:
-        for c in self._clients:
-            c.close()
+        for c in self._connections:
+            c.client.close()

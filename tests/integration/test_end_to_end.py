@@ -16,6 +16,7 @@ import pytest
 from drivers.modbus.profile import load_profile
 from drivers.modbus.register_codec import DataType
 from simulators.brokers import MosquittoProcess, free_port
+from simulators.configs import DeviceRow, loopback_config
 from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 from tests.helpers import wait_until
 
@@ -57,20 +58,19 @@ def expected_on_wire(profile, served: dict[str, float]) -> dict[str, float]:
 
 
 def write_config(
-    tmp_path: Path, buses: dict[str, int], devices: list[tuple], mqtt_port: int, extra: str = ""
+    tmp_path: Path, buses: dict[str, int], devices: list[DeviceRow], mqtt_port: int
 ) -> Path:
-    bus_yaml = "".join(
-        f"  {b}: {{type: modbus-tcp, host: 127.0.0.1, port: {p}}}\n" for b, p in buses.items()
-    )
-    dev_yaml = "".join(
-        f"  {n}: {{bus: {b}, unit: {u}, profile: {prof}, interval: {i}}}\n"
-        for n, b, u, prof, i in devices
-    )
     path = tmp_path / "vatio.yaml"
     path.write_text(
-        f"site: test-site\nagent_id: gw-test\nstate_dir: {tmp_path / 'state'}\n"
-        f"buses:\n{bus_yaml}devices:\n{dev_yaml}"
-        f"outputs:\n  mqtt: {{url: 'mqtt://127.0.0.1:{mqtt_port}', keepalive: 5}}\n{extra}"
+        loopback_config(
+            "test-site",
+            "gw-test",
+            tmp_path / "state",
+            buses,
+            devices,
+            f"mqtt://127.0.0.1:{mqtt_port}",
+            "keepalive: 5",
+        )
     )
     return path
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from agent.scheduler import BusWorker, ScheduledDevice, Scheduler, next_tick
+from agent.scheduler import BusWorker, ScheduledDevice, Scheduler, next_tick, stagger
 from drivers.reading import DeviceTimeout, PollResult
 
 
@@ -56,6 +56,25 @@ def test_next_tick_is_aligned_to_the_wall_clock():
     assert next_tick(1000.3, 1.0) == 1001.0
     assert next_tick(1000.0, 1.0) == 1001.0
     assert next_tick(1000.0, 900.0) == 1800.0  # 15-minute blocks at :00, :15 …
+    assert next_tick(1000.3, 1.0, phase=0.25) == 1001.25
+    assert next_tick(1000.1, 1.0, phase=0.25) == 1000.25
+
+
+def test_stagger_is_stable_and_small():
+    assert stagger("general", 1.0) == stagger("general", 1.0)
+    assert stagger("general", 1.0) != stagger("linea-1", 1.0)
+    assert all(0 <= stagger(f"m{i}", 900.0) < 0.9 for i in range(100))
+    assert all(0 <= stagger(f"m{i}", 0.2) < 0.18 for i in range(100))
+
+
+async def test_phase_shifts_every_tick_by_the_same_amount():
+    drv = FakeDriver("m")
+    dev = ScheduledDevice(drv, interval=0.2, where="test", phase=0.07)
+    await run_for(Scheduler([BusWorker("b", [dev], Sink())]), 1.3)
+    assert len(drv.poll_times) >= 5
+    for t in drv.poll_times:
+        offset = (t - 0.07) % 0.2
+        assert min(offset, 0.2 - offset) < 0.03
 
 
 async def test_ticks_are_aligned_and_do_not_drift():
