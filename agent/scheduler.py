@@ -69,9 +69,19 @@ def next_tick(now: float, interval: float, phase: float = 0.0) -> float:
     return (math.floor((now - phase) / interval) + 1) * interval + phase
 
 
+STAGGER_SLOTS = 5
+
+
 def stagger(name: str, interval: float) -> float:
-    """A stable phase for a device: spread over 90 % of the interval, at most 0.9 s."""
-    return zlib.crc32(name.encode()) / 2**32 * 0.9 * min(interval, 1.0)
+    """A stable phase for a device: one of a few slots in the first 90 % of the interval
+    (at most 0.9 s).
+
+    A few slots, not a phase per device: devices that share a slot are served by the same
+    wake-ups of the event loop (one epoll call, coalesced writes), which costs less CPU than
+    waking for each device, while the peak load is still divided by the number of slots.
+    """
+    slot = zlib.crc32(name.encode()) % STAGGER_SLOTS
+    return slot * 0.9 * min(interval, 1.0) / STAGGER_SLOTS
 
 
 class BusWorker:

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.modbus.register_codec import DataType, NotANumber, decode, encode, swap_bytes
+from drivers.modbus.register_codec import (
+    DataType,
+    NotANumber,
+    decode,
+    decode_array,
+    encode,
+    swap_bytes,
+)
 
 
 def test_eastron_voltage_example():
@@ -83,3 +90,11 @@ def test_float64_round_trip(value, word_order):
     regs = encode(value, DataType.F64, word_order)
     out = decode(regs, DataType.F64, word_order)
     assert out == value or (math.isclose(out, value) and value == 0)
+
+
+def test_decode_array_reads_a_run_of_values_in_one_call():
+    regs = encode(230.5, DataType.F32) + encode(-49.25, DataType.F32)
+    assert decode_array(regs, DataType.F32) == [230.5, -49.25]
+    assert decode_array(regs[:2], DataType.F32) == [230.5]  # one value: still a list
+    little = swap_bytes(encode(7, DataType.U32, "little"))
+    assert decode_array(little, DataType.U32, "little", "little") == [7]
