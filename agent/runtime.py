@@ -18,7 +18,7 @@ from pathlib import Path
 from agent.config import LoadedConfig, RtuBusConfig, TcpBusConfig
 from agent.messages import Message, MessageBuilder
 from agent.outputs.mqtt import MqttOutput
-from agent.scheduler import BusWorker, ScheduledDevice, Scheduler, stagger
+from agent.scheduler import BusWorker, ScheduledDevice, Scheduler, stagger, stagger_slots
 from agent.seqstore import SeqStore
 from drivers.modbus.device import ModbusDevice
 from drivers.modbus.planner import plan_reads
@@ -83,6 +83,7 @@ def build_scheduler(
 ) -> tuple[Scheduler, list[ModbusTransport]]:
     workers = []
     transports = []
+    slots = stagger_slots(len(loaded.devices))
     for bus_name in loaded.config.buses:
         members = {n: d for n, d in loaded.devices.items() if d.bus == bus_name}
         if not members:
@@ -94,7 +95,7 @@ def build_scheduler(
                 driver=ModbusDevice(n, d.unit, loaded.profiles[n], transport),
                 interval=d.interval,
                 where=f"bus '{bus_name}' {transport.describe()} unit {d.unit}",
-                phase=stagger(n, d.interval),
+                phase=stagger(n, d.interval, slots),
             )
             for n, d in members.items()
         ]

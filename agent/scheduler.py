@@ -4,9 +4,9 @@
   transport decides how many requests run at once (one on RS-485; ``max_connections`` on TCP),
   and requests queue fairly (FIFO) for it.
 * Ticks are aligned to the wall clock: a 1 s device polls every whole second, a 15 min
-  device at :00, :15, :30, :45, each plus a fixed per-device phase under one second
-  (:func:`stagger`), so that 500 meters do not all hit the CPU and the network in the same
-  millisecond. Each next tick is computed from the clock, never by adding sleeps, so there is
+  device at :00, :15, :30, :45. With hundreds of devices each gets a fixed phase under one
+  second (:func:`stagger`), so that 500 meters do not all hit the CPU and the network in the
+  same millisecond. Each next tick is computed from the clock, never by adding sleeps, so there is
   no drift. If the clock steps (NTP), the schedule re-aligns. A reading's ``ts`` is when it
   was taken.
 * A poll that outlasts the next tick makes that tick *missed*: counted, not queued up, so a
@@ -69,19 +69,26 @@ def next_tick(now: float, interval: float, phase: float = 0.0) -> float:
     return (math.floor((now - phase) / interval) + 1) * interval + phase
 
 
-STAGGER_SLOTS = 5
+DEVICES_PER_SLOT = 100
+MAX_SLOTS = 5
 
 
-def stagger(name: str, interval: float) -> float:
-    """A stable phase for a device: one of a few slots in the first 90 % of the interval
+def stagger_slots(devices: int) -> int:
+    """How many phase slots a schedule of ``devices`` devices is spread over (1 to 5)."""
+    return max(1, min(MAX_SLOTS, devices // DEVICES_PER_SLOT))
+
+
+def stagger(name: str, interval: float, slots: int) -> float:
+    """A stable phase for a device: one of ``slots`` slots in the first 90 % of the interval
     (at most 0.9 s).
 
-    A few slots, not a phase per device: devices that share a slot are served by the same
+    Slots, not a phase per device: devices that share a slot are served by the same
     wake-ups of the event loop (one epoll call, coalesced writes), which costs less CPU than
-    waking for each device, while the peak load is still divided by the number of slots.
+    waking for each device, while the peak load is divided by the number of slots. A few
+    dozen devices need no spreading at all (one slot: every tick exactly on the second).
     """
-    slot = zlib.crc32(name.encode()) % STAGGER_SLOTS
-    return slot * 0.9 * min(interval, 1.0) / STAGGER_SLOTS
+    slot = zlib.crc32(name.encode()) % slots
+    return slot * 0.9 * min(interval, 1.0) / slots
 
 
 class BusWorker:

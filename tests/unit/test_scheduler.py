@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from agent.scheduler import BusWorker, ScheduledDevice, Scheduler, next_tick, stagger
+from agent.scheduler import BusWorker, ScheduledDevice, Scheduler, next_tick, stagger, stagger_slots
 from drivers.reading import DeviceTimeout, PollResult
 
 
@@ -60,11 +60,14 @@ def test_next_tick_is_aligned_to_the_wall_clock():
     assert next_tick(1000.1, 1.0, phase=0.25) == 1000.25
 
 
-def test_stagger_is_stable_and_small():
-    assert stagger("general", 1.0) == stagger("general", 1.0)
-    assert stagger("general", 1.0) != stagger("linea-1", 1.0)
-    assert all(0 <= stagger(f"m{i}", 900.0) < 0.9 for i in range(100))
-    assert all(0 <= stagger(f"m{i}", 0.2) < 0.18 for i in range(100))
+def test_stagger_is_stable_small_and_only_for_many_devices():
+    assert stagger_slots(10) == 1 and stagger_slots(250) == 2 and stagger_slots(5000) == 5
+    assert {stagger(f"m{i}", 1.0, 1) for i in range(50)} == {0.0}
+    phases = {stagger(f"m{i}", 1.0, 5) for i in range(500)}
+    assert len(phases) == 5 and min(phases) == 0.0 and max(phases) < 0.9
+    assert stagger("general", 1.0, 5) == stagger("general", 1.0, 5)
+    assert all(0 <= stagger(f"m{i}", 900.0, 5) < 0.9 for i in range(100))
+    assert all(0 <= stagger(f"m{i}", 0.2, 5) < 0.18 for i in range(100))
 
 
 async def test_phase_shifts_every_tick_by_the_same_amount():
