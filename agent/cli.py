@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
-from agent.config import ConfigError, LoadedConfig, RtuBusConfig, load_config
-from agent.runtime import Agent, StateDirError, bus_timing, vatio_version
+from agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
+from agent.runtime import Agent, StateDirError, bus_link, bus_timing, vatio_version
 
 log = logging.getLogger("vatio")
 
@@ -44,49 +44,55 @@ def load_or_report(path: str) -> LoadedConfig | None:
         return None
 
 
+def describe_device(name: str, entry: DeviceEntry) -> str:
+    """What `check` says of a device, without opening its bus."""
+    profile = getattr(entry.options, "profile", None)
+    if profile is not None:
+        from drivers.modbus.planner import plan_reads
+
+        plan = plan_reads(profile.points, profile.limits)
+        return (
+            f"{profile.manufacturer} {profile.model} unit {entry.options.unit} on "
+            f"'{entry.config.bus}': {len(profile.points)} values in {len(plan)} request(s) "
+            "per poll"
+        )
+    return f"driver {entry.config.driver} on '{entry.config.bus}'"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     loaded = load_or_report(args.config)
     if loaded is None:
         return 1
-    from agent.runtime import build_transport  # local: only `check` prints plans
-    from drivers.modbus.device import ModbusDevice
-
     cfg = loaded.config
     warnings = []
     print(f"ok: {args.config}")
     print(f"site {cfg.site}, agent {cfg.agent_id}, state in {cfg.state_dir}")
     used = {d.bus for d in loaded.devices.values()}
     print(f"buses ({len(cfg.buses)}):")
-    transports = {}
     for name, bus in cfg.buses.items():
         if name not in used:
             warnings.append(f"bus '{name}' has no enabled device")
             continue
-        timing = bus_timing(name, loaded)
-        transports[name] = build_transport(name, loaded)
-        line = (
-            f"  {name}: {bus.type} {transports[name].describe()}, timeout {timing.timeout:g} s, "
-            f"retries {timing.retries}"
-        )
-        if isinstance(bus, RtuBusConfig):
-            line += f", schedule needs {timing.load:.0%} of the line"
+        line = f"  {name}: {bus.type} {bus_link(bus).describe()}"
+        if not isinstance(bus, SerialBusConfig):
+            timing = bus_timing(name, loaded)
+            line += f", timeout {timing.timeout:g} s, retries {timing.retries}"
+            if timing.load:
+                line += f", schedule needs {timing.load:.0%} of the line"
             if timing.load > 1.0:
                 warnings.append(
-                    f"bus '{name}': the schedule needs {timing.load:.0%} of the line's time at "
-                    f"{bus.baudrate} baud; polls will be missed. Lengthen the intervals, raise "
-                    "the baud rate or move devices to another bus"
+                    f"bus '{name}': the schedule needs {timing.load:.0%} of the line's time "
+                    f"at {getattr(bus, 'baudrate', '?')} baud; polls will be missed. Lengthen "
+                    "the intervals, raise the baud rate or move devices to another bus"
                 )
         print(line)
     print(f"devices ({len(loaded.devices)} enabled):")
-    for name, dev in loaded.devices.items():
-        driver = ModbusDevice(name, dev.unit, loaded.profiles[name], transports[dev.bus])
-        print(f"  {name}: every {dev.interval:g} s, {driver.describe()}")
+    for name, entry in loaded.entries.items():
+        print(f"  {name}: every {entry.config.interval:g} s, {describe_device(name, entry)}")
     mqtt = cfg.outputs.mqtt
     print(f"outputs: {'mqtt ' + mqtt.url if mqtt else 'none'}")
     if mqtt is None:
         warnings.append("no output configured: readings will only be logged")
-    for t in transports.values():
-        t.close()
     for w in warnings:
         print(f"warning: {w}")
     return 0
@@ -126,6 +132,82 @@ async def _run(loaded: LoadedConfig) -> int:
     return 0
 
 
+def cmd_read(args: argparse.Namespace) -> int:
+    loaded = load_or_report(args.config)
+    if loaded is None:
+        return 1
+    names = args.devices or list(loaded.entries)
+    unknown = [n for n in names if n not in loaded.entries]
+    if unknown:
+        print(
+            f"error: no enabled device named {', '.join(unknown)} in {args.config} "
+            f"(devices: {', '.join(loaded.entries)})",
+            file=sys.stderr,
+        )
+        return 1
+    from agent.read import read_command
+
+    try:
+        return asyncio.run(read_command(loaded, names, args.json, args.watch))
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from agent.scan import make_client, report, scan
+
+    target: str = args.target
+    serial_port = target if target.startswith(("/", "COM")) else None
+    host, _, port = target.partition(":")
+    try:
+        low, _, high = args.units.partition("-")
+        units = range(int(low), int(high or low) + 1)
+    except ValueError:
+        print(f"error: --units {args.units}: write a range such as 1-247 or 5", file=sys.stderr)
+        return 1
+    if serial_port:
+        bus_yaml = (
+            f"{{type: modbus-rtu, port: {serial_port}, baudrate: {args.baudrate}, "
+            f"parity: {args.parity}}}"
+        )
+    else:
+        kind = "modbus-rtu-tcp" if args.rtu_over_tcp else "modbus-tcp"
+        bus_yaml = f"{{type: {kind}, host: {host}, port: {port or 502}}}"
+
+    async def run() -> int:
+        client = make_client(
+            host=None if serial_port else host,
+            tcp_port=int(port or 502),
+            serial_port=serial_port,
+            baudrate=args.baudrate,
+            parity=args.parity,
+            rtu_over_tcp=args.rtu_over_tcp,
+            timeout=args.timeout,
+        )
+        if not await client.connect():
+            print(
+                f"error: cannot open {target}: check the "
+                + (
+                    "port name and that no other program uses it"
+                    if serial_port
+                    else "address and port, and that the gateway is on the network"
+                ),
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            found = await scan(client, units, progress=not args.quiet)
+        finally:
+            client.close()
+        print(report(found, "scanned", bus_yaml))
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        return 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vatio", description="Vatio edge agent: meters and sensors to MQTT."
@@ -141,6 +223,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a config and show each device's poll plan")
     p.add_argument("-c", "--config", required=True, help="config file (YAML)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("read", help="poll devices once and print their values")
+    p.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    p.add_argument("devices", nargs="*", metavar="DEVICE", help="device names (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--watch", action="store_true", help="poll every second until Ctrl-C")
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("scan", help="find Modbus devices on a serial port or TCP gateway")
+    p.add_argument("target", help="serial port (/dev/ttyUSB0) or HOST[:PORT] of a gateway")
+    p.add_argument("--baudrate", type=int, default=9600)
+    p.add_argument("--parity", choices=["N", "E", "O"], default="N")
+    p.add_argument("--rtu-over-tcp", action="store_true", help="the gateway speaks RTU over TCP")
+    p.add_argument("--units", default="1-247", help="unit ids to probe (default 1-247)")
+    p.add_argument("--timeout", type=float, default=0.2, help="seconds to wait per probe")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_scan)
 
     for ep in entry_points(group="vatio.commands"):
         try:

@@ -49,7 +49,9 @@ from pydantic import (
     field_validator,
 )
 
-from drivers.modbus.profile import Profile, load_profile
+from drivers.modbus.plugin import ModbusDriver
+from drivers.modbus.profile import Profile
+from drivers.plugin import DriverPlugin, PluginError, load_plugin
 from drivers.yamlconf import (
     ConfigError,
     PathPart,
@@ -110,15 +112,49 @@ class RtuBusConfig(_Strict):
     retries: int | None = Field(None, ge=0, le=5)
 
 
-BusConfig = Annotated[TcpBusConfig | RtuBusConfig, Field(discriminator="type")]
+class RtuTcpBusConfig(_Strict):
+    """Modbus RTU frames over TCP: what cheap RS-485/Ethernet gateways speak (no MBAP header)."""
+
+    type: Literal["modbus-rtu-tcp"]
+    host: str = Field(min_length=1)
+    port: int = Field(502, ge=1, le=65535)
+    # the RS-485 side's baud rate, if known: lets timeouts cover the wire time behind it
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] | None = None
+    timeout: Duration | None = None
+    retries: int | None = Field(None, ge=0, le=5)
 
 
-class DeviceConfig(_Strict):
+class SerialBusConfig(_Strict):
+    """A plain UART (air-quality sensors): one device per port, its driver speaks its protocol."""
+
+    type: Literal["serial"]
+    port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyAMA0")
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+BusConfig = Annotated[
+    TcpBusConfig | RtuBusConfig | RtuTcpBusConfig | SerialBusConfig,
+    Field(discriminator="type"),
+]
+
+
+class DeviceConfig(BaseModel):
+    """A device: where it is, which driver, how often. Every other key is a driver option
+    (for the ``modbus`` driver: ``unit`` and ``profile``), validated by that driver."""
+
+    model_config = ConfigDict(extra="allow")
+
     bus: str
-    unit: int = Field(description="Modbus unit id (slave address)")
-    profile: str = Field(min_length=1)
+    driver: str = "modbus"
     interval: Duration = 5.0
     enabled: bool = True
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 class MqttOutputConfig(_Strict):
@@ -175,17 +211,36 @@ class AgentConfig(_Strict):
     outputs: OutputsConfig = OutputsConfig()
 
 
+@dataclass(frozen=True)
+class DeviceEntry:
+    """One enabled device, resolved: its config, its driver plugin and validated options."""
+
+    config: DeviceConfig
+    plugin: type[DriverPlugin]
+    options: Any  # an instance of plugin.Options
+
+
 @dataclass
 class LoadedConfig:
-    """A validated config plus what it refers to (each device's profile)."""
+    """A validated config plus what it refers to (drivers, their options, profiles)."""
 
     config: AgentConfig
-    profiles: dict[str, Profile]
+    entries: dict[str, DeviceEntry]
     source: str
 
     @property
     def devices(self) -> dict[str, DeviceConfig]:
-        return {n: d for n, d in self.config.devices.items() if d.enabled}
+        """The enabled devices."""
+        return {n: e.config for n, e in self.entries.items()}
+
+    @property
+    def profiles(self) -> dict[str, Profile]:
+        """The register map of every enabled Modbus device."""
+        return {n: e.options.profile for n, e in self.entries.items() if e.plugin is ModbusDriver}
+
+    @property
+    def units(self) -> dict[str, int]:
+        return {n: e.options.unit for n, e in self.entries.items() if e.plugin is ModbusDriver}
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -228,42 +283,56 @@ def parse_config(doc: YamlDocument, base_dir: Path) -> LoadedConfig:
         config = AgentConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(problems + validation_problems(exc, doc, AgentConfig)) from None
-    profiles: dict[str, Profile] = {}
+    entries: dict[str, DeviceEntry] = {}
     for name, dev in config.devices.items():
-        here: tuple[PathPart, ...] = ("devices", name)
-        bus = config.buses.get(dev.bus)
-        if bus is None:
-            problems.append(
-                doc.problem(
-                    (*here, "bus"),
-                    (
-                        f"unknown bus '{dev.bus}': define it under buses "
-                        f"(defined: {', '.join(config.buses)})"
-                    ),
-                )
-            )
-        low, high = (1, 247) if isinstance(bus, RtuBusConfig) else (0, 255)
-        if not low <= dev.unit <= high:
-            problems.append(
-                doc.problem(
-                    (*here, "unit"),
-                    (
-                        f"unit id {dev.unit} is out of range {low}–{high}"
-                        + (" for RS-485 (Modbus serial line)" if low == 1 else "")
-                        + ": use the address set on the device (often 1)"
-                    ),
-                )
-            )
-        try:
-            profiles[name] = load_profile(dev.profile, base_dir)
-        except ConfigError as exc:
-            problems.append(doc.problem((*here, "profile"), "the profile file has errors:"))
-            problems.extend(exc.problems)
-        except ValueError as exc:
-            problems.append(doc.problem((*here, "profile"), str(exc)))
+        entry = _resolve_device(name, dev, config, doc, base_dir, problems)
+        if entry is not None and dev.enabled:
+            entries[name] = entry
     if problems:
         raise ConfigError(problems)
-    return LoadedConfig(config, profiles, doc.file)
+    return LoadedConfig(config, entries, doc.file)
+
+
+def _resolve_device(
+    name: str,
+    dev: DeviceConfig,
+    config: AgentConfig,
+    doc: YamlDocument,
+    base_dir: Path,
+    problems: list[Problem],
+) -> DeviceEntry | None:
+    """The device's driver and validated options; what is wrong goes to ``problems``."""
+    here: tuple[PathPart, ...] = ("devices", name)
+    try:
+        plugin = load_plugin(dev.driver)
+    except PluginError as exc:
+        problems.append(doc.problem((*here, "driver"), str(exc)))
+        return None
+    bus = config.buses.get(dev.bus)
+    if bus is None:
+        problems.append(doc.problem((*here, "bus"), (
+            f"unknown bus '{dev.bus}': define it under buses "
+            f"(defined: {', '.join(config.buses)})"
+        )))  # fmt: skip
+    elif bus.type not in plugin.bus_types:
+        problems.append(doc.problem((*here, "bus"), (
+            f"driver '{dev.driver}' talks over {' or '.join(plugin.bus_types)}, but bus "
+            f"'{dev.bus}' is {bus.type}: choose a bus of the right type"
+        )))  # fmt: skip
+        return None
+    context = {"base_dir": base_dir, "bus_type": bus.type if bus else None}
+    try:
+        options = plugin.Options.model_validate(dev.options, context=context)
+    except ValidationError as exc:
+        problems.extend(
+            validation_problems(exc, doc, plugin.Options, here, tuple(DeviceConfig.model_fields))
+        )
+        return None
+    except ConfigError as exc:  # a file the options point to (a profile) has mistakes
+        problems.append(doc.problem((*here, "profile"), "the profile file has errors:"))
+        problems.extend(exc.problems)
+        return None
+    return DeviceEntry(dev, plugin, options) if bus is not None else None
 
 
 def load_config(path: str | Path) -> LoadedConfig:

@@ -15,14 +15,22 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from agent.config import LoadedConfig, RtuBusConfig, TcpBusConfig
+from agent.config import (
+    BusConfig,
+    LoadedConfig,
+    RtuBusConfig,
+    RtuTcpBusConfig,
+    SerialBusConfig,
+    TcpBusConfig,
+)
 from agent.messages import Message, MessageBuilder
 from agent.outputs.mqtt import MqttOutput
 from agent.scheduler import BusWorker, ScheduledDevice, Scheduler, stagger, stagger_slots
 from agent.seqstore import SeqStore
-from drivers.modbus.device import ModbusDevice
+from drivers.base import Driver
+from drivers.links import SerialLine, TcpEndpoint
 from drivers.modbus.planner import plan_reads
-from drivers.modbus.transport import ModbusTransport, SerialLine, TcpEndpoint, read_wire_time
+from drivers.modbus.transport import ModbusTransport, read_wire_time
 from drivers.reading import PollResult
 
 log = logging.getLogger(__name__)
@@ -50,57 +58,79 @@ def bus_timing(name: str, loaded: LoadedConfig) -> BusTiming:
     # gateway (an 80-register read takes ~200 ms at 9600 baud) still has time to answer
     timeout = min(max(0.5 * shortest, 0.3), 3.0)
     load = 0.0
-    if isinstance(bus, RtuBusConfig):
+    baudrate = getattr(bus, "baudrate", None)
+    if isinstance(bus, RtuBusConfig | RtuTcpBusConfig) and baudrate:
         longest = 0.0
+        profiles = loaded.profiles
         for n, d in devices.items():
-            profile = loaded.profiles[n]
-            gap = profile.limits.min_gap_ms / 1000
-            plan = plan_reads(profile.points, profile.limits)
-            wire = [read_wire_time(r.count, bus.baudrate) + gap for r in plan]
+            if n not in profiles:
+                continue
+            gap = profiles[n].limits.min_gap_ms / 1000
+            plan = plan_reads(profiles[n].points, profiles[n].limits)
+            wire = [read_wire_time(r.count, baudrate) + gap for r in plan]
             longest = max([longest, *wire])
             load += sum(wire) / d.interval
         timeout = max(timeout, 1.5 * longest + 0.1)
+    configured_timeout = getattr(bus, "timeout", None)
+    configured_retries = getattr(bus, "retries", None)
     return BusTiming(
-        timeout=bus.timeout if bus.timeout is not None else round(timeout, 3),
-        retries=bus.retries if bus.retries is not None else (0 if shortest <= 10 else 1),
+        timeout=configured_timeout if configured_timeout is not None else round(timeout, 3),
+        retries=configured_retries
+        if configured_retries is not None
+        else (0 if shortest <= 10 else 1),
         load=load,
     )
 
 
-def build_transport(name: str, loaded: LoadedConfig) -> ModbusTransport:
-    bus = loaded.config.buses[name]
-    timing = bus_timing(name, loaded)
-    link: TcpEndpoint | SerialLine
+def bus_link(bus: BusConfig) -> TcpEndpoint | SerialLine:
     if isinstance(bus, TcpBusConfig):
-        link = TcpEndpoint(bus.host, bus.port, bus.max_connections)
-    else:
-        link = SerialLine(bus.port, bus.baudrate, bus.parity, bus.stopbits, bus.bytesize)
+        return TcpEndpoint(bus.host, bus.port, bus.max_connections)
+    if isinstance(bus, RtuTcpBusConfig):
+        return TcpEndpoint(bus.host, bus.port, 1, rtu_framing=True)
+    return SerialLine(bus.port, bus.baudrate, bus.parity, bus.stopbits, bus.bytesize)
+
+
+def build_bus(name: str, loaded: LoadedConfig) -> ModbusTransport | SerialLine:
+    """What the drivers of a bus receive: a Modbus transport, or a serial line to open."""
+    bus = loaded.config.buses[name]
+    link = bus_link(bus)
+    if isinstance(bus, SerialBusConfig):
+        assert isinstance(link, SerialLine)
+        return link
+    timing = bus_timing(name, loaded)
     return ModbusTransport(name, link, timeout=timing.timeout, retries=timing.retries)
 
 
 def build_scheduler(
     loaded: LoadedConfig, sink: _Pipeline
-) -> tuple[Scheduler, list[ModbusTransport]]:
+) -> tuple[Scheduler, list[ModbusTransport], list[Driver]]:
     workers = []
     transports = []
+    drivers: list[Driver] = []
     slots = stagger_slots(len(loaded.devices))
     for bus_name in loaded.config.buses:
-        members = {n: d for n, d in loaded.devices.items() if d.bus == bus_name}
+        members = {n: e for n, e in loaded.entries.items() if e.config.bus == bus_name}
         if not members:
             continue
-        transport = build_transport(bus_name, loaded)
-        transports.append(transport)
-        scheduled = [
-            ScheduledDevice(
-                driver=ModbusDevice(n, d.unit, loaded.profiles[n], transport),
-                interval=d.interval,
-                where=f"bus '{bus_name}' {transport.describe()} unit {d.unit}",
-                phase=stagger(n, d.interval, slots),
+        bus = build_bus(bus_name, loaded)
+        if isinstance(bus, ModbusTransport):
+            transports.append(bus)
+        scheduled = []
+        for n, entry in members.items():
+            driver = entry.plugin.create(n, bus, entry.options)
+            drivers.append(driver)
+            unit = getattr(entry.options, "unit", None)
+            scheduled.append(
+                ScheduledDevice(
+                    driver=driver,
+                    interval=entry.config.interval,
+                    where=f"bus '{bus_name}' {bus.describe()}"
+                    + (f" unit {unit}" if unit is not None else ""),
+                    phase=stagger(n, entry.config.interval, slots),
+                )
             )
-            for n, d in members.items()
-        ]
         workers.append(BusWorker(bus_name, scheduled, sink))
-    return Scheduler(workers), transports
+    return Scheduler(workers), transports, drivers
 
 
 class _Pipeline:
@@ -127,11 +157,11 @@ class _Pipeline:
 
     def device_state(self, device: str, state: str, reason: str) -> None:
         self._emit(self.builder.status(device, state, reason=reason))
-        if state == "failing":
-            self._emit(self.builder.event(device, "device_failing", reason))
+        if state == "degraded":
+            self._emit(self.builder.event(device, "device_degraded", reason))
         elif device in self._failed_before:
             self._emit(self.builder.event(device, "device_recovered", reason))
-        if state == "failing":
+        if state == "degraded":
             self._failed_before.add(device)
 
 
@@ -145,7 +175,7 @@ class Agent:
         self.seq = SeqStore(_writable_dir(self.state_dir) / "seq.sqlite")
         self.builder = MessageBuilder(cfg.site, cfg.agent_id, self.seq)
         self.pipeline = _Pipeline(self.builder)
-        self.scheduler, self.transports = build_scheduler(loaded, self.pipeline)
+        self.scheduler, self.transports, self.drivers = build_scheduler(loaded, self.pipeline)
         self.mqtt: MqttOutput | None = None
         if cfg.outputs.mqtt is not None:
             self.mqtt = MqttOutput(
@@ -201,6 +231,10 @@ class Agent:
             await asyncio.wait(outputs, timeout=5.0)
         for tr in self.transports:
             tr.close()
+        for d in self.drivers:
+            closer = getattr(d, "close", None)  # drivers that own a port (UART sensors)
+            if closer is not None:
+                await closer()
         self.seq.close()
         log.info("stopped: %s", " ".join(f"{k}={v}" for k, v in self.stats().items()))
 

@@ -11,7 +11,8 @@
   was taken.
 * A poll that outlasts the next tick makes that tick *missed*: counted, not queued up, so a
   slow device falls back to the ticks it can make instead of building a backlog.
-* A device that fails three polls in a row is *failing*: it is polled less often (backoff up to
+* A device whose poll fails is *degraded* (one log line, one status and one event per change,
+  not per poll). After three failures in a row it is polled less often (backoff up to
   ``BACKOFF_MAX``), so a dead meter does not eat the bus time of its healthy neighbours.
 """
 
@@ -160,8 +161,8 @@ class BusWorker:
                 dict.fromkeys(dev.driver.quantities, exc.code),
                 error=str(exc),
             )
-            if stats.state != "failing":
-                self._transition(dev, "failing", f"{exc}: {exc.hint}")
+            if stats.state != "degraded":
+                self._transition(dev, "degraded", f"{exc}: {exc.hint}")
         else:
             if stats.state != "online":
                 self._transition(dev, "online", "answering")
@@ -171,9 +172,9 @@ class BusWorker:
 
     def _transition(self, dev: ScheduledDevice, state: str, reason: str) -> None:
         previous, dev.stats.state = dev.stats.state, state
-        if state == "failing":
+        if state == "degraded":
             log.warning("device '%s' (%s): %s", dev.driver.name, dev.where, reason)
-        elif previous == "failing":
+        elif previous == "degraded":
             log.info("device '%s' (%s) answers again", dev.driver.name, dev.where)
         self.sink.device_state(dev.driver.name, state, reason)
 

@@ -140,12 +140,22 @@ def validation_problems(
     doc: YamlDocument,
     model: type[BaseModel] | None = None,
     prefix: Sequence[PathPart] = (),
+    also_allowed: Sequence[str] = (),
 ) -> list[Problem]:
-    """Turn pydantic errors into located problems with hints a technician can act on."""
+    """Turn pydantic errors into located problems with hints a technician can act on.
+
+    ``prefix`` is where in the document the validated data sits (for a model validated on
+    part of the file, such as a driver's options under ``devices.<name>``); ``also_allowed``
+    are keys valid there besides the model's (offered as did-you-mean hints).
+    """
+    data = doc.data
+    for part in prefix:
+        data = data.get(part) if isinstance(data, dict) else None
     problems = []
     for err in exc.errors(include_url=False):
-        loc = tuple(prefix) + _yaml_path(err["loc"], doc.data)
-        problems.append(doc.problem(loc, _humanise(err, model, loc)))
+        rel = _yaml_path(err["loc"], data)
+        loc = tuple(prefix) + rel
+        problems.append(doc.problem(loc, _humanise(err, model, rel, also_allowed)))
     return problems
 
 
@@ -171,13 +181,18 @@ def _yaml_path(loc: Sequence[Any], data: Any) -> tuple[PathPart, ...]:
     return tuple(path)
 
 
-def _humanise(err: Any, model: type[BaseModel] | None, loc: tuple[PathPart, ...]) -> str:
+def _humanise(
+    err: Any,
+    model: type[BaseModel] | None,
+    loc: tuple[PathPart, ...],
+    also_allowed: Sequence[str] = (),
+) -> str:
     kind = err["type"]
     msg: str = err["msg"]
     given = err.get("input")
     if kind == "extra_forbidden":
         key = loc[-1] if loc else "?"
-        allowed = _allowed_keys(model, loc[:-1]) if model else []
+        allowed = (_allowed_keys(model, loc[:-1]) if model else []) + list(also_allowed)
         close = difflib.get_close_matches(str(key), allowed, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
         return f"unknown key '{key}': {hint}"

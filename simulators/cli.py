@@ -56,8 +56,9 @@ def build_simulators(loaded: LoadedConfig) -> tuple[list[ModbusTcpSimulator], li
             )
             continue
         meters = [
-            SimulatedMeter(d.unit, loaded.profiles[n], seed=device_seed(n))
-            for n, d in members.items()
+            SimulatedMeter(loaded.units[n], loaded.profiles[n], seed=device_seed(n))
+            for n in members
+            if n in loaded.profiles
         ]
         sims.append(ModbusTcpSimulator(meters, bus.host, bus.port))
     return sims, problems

@@ -102,6 +102,10 @@ class FactoryLoad:
             current_a=s_va / v["voltage_l1_v"],
             demand_w=self.rated_kw * 1000 * shift_factor(t),
             demand_max_w=self.rated_kw * 1000 * 0.8 + 3 * self.rated_kw * 15,
+            # a plant's indoor air, for sensors that speak Modbus (SenseAir S8 …)
+            co2_ppm=float(round(480 + 150 * shift_factor(t) + 30 * math.sin(t / 300 + self.seed))),
+            temperature_c=24 + 4 * shift_factor(t),
+            humidity_pct=45 + 5 * math.sin(t / 3600),
         )
         return v
 

@@ -7,15 +7,28 @@ tests pass a fixed clock to know exactly what was served (``meter.served``).
 
 Registers between mapped values read as 0 unless the profile says ``max_gap: 0`` (a device
 that rejects holes): then holes answer "illegal data address", as such a device would.
+
+Servers: :class:`ModbusTcpSimulator` (Modbus/TCP, or RTU frames over TCP as cheap gateways
+speak) and :class:`ModbusSerialSimulator` (RTU on a serial port, e.g. one end of a
+:class:`~simulators.serial_pair.SerialPair`). Both inject :class:`Faults` per meter, by
+probability, on the real bytes: exception replies, silence, CRC errors, truncated frames,
+dropped TCP connections and slow replies. ``baud_faithful`` makes a serial simulator hold
+each reply for the frames' time on the wire, since a pty ignores the baud rate.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from pymodbus.server import ModbusTcpServer
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.modbus.profile import Profile, RegisterType
@@ -25,6 +38,29 @@ from simulators.load_curve import FactoryLoad, MeterState
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 _FC_TYPE = {3: RegisterType.HOLDING, 4: RegisterType.INPUT}
+
+
+@dataclass
+class Faults:
+    """Per-meter fault probabilities (0–1), drawn for each request."""
+
+    exception: float = 0.0  # answer "device busy" (exception 6)
+    timeout: float = 0.0  # answer nothing
+    crc: float = 0.0  # corrupt the reply's last byte (its CRC on RTU)
+    truncate: float = 0.0  # send half the reply
+    drop: float = 0.0  # close the TCP connection instead of answering
+    slow: float = 0.0  # answer after slow_s seconds
+    slow_s: float = 0.5
+
+    def draw(self, rng: random.Random) -> str | None:
+        """The fault for one request, or None."""
+        x = rng.random()
+        for name in ("exception", "timeout", "crc", "truncate", "drop", "slow"):
+            p = getattr(self, name)
+            if x < p:
+                return name
+            x -= p
+        return None
 
 
 def _blocks(profile: Profile, register_type: RegisterType) -> list[SimData]:
@@ -53,11 +89,17 @@ class SimulatedMeter:
         rated_kw: float | None = None,
         clock: Callable[[], float] = time.time,
         refresh: float = 0.2,
+        faults: Faults | None = None,
     ) -> None:
         self.unit = unit
         self.profile = profile
         self.clock = clock
         self.refresh = refresh
+        self.faults = faults or Faults()
+        self.rng = random.Random(seed)
+        self.pending_fault: str | None = None  # for the server's outgoing-frame hook
+        self.reply_delay: Callable[[int], float] = lambda count: 0.0  # set by the server
+        self.fault_counts: dict[str, int] = {}
         if rated_kw is None:
             # a three-phase feeder vs a single-phase circuit (~40 A at 127 V)
             three_phase = any(p.quantity == "voltage_l2_v" for p in profile.points)
@@ -95,6 +137,15 @@ class SimulatedMeter:
         if register_type is None or set_values is not None:
             return None
         self.reads += 1
+        fault = self.faults.draw(self.rng)
+        if fault is not None:
+            self.fault_counts[fault] = self.fault_counts.get(fault, 0) + 1
+        delay = self.reply_delay(count) + (self.faults.slow_s if fault == "slow" else 0.0)
+        if delay:
+            await asyncio.sleep(delay)
+        if fault == "exception":
+            return ExcCodes.DEVICE_BUSY
+        self.pending_fault = fault  # applied to the reply's bytes by the server hook
         now = self.clock()
         if now - self._refreshed_at >= self.refresh or self._refreshed_at < 0:
             self.served = self.values_at(now)
@@ -117,25 +168,129 @@ class SimulatedMeter:
         return None
 
 
+def _corrupt(data: bytes, fault: str | None) -> bytes | None:
+    """The reply's bytes after ``fault``; None means: close the connection."""
+    if fault == "timeout":
+        return b""
+    if fault == "crc":
+        return data[:-1] + bytes([data[-1] ^ 0xFF])
+    if fault == "truncate":
+        return data[: max(1, len(data) // 2)]
+    if fault == "drop":
+        return None
+    return data
+
+
+class _FaultHook:
+    """pymodbus ``trace_packet`` hook: applies a meter's pending fault to its reply."""
+
+    def __init__(self, meters: list[SimulatedMeter], unit_offset: int) -> None:
+        self.by_unit = {m.unit: m for m in meters}
+        self.unit_offset = unit_offset  # where the unit id sits in a frame (RTU 0, MBAP 6)
+        self.server: Any = None
+
+    def __call__(self, sending: bool, data: bytes) -> bytes:
+        if not sending or len(data) <= self.unit_offset:
+            return data
+        meter = self.by_unit.get(data[self.unit_offset])
+        if meter is None or meter.pending_fault is None:
+            return data
+        fault, meter.pending_fault = meter.pending_fault, None
+        out = _corrupt(data, fault)
+        if out is None:
+            for conn in list(getattr(self.server, "active_connections", {}).values()):
+                asyncio.get_running_loop().call_soon(conn.close)
+            return b""
+        return out
+
+
 class ModbusTcpSimulator:
-    """A Modbus/TCP server (a meter, or a gateway with several unit ids) on ``host:port``."""
+    """A Modbus/TCP server (a meter, or a gateway with several unit ids) on ``host:port``.
+
+    ``rtu_framing=True`` speaks RTU frames over TCP instead, as cheap RS-485 gateways do.
+    """
 
     def __init__(
-        self, meters: list[SimulatedMeter], host: str = "127.0.0.1", port: int = 0
+        self,
+        meters: list[SimulatedMeter],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rtu_framing: bool = False,
     ) -> None:
         self.meters = meters
         self.host = host
         self.port = port
+        self.rtu_framing = rtu_framing
         self._server: ModbusTcpServer | None = None
 
     async def start(self) -> int:
         """Start serving; returns the bound port (useful with ``port=0``)."""
+        hook = _FaultHook(self.meters, 0 if self.rtu_framing else 6)
         self._server = ModbusTcpServer(
-            [m.sim_device() for m in self.meters], address=(self.host, self.port)
+            [m.sim_device() for m in self.meters],
+            address=(self.host, self.port),
+            framer=FramerType.RTU if self.rtu_framing else FramerType.SOCKET,
+            trace_packet=hook,
         )
-        await self._server.serve_forever(background=True)
+        hook.server = self._server
+        try:
+            await self._server.serve_forever(background=True)
+        except RuntimeError:  # pymodbus's word for "could not listen"
+            raise OSError(f"cannot listen on {self.host}:{self.port}") from None
         self.port = self._server.transport.sockets[0].getsockname()[1]
         return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()
+            self._server = None
+
+
+class ModbusSerialSimulator:
+    """Modbus RTU meters on a serial port (one bus, several unit ids)."""
+
+    def __init__(
+        self,
+        meters: list[SimulatedMeter],
+        port: str,
+        baudrate: int = 9600,
+        parity: str = "N",
+        stopbits: int = 1,
+        baud_faithful: bool = False,
+    ) -> None:
+        self.meters = meters
+        self.port = port
+        self.baudrate = baudrate
+        self.parity = parity
+        self.stopbits = stopbits
+        self._server: ModbusSerialServer | None = None
+        if baud_faithful:
+            for m in meters:
+                m.reply_delay = self.wire_time
+
+    def wire_time(self, count: int) -> float:
+        """A read's time on the wire: request, reply and two t3.5 gaps, at this line's speed."""
+        bits = 1 + 8 + (0 if self.parity == "N" else 1) + self.stopbits
+        char = bits / self.baudrate
+        gap = 0.00175 if self.baudrate > 19200 else 3.5 * char
+        return (8 + 5 + 2 * count) * char + 2 * gap
+
+    async def start(self) -> None:
+        hook = _FaultHook(self.meters, 0)
+        self._server = ModbusSerialServer(
+            [m.sim_device() for m in self.meters],
+            framer=FramerType.RTU,
+            port=self.port,
+            baudrate=self.baudrate,
+            parity=self.parity,
+            stopbits=self.stopbits,
+            trace_packet=hook,
+        )
+        hook.server = self._server
+        try:
+            await self._server.serve_forever(background=True)
+        except RuntimeError:
+            raise OSError(f"cannot open serial port {self.port}") from None
 
     async def stop(self) -> None:
         if self._server is not None:

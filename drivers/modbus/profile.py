@@ -100,6 +100,8 @@ class ProfileFile(_Strict):
     defaults: Decoding = Decoding()
     limits: Limits = Limits()
     registers: dict[QuantityName, PointEntry] = Field(min_length=1)
+    # how `vatio scan` recognises the model: quantities whose values must fall in a range
+    signature: dict[QuantityName, tuple[float, float]] = {}
 
 
 class Point(_Strict):
@@ -130,6 +132,7 @@ class Profile(_Strict):
     source: str
     limits: Limits
     points: tuple[Point, ...]
+    signature: tuple[tuple[str, float, float], ...] = ()
 
     def __iter__(self) -> Iterator[Point]:  # type: ignore[override]
         return iter(self.points)
@@ -173,6 +176,12 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
                     f"limits.max_registers ({parsed.limits.max_registers})",
                 )
             )
+    for quantity in parsed.signature:
+        if quantity not in parsed.registers:
+            problems.append(doc.problem(
+                ("signature", quantity),
+                f"'{quantity}' is not in registers: a signature uses mapped values",
+            ))  # fmt: skip
     if problems:
         raise ConfigError(problems)
     return Profile(
@@ -182,6 +191,7 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
         source=parsed.source,
         limits=parsed.limits,
         points=points,
+        signature=tuple((q, lo, hi) for q, (lo, hi) in parsed.signature.items()),
     )
 
 

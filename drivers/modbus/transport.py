@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer import FramerType
 
+from drivers.links import SerialLine, TcpEndpoint
 from drivers.modbus.profile import RegisterType
 from drivers.reading import BusUnavailable, DeviceExceptionReply, DeviceTimeout
 
@@ -69,22 +71,6 @@ def read_wire_time(count: int, baudrate: int) -> float:
     return (request_bytes + reply_bytes) * char_time(baudrate) + 2 * t35(baudrate)
 
 
-@dataclass(frozen=True)
-class TcpEndpoint:
-    host: str
-    port: int
-    max_connections: int = 1
-
-
-@dataclass(frozen=True)
-class SerialLine:
-    port: str
-    baudrate: int = 9600
-    parity: str = "N"
-    stopbits: int = 1
-    bytesize: int = 8
-
-
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 
@@ -126,10 +112,7 @@ class ModbusTransport:
         self.requests = 0  # transactions attempted, for `check` and the benchmarks
 
     def describe(self) -> str:
-        if isinstance(self.link, SerialLine):
-            link = self.link
-            return f"{link.port} {link.baudrate} {link.bytesize}{link.parity}{link.stopbits}"
-        return f"{self.link.host}:{self.link.port}"
+        return self.link.describe()
 
     def _make_client(self) -> Client:
         # reconnect_delay=0 turns pymodbus's background reconnect off: _ensure_connected owns it
@@ -147,6 +130,7 @@ class ModbusTransport:
         return AsyncModbusTcpClient(
             self.link.host,
             port=self.link.port,
+            framer=FramerType.RTU if self.link.rtu_framing else FramerType.SOCKET,
             timeout=self.timeout,
             retries=self.retries,
             reconnect_delay=0,

@@ -7,7 +7,6 @@ process, the broker is Mosquitto on a free loopback port, and the test reads wha
 from __future__ import annotations
 
 import asyncio
-import struct
 import textwrap
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from drivers.modbus.register_codec import DataType
 from simulators.brokers import MosquittoProcess, free_port
 from simulators.configs import DeviceRow, loopback_config
 from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
-from tests.helpers import wait_until
+from tests.helpers import expected_on_wire, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,20 +40,6 @@ registers:
   power_factor: {address: 30, data_type: f32, register_type: input, byte_order: little}
   apparent_power_va: {address: 32, data_type: f32, register_type: input, word_order: big}
 """
-
-
-def expected_on_wire(profile, served: dict[str, float]) -> dict[str, float]:
-    """What the registers can hold, computed independently of the agent's codec."""
-    out = {}
-    for p in profile.points:
-        v = served[p.quantity]
-        if p.data_type is DataType.F32:
-            out[p.quantity] = struct.unpack(">f", struct.pack(">f", v))[0]
-        elif p.data_type is DataType.F64:
-            out[p.quantity] = v
-        else:
-            out[p.quantity] = round((v - p.offset) / p.scale) * p.scale + p.offset
-    return out
 
 
 def write_config(
@@ -245,11 +230,11 @@ async def test_devices_that_do_not_answer_do_not_stop_the_others(
             # one line per state change, not one per poll
             assert out.count(f"device '{name}'") == 1, out
             status = cap.on(f"/{name}/status")[-1]
-            assert status["state"] == "failing"
+            assert status["state"] == "degraded"
             body = cap.on(f"/{name}/telemetry")[-1]
             assert all(v is None for v in body["values"].values())
             assert set(body["quality"].values()) <= {"timeout", "exception", "unavailable"}
-        assert cap.on("/silent/events")[0]["event"] == "device_failing"
+        assert cap.on("/silent/events")[0]["event"] == "device_degraded"
         ok = [b for b in cap.on("/ok/telemetry")]
         assert all(b["values"]["voltage_l1_v"] is not None for b in ok)
     finally:

@@ -40,7 +40,8 @@ def test_unknown_profile_names_the_place_and_suggests():
     out = problems(GOOD.replace("eastron_sdm630", "eastron_sdm63"))
     assert out == [
         "f.yaml:7: devices.general.profile: unknown profile 'eastron_sdm63': did you mean "
-        "'eastron_sdm630'? (built-in: eastron_sdm120, eastron_sdm630)"
+        "'eastron_sdm630'? (built-in: carlo_gavazzi_em24, eastron_sdm120, eastron_sdm630, "
+        "eastron_sdm72, senseair_s8)"
     ]
 
 
@@ -50,11 +51,16 @@ def test_unit_id_out_of_range_on_rs485():
     assert out[0].startswith("f.yaml:8: devices.oficinas.unit: unit id 248 is out of range 1–247")
 
 
-def test_unknown_bus_and_unknown_key_and_bad_duration_all_reported():
-    text = GOOD.replace("bus: tablero", "bus: tablro").replace("interval: 15m", "intervl: 15m")
-    text = text.replace("interval: 1s", "interval: fast")
+def test_bad_duration_and_bad_bus_field_reported_together():
+    text = GOOD.replace("interval: 1s", "interval: fast").replace("port: 5020", "port: 70000")
     out = problems(text)
     assert any("devices.general.interval: 'fast' is not a duration" in p for p in out)
+    assert any("buses.tablero.port: Input should be less than or equal to 65535" in p for p in out)
+
+
+def test_unknown_device_key_suggests_the_right_one():
+    text = GOOD.replace("interval: 15m", "intervl: 15m")
+    out = problems(text)
     assert any(
         "devices.oficinas.intervl: unknown key 'intervl': did you mean 'interval'?" in p
         for p in out

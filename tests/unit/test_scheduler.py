@@ -120,7 +120,7 @@ async def test_failing_device_reports_once_and_backs_off():
     sink = Sink()
     await run_for(Scheduler([BusWorker("b", [bad_dev, good_dev], sink)]), 1.5)
     failing = [s for s in sink.states if s[0] == "bad"]
-    assert failing[0][1] == "failing"
+    assert failing[0][1] == "degraded"
     assert "no answer within 0.1 s" in failing[0][2] and "check the wiring" in failing[0][2]
     assert len(failing) == 1  # one message per state change, not per poll
     # backoff: far fewer attempts than ticks
@@ -143,7 +143,7 @@ async def test_recovery_is_reported():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [s[1] for s in sink.states] == ["failing", "online"]
+    assert [s[1] for s in sink.states] == ["degraded", "online"]
 
 
 class SwallowsCancel(FakeDriver):

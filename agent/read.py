@@ -1,0 +1,99 @@
+"""``vatio read -c FILE [DEVICE…]``: poll devices once and show what they say.
+
+For commissioning: the same drivers, buses and timeouts as ``vatio run``, without MQTT.
+``--json`` prints one object per device; ``--watch`` polls again every second and redraws
+the table in place until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import TextIO
+
+from agent.config import LoadedConfig
+from agent.runtime import build_bus
+from drivers.base import Driver
+from drivers.links import SerialLine
+from drivers.modbus.transport import ModbusTransport
+from drivers.reading import DeviceError, PollResult
+from drivers.vocabulary import QUANTITIES
+
+
+def build_drivers(
+    loaded: LoadedConfig, names: list[str]
+) -> tuple[list[Driver], list[ModbusTransport]]:
+    drivers: list[Driver] = []
+    buses: dict[str, ModbusTransport | SerialLine] = {}
+    transports: list[ModbusTransport] = []
+    for name in names:
+        entry = loaded.entries[name]
+        bus_name = entry.config.bus
+        if bus_name not in buses:
+            bus = buses[bus_name] = build_bus(bus_name, loaded)
+            if isinstance(bus, ModbusTransport):
+                transports.append(bus)
+        drivers.append(entry.plugin.create(name, buses[bus_name], entry.options))
+    return drivers, transports
+
+
+async def poll_once(driver: Driver) -> PollResult:
+    try:
+        return await driver.poll()
+    except DeviceError as exc:
+        q = driver.quantities
+        return PollResult(
+            driver.name,
+            time.time(),
+            dict.fromkeys(q),
+            dict.fromkeys(q, exc.code),
+            error=f"{exc}: {exc.hint}",
+        )
+
+
+def table(results: list[PollResult]) -> str:
+    lines = []
+    for r in results:
+        lines.append(f"{r.device}" + (f"  ERROR {r.error}" if r.error else ""))
+        for q, v in r.values.items():
+            unit = QUANTITIES[q].unit if q in QUANTITIES else ""
+            shown = f"{v:.6g}" if v is not None else f"— ({r.quality.get(q, '')})"
+            lines.append(f"  {q:<30} {shown:>14} {unit}")
+    return "\n".join(lines)
+
+
+async def read_command(
+    loaded: LoadedConfig, names: list[str], as_json: bool, watch: bool, out: TextIO = sys.stdout
+) -> int:
+    drivers, transports = build_drivers(loaded, names)
+    try:
+        while True:
+            # devices on different buses are read at once, as the agent would
+            results = list(await asyncio.gather(*(poll_once(d) for d in drivers)))
+            if as_json:
+                body = {
+                    r.device: {
+                        "ts": r.ts,
+                        "values": r.values,
+                        "quality": r.quality,
+                        "error": r.error,
+                    }
+                    for r in results
+                }
+                out.write(json.dumps(body) + "\n")
+            else:
+                text = table(results)
+                out.write(("\x1b[H\x1b[2J" + text if watch and out.isatty() else text) + "\n")
+            out.flush()
+            if not watch:
+                return 0 if all(r.ok for r in results) else 1
+            await asyncio.sleep(1.0)
+    finally:
+        for t in transports:
+            t.close()
+        for d in drivers:
+            closer = getattr(d, "close", None)
+            if closer is not None:
+                await closer()

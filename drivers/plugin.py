@@ -1,0 +1,96 @@
+"""Driver plugins: how a kind of device plugs into Vatio.
+
+A driver plugin is a class registered in the ``vatio.drivers`` entry-point group. Built-in
+drivers register exactly the same way (see pyproject.toml), so a third-party package is a
+first-class citizen. The class provides:
+
+* ``bus_types``: the bus types it can talk over (``modbus-tcp``, ``modbus-rtu``,
+  ``modbus-rtu-tcp``, ``serial``);
+* ``Options``: a pydantic model of its settings. Every key of a device's YAML mapping other
+  than ``bus``, ``driver``, ``interval`` and ``enabled`` is an option, so a mistake in an option
+  is reported with its YAML path like any other;
+* ``create(name, bus, options)``: a :class:`drivers.base.Driver` for one device. ``bus`` is
+  what the agent opened for that bus: a :class:`~drivers.modbus.transport.ModbusTransport`
+  for Modbus buses, a :class:`~drivers.modbus.transport.SerialLine` (the port's settings)
+  for a ``serial`` bus, which the driver opens itself.
+
+A minimal third-party driver (``tests/fixtures/vatio_demo_driver`` is a complete one)::
+
+    class Thermo:
+        bus_types = ("serial",)
+
+        class Options(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            channel: int = 1
+
+        @classmethod
+        def create(cls, name: str, bus: SerialLine, options: Options) -> Driver: ...
+
+    # pyproject.toml of the package:
+    # [project.entry-points."vatio.drivers"]
+    # thermo = "vatio_thermo:Thermo"
+
+Options models may read ``info.context`` in their validators: it holds ``base_dir`` (the
+config file's folder) and ``bus_type``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from drivers.base import Driver
+
+GROUP = "vatio.drivers"
+
+
+class DriverPlugin(Protocol):
+    bus_types: ClassVar[tuple[str, ...]]
+    Options: ClassVar[type[BaseModel]]
+
+    @classmethod
+    def create(cls, name: str, bus: Any, options: Any) -> Driver: ...
+
+
+class PluginError(ValueError):
+    """A driver that is unknown, or that failed to import (message says which and why)."""
+
+
+@cache
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def available() -> list[str]:
+    return sorted(_entry_points())
+
+
+@cache
+def load_plugin(name: str) -> type[DriverPlugin]:
+    eps = _entry_points()
+    if name not in eps:
+        close = difflib.get_close_matches(name, eps, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise PluginError(
+            f"unknown driver '{name}': {hint}(installed: {', '.join(available())}); a "
+            "third-party driver must be installed in the same environment as Vatio"
+        )
+    try:
+        plugin = eps[name].load()
+    except Exception as exc:  # a broken third-party package must not crash the agent
+        raise PluginError(
+            f"driver '{name}' ({eps[name].value}) failed to load: {exc!r}; reinstall or "
+            "update the package that provides it"
+        ) from None
+    for attr in ("bus_types", "Options", "create"):
+        if not hasattr(plugin, attr):
+            raise PluginError(
+                f"driver '{name}' ({eps[name].value}) is not a Vatio driver: it has no "
+                f"'{attr}' (see drivers/plugin.py)"
+            )
+    result: type[DriverPlugin] = plugin
+    return result

@@ -1,0 +1,215 @@
+"""UART air-quality drivers: Nova SDS011, Plantower PMS5003, Winsen MH-Z19B.
+
+Each sensor sits alone on a ``serial`` bus. Two ways to read one:
+
+* **query** (SDS011 ``mode: query``, PMS5003 ``mode: passive``, MH-Z19B always): each poll sends
+  the read command and waits for the answering frame;
+* **stream** (SDS011 ``mode: active``, PMS5003 ``mode: active``): the sensor sends a frame about
+  every second; a poll reports the mean of the frames that arrived since the previous poll.
+
+The SDS011's laser wears out (~8000 h): ``duty_cycle: true`` wakes it for each poll, waits
+``warmup`` (≥ 15 s per the maker; 30 s by default), reads, and puts it back to sleep, so the
+poll interval should be minutes. Checksums are always verified; bad frames and noise are
+skipped and counted (:mod:`drivers.uart.frames`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from statistics import fmean
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from drivers.links import SerialLine
+from drivers.reading import PollResult
+from drivers.uart import mhz19, pms5003, sds011
+from drivers.uart.frames import FrameScanner
+from drivers.uart.link import UartLink
+
+
+def _seconds(value: object) -> object:
+    """Accept 30, "30s", "500ms", "2m" (the same spelling as poll intervals)."""
+    if isinstance(value, str):
+        v = value.strip()
+        for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+            if v.endswith(suffix) and v[: -len(suffix)].replace(".", "", 1).isdigit():
+                return float(v[: -len(suffix)]) * factor
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0, le=600)]
+
+
+class _UartSensor:
+    """Shared plumbing: the port, the scanner, query and stream polls."""
+
+    bus_types: ClassVar[tuple[str, ...]] = ("serial",)
+    model: ClassVar[str]
+    reply_timeout: float = 2.0
+
+    def __init__(self, name: str, line: SerialLine, scanner: FrameScanner) -> None:
+        self.name = name
+        self.line = line
+        self.link = UartLink(name, line, scanner)
+        self._last_poll = time.monotonic()
+
+    def describe(self) -> str:
+        return f"{self.model} on {self.line.describe()}"
+
+    async def _query(self, request: bytes, accept: Callable[[bytes], bool]) -> bytes:
+        since = time.monotonic()
+        self.link.write(request)
+        return await self.link.wait_frame(accept, self.reply_timeout, since)
+
+    async def _stream(self, accept: Callable[[bytes], bool]) -> list[bytes]:
+        """Frames since the last poll, or the next one if none came (a sensor sends ~1/s)."""
+        since, self._last_poll = self._last_poll, time.monotonic()
+        frames = [f for f in self.link.take(since) if accept(f)]
+        if not frames:
+            frames = [await self.link.wait_frame(accept, 2.5, since)]
+        return frames
+
+    async def close(self) -> None:
+        await self.link.close()
+
+
+class Sds011Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["query", "active"] = "query"
+    duty_cycle: bool = False  # sleep between polls (query mode)
+    warmup: Seconds = 30.0
+
+
+class Sds011Driver(_UartSensor):
+    """Entry point ``sds011``."""
+
+    Options: ClassVar[type[BaseModel]] = Sds011Options
+    model = "Nova SDS011"
+
+    def __init__(self, name: str, line: SerialLine, options: Sds011Options) -> None:
+        scanner = FrameScanner(bytes([sds011.HEAD]), sds011.frame_length, sds011.frame_valid)
+        super().__init__(name, line, scanner)
+        self.options = options
+
+    @classmethod
+    def create(cls, name: str, bus: SerialLine, options: Sds011Options) -> Sds011Driver:
+        return cls(name, bus, options)
+
+    @property
+    def quantities(self) -> list[str]:
+        return ["pm2_5_ugm3", "pm10_ugm3"]
+
+    @staticmethod
+    def _is_data(frame: bytes) -> bool:
+        return frame[1] == sds011.DATA
+
+    async def poll(self) -> PollResult:
+        ts = time.time()
+        if await self.link.ensure_open():
+            # (re)opened: put the sensor in the configured mode; in active mode it may not
+            # answer commands reliably (domain.md §5.1), so do not wait for the reply
+            if self.options.duty_cycle:
+                self.link.write(sds011.WAKE)
+            self.link.write(
+                sds011.SET_QUERY_MODE if self.options.mode == "query" else sds011.SET_ACTIVE_MODE
+            )
+        if self.options.mode == "active":
+            readings = [sds011.parse_data(f) for f in await self._stream(self._is_data)]
+        else:
+            if self.options.duty_cycle:
+                self.link.write(sds011.WAKE)
+                await asyncio.sleep(self.options.warmup)
+            readings = [sds011.parse_data(await self._query(sds011.QUERY, self._is_data))]
+            if self.options.duty_cycle:
+                self.link.write(sds011.SLEEP)
+        return PollResult(
+            self.name,
+            ts,
+            {
+                "pm2_5_ugm3": round(fmean(r.pm2_5 for r in readings), 2),
+                "pm10_ugm3": round(fmean(r.pm10 for r in readings), 2),
+            },
+        )
+
+
+class Pms5003Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["active", "passive"] = "active"
+    # atmospheric: for ambient air (what AQI wants); cf1: "standard particle" (factory conditions)
+    values: Literal["atmospheric", "cf1"] = "atmospheric"
+
+
+class Pms5003Driver(_UartSensor):
+    """Entry point ``pms5003``."""
+
+    Options: ClassVar[type[BaseModel]] = Pms5003Options
+    model = "Plantower PMS5003"
+
+    def __init__(self, name: str, line: SerialLine, options: Pms5003Options) -> None:
+        scanner = FrameScanner(pms5003.HEADER, pms5003.frame_length, pms5003.frame_valid)
+        super().__init__(name, line, scanner)
+        self.options = options
+
+    @classmethod
+    def create(cls, name: str, bus: SerialLine, options: Pms5003Options) -> Pms5003Driver:
+        return cls(name, bus, options)
+
+    @property
+    def quantities(self) -> list[str]:
+        return ["pm1_0_ugm3", "pm2_5_ugm3", "pm10_ugm3"]
+
+    async def poll(self) -> PollResult:
+        ts = time.time()
+        if await self.link.ensure_open():
+            self.link.write(pms5003.WAKE)
+            self.link.write(
+                pms5003.SET_PASSIVE if self.options.mode == "passive" else pms5003.SET_ACTIVE
+            )
+        if self.options.mode == "passive":
+            frames = [await self._query(pms5003.READ, lambda f: True)]
+        else:
+            frames = await self._stream(lambda f: True)
+        readings = [pms5003.parse(f) for f in frames]
+        cf1 = self.options.values == "cf1"
+        return PollResult(
+            self.name,
+            ts,
+            {
+                "pm1_0_ugm3": round(fmean(r.pm1_0_cf1 if cf1 else r.pm1_0 for r in readings), 2),
+                "pm2_5_ugm3": round(fmean(r.pm2_5_cf1 if cf1 else r.pm2_5 for r in readings), 2),
+                "pm10_ugm3": round(fmean(r.pm10_cf1 if cf1 else r.pm10 for r in readings), 2),
+            },
+        )
+
+
+class Mhz19Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Mhz19Driver(_UartSensor):
+    """Entry point ``mhz19b``."""
+
+    Options: ClassVar[type[BaseModel]] = Mhz19Options
+    model = "Winsen MH-Z19B"
+
+    def __init__(self, name: str, line: SerialLine) -> None:
+        super().__init__(
+            name, line, FrameScanner(mhz19.HEADER, mhz19.frame_length, mhz19.frame_valid)
+        )
+
+    @classmethod
+    def create(cls, name: str, bus: SerialLine, options: Mhz19Options) -> Mhz19Driver:
+        return cls(name, bus)
+
+    @property
+    def quantities(self) -> list[str]:
+        return ["co2_ppm"]
+
+    async def poll(self) -> PollResult:
+        ts = time.time()
+        await self.link.ensure_open()
+        frame = await self._query(mhz19.READ_CO2, lambda f: True)
+        return PollResult(self.name, ts, {"co2_ppm": float(mhz19.parse_co2(frame))})

@@ -1,0 +1,55 @@
+"""A virtual serial cable: two pty devices joined by socat (Debian package ``socat``).
+
+Whatever one end writes, the other end reads, as on a real RS-485 or UART line, except that
+a pty ignores the baud rate (stack-notes §2.3): the simulators delay their replies
+themselves when wire timing matters.
+
+    with SerialPair(tmp_path) as pair:
+        device_side, agent_side = pair.a, pair.b
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+
+class SerialPair:
+    def __init__(self, directory: Path, name: str = "tty") -> None:
+        self.a = str(directory / f"{name}-device")
+        self.b = str(directory / f"{name}-agent")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("socat") is not None
+
+    def start(self) -> SerialPair:
+        if not self.available():
+            raise FileNotFoundError("socat is not installed (apt-get install socat)")
+        self.proc = subprocess.Popen(
+            ["socat", f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not (Path(self.a).exists() and Path(self.b).exists()):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise TimeoutError("socat did not create the pty pair")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.proc = None
+
+    def __enter__(self) -> SerialPair:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,193 @@
+"""Byte-exact UART sensor simulators: SDS011, PMS5003 and MH-Z19B on a serial port.
+
+Each opens the device end of a serial line (usually a :class:`~simulators.serial_pair.
+SerialPair`) and speaks the sensor's real protocol: it answers the commands the manufacturer
+documents and, in active mode, sends a frame every ``period`` seconds. :class:`LineNoise`
+spoils the line on purpose (garbage between frames, half frames, wrong checksums) so the
+drivers' resynchronisation is tested on real bytes. ``sent`` keeps the values of the last good
+frame, for tests to compare with what the agent published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass
+
+import serial_asyncio_fast
+
+from drivers.uart import mhz19, pms5003, sds011
+from drivers.uart.frames import FrameScanner
+
+
+@dataclass
+class LineNoise:
+    garbage: float = 0.0  # chance of random bytes before a frame
+    partial: float = 0.0  # chance of sending only the first half of a frame (then nothing)
+    bad_checksum: float = 0.0  # chance of a frame with a wrong checksum
+
+
+def city_pm25(t: float, seed: int = 0) -> float:
+    """A plausible urban PM2.5 (µg/m³): a morning and an evening peak on a 10–35 baseline."""
+    hour = (t / 3600 - 6) % 24  # central Mexico, UTC-6
+    peaks = 18 * math.exp(-((hour - 8) ** 2) / 4) + 12 * math.exp(-((hour - 20) ** 2) / 6)
+    return round(12 + peaks + 3 * math.sin(t / 600 + seed), 1)
+
+
+class UartSensorSim:
+    period = 1.0  # seconds between frames in active mode
+
+    def __init__(self, port: str, noise: LineNoise | None = None, seed: int = 0) -> None:
+        self.port = port
+        self.noise = noise or LineNoise()
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.active = True
+        self.asleep = False
+        self.sent: dict[str, float] = {}
+        self.frames_sent = 0
+        self.commands: list[bytes] = []
+        self.fixed: dict[str, float] | None = None  # tests may pin the values
+        self._writer: asyncio.StreamWriter | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def scanner(self) -> FrameScanner:
+        raise NotImplementedError
+
+    def frame(self) -> bytes:
+        """The data frame for now; sets ``self.sent``."""
+        raise NotImplementedError
+
+    def on_command(self, command: bytes) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        reader, self._writer = await serial_asyncio_fast.open_serial_connection(url=self.port)
+        self._tasks = [
+            asyncio.create_task(self._listen(reader)),
+            asyncio.create_task(self._stream()),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    async def _listen(self, reader: asyncio.StreamReader) -> None:
+        scanner = self.scanner()
+        while chunk := await reader.read(256):
+            for command in scanner.feed(chunk):
+                self.commands.append(command)
+                self.on_command(command)
+
+    async def _stream(self) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            if self.active and not self.asleep:
+                self.send(self.frame())
+
+    def send(self, frame: bytes) -> None:
+        if self._writer is None:
+            return
+        n = self.noise
+        if self.rng.random() < n.garbage:
+            self._writer.write(
+                bytes(self.rng.randrange(256) for _ in range(self.rng.randint(1, 12)))
+            )
+        if self.rng.random() < n.partial:
+            self._writer.write(frame[: len(frame) // 2])
+            return
+        if self.rng.random() < n.bad_checksum:
+            frame = frame[:-2] + bytes([frame[-2] ^ 0x5A]) + frame[-1:]
+        self.frames_sent += 1
+        self._writer.write(frame)
+
+
+class Sds011Sim(UartSensorSim):
+    def scanner(self) -> FrameScanner:
+        return FrameScanner(
+            bytes([sds011.HEAD, sds011.COMMAND]),
+            lambda b: 19,
+            lambda f: f[18] == sds011.TAIL and sum(f[2:17]) & 0xFF == f[17],
+        )
+
+    def frame(self) -> bytes:
+        pm25 = self.fixed["pm2_5_ugm3"] if self.fixed else city_pm25(time.time(), self.seed)
+        pm10 = self.fixed["pm10_ugm3"] if self.fixed else round(pm25 * 1.6, 1)
+        self.sent = {"pm2_5_ugm3": pm25, "pm10_ugm3": pm10}
+        return sds011.data_frame(pm25, pm10)
+
+    def _reply(self, cmd: int, d1: int, d2: int) -> None:
+        body = bytes([cmd, d1, d2, 0, 0xA1, 0x60])
+        self.send(
+            bytes([sds011.HEAD, sds011.REPLY]) + body + bytes([sum(body) & 0xFF, sds011.TAIL])
+        )
+
+    def on_command(self, command: bytes) -> None:
+        cmd, d1, d2 = command[2], command[3], command[4]
+        if cmd == sds011.CMD_SLEEP and d1 == 1:
+            self.asleep = d2 == 0
+            self._reply(cmd, d1, d2)
+        elif self.asleep:
+            return  # a sleeping SDS011 ignores everything but wake
+        elif cmd == sds011.CMD_MODE and d1 == 1:
+            self.active = d2 == 0
+            self._reply(cmd, d1, d2)
+        elif cmd == sds011.CMD_QUERY:
+            self.send(self.frame())
+
+
+class Pms5003Sim(UartSensorSim):
+    def scanner(self) -> FrameScanner:
+        return FrameScanner(
+            pms5003.HEADER,
+            lambda b: 7,
+            lambda f: sum(f[:5]) & 0xFFFF == (f[5] << 8 | f[6]),
+        )
+
+    def frame(self) -> bytes:
+        pm25 = self.fixed["pm2_5_ugm3"] if self.fixed else city_pm25(time.time(), self.seed)
+        atm = (round(pm25 * 0.7), round(pm25), round(pm25 * 1.5))
+        cf1 = tuple(round(v * 1.1) for v in atm)
+        self.sent = {"pm1_0_ugm3": atm[0], "pm2_5_ugm3": atm[1], "pm10_ugm3": atm[2]}
+        self.sent_cf1 = {"pm1_0_ugm3": cf1[0], "pm2_5_ugm3": cf1[1], "pm10_ugm3": cf1[2]}
+        return pms5003.data_frame(atm, cf1, (900, 300, 60, 10, 2, 1))  # type: ignore[arg-type]
+
+    def on_command(self, command: bytes) -> None:
+        cmd, data = command[2], command[4]
+        if cmd == 0xE4:
+            self.asleep = data == 0
+        elif cmd == 0xE1:
+            self.active = data == 1
+        elif cmd == 0xE2 and not self.asleep:
+            self.send(self.frame())
+
+
+class Mhz19Sim(UartSensorSim):
+    def __init__(self, port: str, noise: LineNoise | None = None, seed: int = 0) -> None:
+        super().__init__(port, noise, seed)
+        self.active = False  # the MH-Z19B only answers
+
+    def scanner(self) -> FrameScanner:
+        return FrameScanner(b"\xff\x01", lambda b: 9, lambda f: mhz19.checksum(f) == f[8])
+
+    def frame(self) -> bytes:
+        co2 = (
+            int(self.fixed["co2_ppm"])
+            if self.fixed
+            else 420 + int(200 * abs(math.sin(time.time() / 900)))
+        )
+        self.sent = {"co2_ppm": float(co2)}
+        return mhz19.reply(co2)
+
+    def on_command(self, command: bytes) -> None:
+        if command[2] == 0x86:
+            self.send(self.frame())

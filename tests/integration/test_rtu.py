@@ -1,0 +1,147 @@
+"""Modbus RTU for real: over a pty pair (socat) and over TCP, with faults on the real bytes.
+
+The simulators are pymodbus RTU servers; the agent is `vatio run` in a child process; frames
+cross a virtual serial cable with their CRCs, so a corrupted byte is a corrupted frame.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from pathlib import Path
+
+import pytest
+
+from drivers.modbus.profile import load_profile
+from simulators.modbus_server import (
+    Faults,
+    ModbusSerialSimulator,
+    ModbusTcpSimulator,
+    SimulatedMeter,
+)
+from simulators.serial_pair import SerialPair
+from tests.helpers import expected_on_wire, wait_until
+
+pytestmark = pytest.mark.integration
+
+FROZEN_T = 1_795_000_000.0
+
+
+@pytest.fixture
+def serial_pair(tmp_path):
+    if not SerialPair.available():
+        pytest.fail("socat is not installed: run ./scripts/test as root (apt-get install socat)")
+    with SerialPair(tmp_path) as pair:
+        yield pair
+
+
+def write(tmp_path: Path, bus_yaml: str, devices: str, mqtt_url: str) -> Path:
+    path = tmp_path / "vatio.yaml"
+    path.write_text(
+        f"site: rtu\nagent_id: gw\nstate_dir: {tmp_path / 'state'}\n"
+        f"buses:\n  line: {bus_yaml}\ndevices:\n{devices}"
+        f"outputs:\n  mqtt: {{url: '{mqtt_url}'}}\n"
+    )
+    return path
+
+
+async def test_rtu_over_a_serial_line_delivers_what_the_meters_serve(
+    tmp_path, serial_pair, mosquitto, capture_factory, agent_factory
+):
+    clock = lambda: FROZEN_T  # noqa: E731
+    meters = [
+        SimulatedMeter(1, load_profile("eastron_sdm630"), seed=1, clock=clock),
+        SimulatedMeter(7, load_profile("eastron_sdm120"), seed=2, clock=clock),
+    ]
+    # a pty refuses parity settings (EINVAL), so the line runs 8N1 here
+    sim = ModbusSerialSimulator(meters, serial_pair.a, baudrate=19200)
+    await sim.start()
+    try:
+        cfg = write(
+            tmp_path,
+            f"{{type: modbus-rtu, port: {serial_pair.b}, baudrate: 19200}}",
+            "  three: {bus: line, unit: 1, profile: eastron_sdm630, interval: 1s}\n"
+            "  single: {bus: line, unit: 7, profile: eastron_sdm120, interval: 1s}\n",
+            mosquitto.url,
+        )
+        cap = capture_factory(mosquitto.port)
+        agent_factory(cfg)
+        await wait_until(
+            lambda: cap.on("/three/telemetry") and cap.on("/single/telemetry"), 20, "telemetry"
+        )
+        for name, meter in (("three", meters[0]), ("single", meters[1])):
+            body = cap.on(f"/{name}/telemetry")[-1]
+            assert body.get("quality") is None, body
+            for q, v in expected_on_wire(meter.profile, meter.served).items():
+                assert body["values"][q] == pytest.approx(v, rel=1e-9, abs=1e-9), (name, q)
+    finally:
+        await sim.stop()
+
+
+async def test_rtu_over_tcp(tmp_path, mosquitto, capture_factory, agent_factory):
+    meter = SimulatedMeter(3, load_profile("eastron_sdm120"), seed=5, clock=lambda: FROZEN_T)
+    sim = ModbusTcpSimulator([meter], rtu_framing=True)
+    port = await sim.start()
+    try:
+        cfg = write(
+            tmp_path,
+            f"{{type: modbus-rtu-tcp, host: 127.0.0.1, port: {port}, baudrate: 9600}}",
+            "  m: {bus: line, unit: 3, profile: eastron_sdm120, interval: 500ms}\n",
+            mosquitto.url,
+        )
+        cap = capture_factory(mosquitto.port)
+        agent_factory(cfg)
+        await wait_until(lambda: cap.on("/m/telemetry"), 20, "telemetry")
+        body = cap.on("/m/telemetry")[-1]
+        assert body["values"]["voltage_v"] == pytest.approx(
+            expected_on_wire(meter.profile, meter.served)["voltage_v"]
+        )
+    finally:
+        await sim.stop()
+
+
+async def test_a_healthy_meter_keeps_its_polls_while_its_neighbour_fails(
+    tmp_path, serial_pair, mosquitto, capture_factory, agent_factory
+):
+    healthy = SimulatedMeter(1, load_profile("eastron_sdm120"), seed=1)
+    sick = SimulatedMeter(
+        2,
+        load_profile("eastron_sdm630"),
+        seed=2,
+        faults=Faults(timeout=0.4, crc=0.2, truncate=0.1, exception=0.1, slow=0.1, slow_s=2.0),
+    )
+    sim = ModbusSerialSimulator([healthy, sick], serial_pair.a, baudrate=38400)
+    await sim.start()
+    try:
+        cfg = write(
+            tmp_path,
+            f"{{type: modbus-rtu, port: {serial_pair.b}, baudrate: 38400}}",
+            "  healthy: {bus: line, unit: 1, profile: eastron_sdm120, interval: 1s}\n"
+            "  sick: {bus: line, unit: 2, profile: eastron_sdm630, interval: 1s}\n",
+            mosquitto.url,
+        )
+        cap = capture_factory(mosquitto.port)
+        agent = agent_factory(cfg)
+        await wait_until(lambda: cap.on("/healthy/telemetry"), 20, "first reading")
+        start = time.time()
+        await wait_until(lambda: time.time() - start > 30, 40, "30 s of polling")
+        end = time.time()
+
+        def in_window(body):
+            ts = calendar.timegm(time.strptime(body["ts"][:19], "%Y-%m-%dT%H:%M:%S"))
+            return start + 1 <= ts < end - 1
+
+        good = [
+            b
+            for b in cap.on("/healthy/telemetry")
+            if in_window(b) and all(v is not None for v in b["values"].values())
+        ]
+        ticks = int(end - 1) - int(start + 1)
+        assert len(good) >= 0.99 * ticks, (len(good), ticks)
+        assert sum(sick.fault_counts.values()) >= 3, sick.fault_counts
+        # the sick meter is reported degraded, once per change, with an event
+        assert any(s["state"] == "degraded" for s in cap.on("/sick/status"))
+        assert any(e["event"] == "device_degraded" for e in cap.on("/sick/events"))
+        assert "Traceback" not in agent.output()
+    finally:
+        await sim.stop()
