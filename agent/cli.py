@@ -78,7 +78,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             timing = bus_timing(name, loaded)
             line += f", timeout {timing.timeout:g} s, retries {timing.retries}"
             if timing.load:
-                line += f", schedule needs {timing.load:.0%} of the line"
+                line += f", schedule needs {timing.load:.1%} of the line"
             if timing.load > 1.0:
                 warnings.append(
                     f"bus '{name}': the schedule needs {timing.load:.0%} of the line's time "

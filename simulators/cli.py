@@ -1,8 +1,13 @@
 """``vatio simulate -c FILE``: impersonate the devices a config describes, on this machine.
 
-Every Modbus/TCP bus of the config becomes a pymodbus server on its host:port, serving each
-of the bus's devices at its unit id with its profile and a factory load curve. Then
-``vatio run -c FILE`` polls them as it would poll real meters.
+* a Modbus/TCP (or RTU-over-TCP) bus becomes a pymodbus server on its host:port (loopback
+  only), serving each device at its unit id with its profile and a factory load curve;
+* a ``modbus-rtu`` bus becomes a virtual serial cable (socat) whose agent end is created at
+  the configured ``port`` path, with the RTU meters on the other end (``--baud-faithful``
+  makes them answer at the real speed of the configured baud rate);
+* a ``serial`` bus gets the byte-exact simulator of its UART sensor (SDS011, PMS5003, MH-Z19B).
+
+Then ``vatio run -c FILE`` polls them as it would poll real devices.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ import signal
 import socket
 import sys
 import zlib
+from pathlib import Path
 from typing import Any
 
 from agent.cli import load_or_report
-from agent.config import LoadedConfig, TcpBusConfig
-from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
+from agent.config import LoadedConfig, RtuBusConfig, RtuTcpBusConfig, TcpBusConfig
+from simulators.modbus_server import ModbusSerialSimulator, ModbusTcpSimulator, SimulatedMeter
+from simulators.serial_pair import SerialPair
+from simulators.uart_sensors import Mhz19Sim, Pms5003Sim, Sds011Sim
 
 
 def device_seed(name: str) -> int:
@@ -35,37 +43,99 @@ def is_loopback(host: str) -> bool:
     return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
-def build_simulators(loaded: LoadedConfig) -> tuple[list[ModbusTcpSimulator], list[str]]:
-    """One TCP simulator per TCP bus; returns them and the problems (buses not simulated)."""
-    sims, problems = [], []
-    cfg = loaded.config
-    for bus_name, bus in cfg.buses.items():
-        members = {n: d for n, d in loaded.devices.items() if d.bus == bus_name}
+class SerialBusSimulation:
+    """A pty pair whose agent end is the config's port, and the device(s) on the other end."""
+
+    def __init__(self, pair: SerialPair, device: Any, what: list[str]) -> None:
+        self.pair = pair
+        self.device = device
+        self.what = what
+
+    async def start(self) -> None:
+        self.pair.start()
+        try:
+            await self.device.start()
+        except BaseException:
+            self.pair.stop()
+            raise
+
+    async def stop(self) -> None:
+        await self.device.stop()
+        self.pair.stop()
+
+
+class TcpBusSimulation:
+    def __init__(self, server: ModbusTcpSimulator, what: list[str]) -> None:
+        self.server = server
+        self.what = what
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
+UART_SIMULATORS = {"sds011": Sds011Sim, "pms5003": Pms5003Sim, "mhz19b": Mhz19Sim}
+
+
+def build_simulators(
+    loaded: LoadedConfig, baud_faithful: bool = False
+) -> tuple[list[TcpBusSimulation | SerialBusSimulation], list[str]]:
+    """A simulation per bus of the config; returns them and the buses it cannot simulate."""
+    sims: list[TcpBusSimulation | SerialBusSimulation] = []
+    problems = []
+    for bus_name, bus in loaded.config.buses.items():
+        members = {n: e for n, e in loaded.entries.items() if e.config.bus == bus_name}
         if not members:
-            continue
-        if not isinstance(bus, TcpBusConfig):
-            problems.append(
-                f"bus '{bus_name}' ({bus.type}) is not simulated: serial simulation over a "
-                "pty pair is not available yet; use a modbus-tcp bus on 127.0.0.1"
-            )
-            continue
-        if not is_loopback(bus.host):
-            problems.append(
-                f"bus '{bus_name}': host {bus.host} is not a loopback address; the simulator "
-                "serves only on this machine: set host: 127.0.0.1 in a copy of the config"
-            )
             continue
         meters = [
             SimulatedMeter(loaded.units[n], loaded.profiles[n], seed=device_seed(n))
             for n in members
             if n in loaded.profiles
         ]
-        sims.append(ModbusTcpSimulator(meters, bus.host, bus.port))
+        what = [f"{m.profile.manufacturer} {m.profile.model} unit {m.unit}" for m in meters]
+        if isinstance(bus, TcpBusConfig | RtuTcpBusConfig):
+            if not is_loopback(bus.host):
+                problems.append(
+                    f"bus '{bus_name}': host {bus.host} is not a loopback address; the "
+                    "simulator serves only on this machine: set host: 127.0.0.1 in a copy of "
+                    "the config"
+                )
+                continue
+            server = ModbusTcpSimulator(
+                meters, bus.host, bus.port, rtu_framing=isinstance(bus, RtuTcpBusConfig)
+            )
+            sims.append(TcpBusSimulation(server, [f"{w} on {bus.host}:{bus.port}" for w in what]))
+            continue
+        if Path(bus.port).exists() and not Path(bus.port).is_symlink():
+            problems.append(
+                f"bus '{bus_name}': {bus.port} exists (a real port?); the simulator will not "
+                "replace it: use a free path such as /tmp/vatio-rs485 in a copy of the config"
+            )
+            continue
+        pair = SerialPair.at(bus.port)
+        device: Any
+        if isinstance(bus, RtuBusConfig):
+            device = ModbusSerialSimulator(
+                meters, pair.a, bus.baudrate, bus.parity, bus.stopbits, baud_faithful
+            )
+        else:  # a UART sensor: one device per serial bus
+            name, entry = next(iter(members.items()))
+            sim_class = UART_SIMULATORS.get(entry.config.driver)
+            if sim_class is None:
+                problems.append(
+                    f"bus '{bus_name}': no simulator for driver '{entry.config.driver}'"
+                )
+                continue
+            device = sim_class(pair.a, seed=device_seed(name))
+            what = [f"{sim_class.__name__.removesuffix('Sim')} '{name}'"]
+        sims.append(SerialBusSimulation(pair, device, [f"{w} on {bus.port}" for w in what]))
     return sims, problems
 
 
-async def _simulate(loaded: LoadedConfig, duration: float | None) -> int:
-    sims, problems = build_simulators(loaded)
+async def _simulate(loaded: LoadedConfig, duration: float | None, baud_faithful: bool) -> int:
+    sims, problems = build_simulators(loaded, baud_faithful)
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
     if not sims:
@@ -76,19 +146,16 @@ async def _simulate(loaded: LoadedConfig, duration: float | None) -> int:
         for sim in sims:
             try:
                 await sim.start()
-            except OSError as exc:
+            except (OSError, TimeoutError, FileNotFoundError) as exc:
                 print(
-                    f"error: cannot listen on {sim.host}:{sim.port} ({exc.strerror}): is "
-                    "another program (or simulator) using that port?",
+                    f"error: cannot start the simulator of {sim.what[0]}: {exc}; is another "
+                    "program (or simulator) using that port?",
                     file=sys.stderr,
                 )
                 return 1
             started.append(sim)
-            for m in sim.meters:
-                print(
-                    f"simulating {m.profile.manufacturer} {m.profile.model} unit {m.unit} "
-                    f"on {sim.host}:{sim.port}"
-                )
+            for line in sim.what:
+                print(f"simulating {line}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -107,11 +174,16 @@ def simulate_command(sub: Any) -> None:
     p = sub.add_parser("simulate", help="simulate the devices of a config (no hardware)")
     p.add_argument("-c", "--config", required=True, help="config file (YAML)")
     p.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    p.add_argument(
+        "--baud-faithful",
+        action="store_true",
+        help="RS-485 meters answer at the configured baud rate's real speed",
+    )
 
     def run(args: argparse.Namespace) -> int:
         loaded = load_or_report(args.config)
         if loaded is None:
             return 1
-        return asyncio.run(_simulate(loaded, args.duration))
+        return asyncio.run(_simulate(loaded, args.duration, args.baud_faithful))
 
     p.set_defaults(func=run)

@@ -33,6 +33,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.modbus.profile import Profile, RegisterType
 from drivers.modbus.register_codec import encode
+from drivers.modbus.transport import read_wire_time, t35
 from simulators.load_curve import FactoryLoad, MeterState
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -269,11 +270,11 @@ class ModbusSerialSimulator:
                 m.reply_delay = self.wire_time
 
     def wire_time(self, count: int) -> float:
-        """A read's time on the wire: request, reply and two t3.5 gaps, at this line's speed."""
+        """How long the reply to a read is held back: the request's and the reply's characters
+        at this line's speed, and the t3.5 between them. (The t3.5 after the reply is the
+        master's to keep.) A pty delivers bytes at once, so this is what makes bus time real."""
         bits = 1 + 8 + (0 if self.parity == "N" else 1) + self.stopbits
-        char = bits / self.baudrate
-        gap = 0.00175 if self.baudrate > 19200 else 3.5 * char
-        return (8 + 5 + 2 * count) * char + 2 * gap
+        return read_wire_time(count, self.baudrate, bits) - t35(self.baudrate)
 
     async def start(self) -> None:
         hook = _FaultHook(self.meters, 0)

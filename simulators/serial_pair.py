@@ -22,6 +22,13 @@ class SerialPair:
         self.b = str(directory / f"{name}-agent")
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def at(cls, agent_path: str) -> SerialPair:
+        """A pair whose agent end is ``agent_path`` (the device end sits beside it)."""
+        pair = cls(Path(agent_path).parent)
+        pair.b, pair.a = agent_path, agent_path + "-device"
+        return pair
+
     @staticmethod
     def available() -> bool:
         return shutil.which("socat") is not None

@@ -64,11 +64,15 @@ def t35(baudrate: int) -> float:
     return 0.00175 if baudrate > 19200 else 3.5 * char_time(baudrate)
 
 
-def read_wire_time(count: int, baudrate: int) -> float:
-    """Wire time of an RTU read of ``count`` registers: request, reply and two t3.5 gaps."""
+def read_wire_time(count: int, baudrate: int, bits_per_char: int = 11) -> float:
+    """Bus time of an RTU read of ``count`` registers: request, t3.5, reply, t3.5.
+
+    ``bits_per_char`` is 11 for the Modbus serial character (8 data bits with parity or a
+    second stop bit); an 8N1 line really sends 10, so 11 errs on the safe side.
+    """
     request_bytes = 8
     reply_bytes = 5 + 2 * count
-    return (request_bytes + reply_bytes) * char_time(baudrate) + 2 * t35(baudrate)
+    return (request_bytes + reply_bytes) * char_time(baudrate, bits_per_char) + 2 * t35(baudrate)
 
 
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
