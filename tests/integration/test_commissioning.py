@@ -33,6 +33,7 @@ def gateway_meters() -> list[SimulatedMeter]:
         SimulatedMeter(2, load_profile("eastron_sdm120"), seed=2),
         SimulatedMeter(3, load_profile("carlo_gavazzi_em24"), seed=3),
         SimulatedMeter(4, load_profile("senseair_s8"), seed=4),
+        SimulatedMeter(5, load_profile("orno_or_we_516"), seed=5),
     ]
 
 
@@ -47,10 +48,11 @@ async def test_scan_finds_and_names_devices_behind_a_tcp_gateway():
     assert "scanning [" in res.stderr  # the progress bar
     lines = res.stdout.splitlines()
     row = {int(line.split()[0]): line for line in lines if line[:4].strip().isdigit()}
-    assert set(row) == {1, 2, 3, 4}
+    assert set(row) == {1, 2, 3, 4, 5}
     assert "eastron_sdm630 or eastron_sdm72" in row[1]  # the same registers: both listed
     assert "eastron_sdm120" in row[2] and "carlo_gavazzi_em24" in row[3]
     assert "senseair_s8" in row[4]
+    assert "orno_or_we_516" in row[5] and " or " not in row[5]
     assert f"  scanned: {{type: modbus-tcp, host: 127.0.0.1, port: {port}}}" in res.stdout
     assert "  device-3: {bus: scanned, unit: 3, profile: carlo_gavazzi_em24}" in res.stdout
 
