@@ -41,6 +41,17 @@ logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 _FC_TYPE = {3: RegisterType.HOLDING, 4: RegisterType.INPUT}
 
 
+async def _sleep_precisely(delay: float) -> None:
+    """Sleep ``delay`` seconds to within ~0.1 ms: asyncio timers wake up to 1 ms late (epoll
+    counts in milliseconds), which would make a baud-faithful meter slower than its wire.
+    The last 1.5 ms are spun; acceptable in a simulator, never done in the agent."""
+    deadline = time.monotonic() + delay
+    if delay > 0.0015:
+        await asyncio.sleep(delay - 0.0015)
+    while time.monotonic() < deadline:
+        pass
+
+
 @dataclass
 class Faults:
     """Per-meter fault probabilities (0–1), drawn for each request."""
@@ -143,7 +154,7 @@ class SimulatedMeter:
             self.fault_counts[fault] = self.fault_counts.get(fault, 0) + 1
         delay = self.reply_delay(count) + (self.faults.slow_s if fault == "slow" else 0.0)
         if delay:
-            await asyncio.sleep(delay)
+            await _sleep_precisely(delay)
         if fault == "exception":
             return ExcCodes.DEVICE_BUSY
         self.pending_fault = fault  # applied to the reply's bytes by the server hook

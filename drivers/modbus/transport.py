@@ -130,6 +130,7 @@ class ModbusTransport:
                 timeout=self.timeout,
                 retries=self.retries,
                 reconnect_delay=0,
+                trace_packet=self._on_packet,
             )
         return AsyncModbusTcpClient(
             self.link.host,
@@ -139,6 +140,13 @@ class ModbusTransport:
             retries=self.retries,
             reconnect_delay=0,
         )
+
+    def _on_packet(self, sending: bool, data: bytes) -> bytes:
+        # the line is silent from the moment the reply's last byte arrived, not from when
+        # pymodbus finished decoding it: count t3.5 from here
+        if not sending and data:
+            self._last_end = time.monotonic()
+        return data
 
     async def _ensure_connected(self, conn: _Connection) -> None:
         if conn.client.connected:
@@ -189,6 +197,7 @@ class ModbusTransport:
                 if wait > 0:
                     await asyncio.sleep(wait)
             self.requests += 1
+            started = time.monotonic()
             try:
                 if register_type is RegisterType.INPUT:
                     rr = await client.read_input_registers(start, count=count, device_id=unit)
@@ -205,7 +214,10 @@ class ModbusTransport:
                 raise DeviceTimeout(f"bad or no answer: {exc}") from None
             finally:
                 if self.is_serial:
-                    self._last_end = time.monotonic()
+                    # a reply received sets _last_end in _on_packet; silence or an error
+                    # counts from now
+                    if self._last_end < started:
+                        self._last_end = time.monotonic()
                     self._quiet_until = self._last_end + max(self._frame_gap, min_gap)
             if rr.isError():
                 code = int(getattr(rr, "exception_code", 0))

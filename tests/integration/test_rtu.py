@@ -145,3 +145,61 @@ async def test_a_healthy_meter_keeps_its_polls_while_its_neighbour_fails(
         assert "Traceback" not in agent.output()
     finally:
         await sim.stop()
+
+
+async def test_dropped_tcp_connections_are_survived(
+    tmp_path, mosquitto, capture_factory, agent_factory
+):
+    meter = SimulatedMeter(
+        1, load_profile("eastron_sdm120"), seed=9, faults=Faults(drop=0.15, truncate=0.05)
+    )
+    sim = ModbusTcpSimulator([meter])
+    port = await sim.start()
+    try:
+        cfg = write(
+            tmp_path,
+            f"{{type: modbus-tcp, host: 127.0.0.1, port: {port}}}",
+            "  m: {bus: line, unit: 1, profile: eastron_sdm120, interval: 500ms}\n",
+            mosquitto.url,
+        )
+        cap = capture_factory(mosquitto.port)
+        agent = agent_factory(cfg)
+
+        def good() -> int:
+            return sum(None not in b["values"].values() for b in cap.on("/m/telemetry"))
+
+        await wait_until(
+            lambda: meter.fault_counts.get("drop", 0) >= 3 and good() >= 10,
+            60,
+            "readings across several dropped connections",
+        )
+        assert "Traceback" not in agent.output()
+    finally:
+        await sim.stop()
+
+
+async def test_a_serial_port_that_does_not_exist(tmp_path):
+    import asyncio as aio
+    import sys as _sys
+
+    cfg = write(
+        tmp_path,
+        f"{{type: modbus-rtu, port: {tmp_path}/ttyNONE, baudrate: 9600}}",
+        "  m: {bus: line, unit: 1, profile: eastron_sdm120}\n",
+        "mqtt://127.0.0.1:1",
+    )
+    proc = await aio.create_subprocess_exec(
+        _sys.executable,
+        "-m",
+        "agent.cli",
+        "read",
+        "-c",
+        str(cfg),
+        stdout=aio.subprocess.PIPE,
+        stderr=aio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 1
+    text = out.decode()
+    assert f"ERROR cannot connect to bus 'line' ({tmp_path}/ttyNONE 9600 8N1)" in text
+    assert "that the port exists" in text and "Traceback" not in text + err.decode()
