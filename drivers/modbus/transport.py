@@ -113,6 +113,7 @@ class ModbusTransport:
         self._frame_gap = t35(link.baudrate) if isinstance(link, SerialLine) else 0.0
         self._quiet_until = 0.0  # monotonic time before which the serial line must stay silent
         self._last_end = 0.0
+        self._late_guard = 0.0  # extra silence after a timeout (see read)
         self.requests = 0  # transactions attempted, for `check` and the benchmarks
 
     def describe(self) -> str:
@@ -206,6 +207,11 @@ class ModbusTransport:
             except ConnectionException as exc:
                 raise BusUnavailable(f"bus '{self.name}' ({self.describe()}) lost: {exc}") from None
             except ModbusIOException:
+                if self.is_serial:
+                    # a late reply may still be on its way: keep the line quiet a little
+                    # longer, so it lands (and is discarded) before the next request instead
+                    # of being taken for the next device's answer
+                    self._late_guard = 0.5 * self.timeout
                 raise DeviceTimeout(
                     f"no answer within {self.timeout:g} s"
                     + (f" after {self.retries} retries" if self.retries else "")
@@ -218,7 +224,9 @@ class ModbusTransport:
                     # counts from now
                     if self._last_end < started:
                         self._last_end = time.monotonic()
-                    self._quiet_until = self._last_end + max(self._frame_gap, min_gap)
+                    gap = max(self._frame_gap, min_gap, self._late_guard)
+                    self._quiet_until = self._last_end + gap
+                    self._late_guard = 0.0
             if rr.isError():
                 code = int(getattr(rr, "exception_code", 0))
                 name = EXCEPTION_NAMES.get(code, "unknown exception")
