@@ -99,15 +99,23 @@ class TcpBusConfig(_Strict):
     max_connections: int = Field(1, ge=1, le=16)  # parallel TCP connections to this endpoint
 
 
-class RtuBusConfig(_Strict):
-    """An RS-485 line on a serial port, one transaction at a time."""
+Baudrate = Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200]
 
-    type: Literal["modbus-rtu"]
+
+class _SerialPort(_Strict):
+    """Settings of a serial port (RS-485 adapter or UART)."""
+
     port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyUSB0")
-    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    baudrate: Baudrate = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
+
+
+class RtuBusConfig(_SerialPort):
+    """An RS-485 line on a serial port, one transaction at a time."""
+
+    type: Literal["modbus-rtu"]
     timeout: Duration | None = None
     retries: int | None = Field(None, ge=0, le=5)
 
@@ -119,20 +127,15 @@ class RtuTcpBusConfig(_Strict):
     host: str = Field(min_length=1)
     port: int = Field(502, ge=1, le=65535)
     # the RS-485 side's baud rate, if known: lets timeouts cover the wire time behind it
-    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] | None = None
+    baudrate: Baudrate | None = None
     timeout: Duration | None = None
     retries: int | None = Field(None, ge=0, le=5)
 
 
-class SerialBusConfig(_Strict):
+class SerialBusConfig(_SerialPort):
     """A plain UART (air-quality sensors): one device per port, its driver speaks its protocol."""
 
     type: Literal["serial"]
-    port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyAMA0")
-    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
 
 
 BusConfig = Annotated[

@@ -117,7 +117,15 @@ def build_scheduler(
             transports.append(bus)
         scheduled = []
         for n, entry in members.items():
-            driver = entry.plugin.create(n, bus, entry.options)
+            try:
+                driver = entry.plugin.create(n, bus, entry.options)
+            except Exception as exc:  # a bug in a (third-party) driver must not stop the rest
+                log.error(
+                    "device '%s': driver '%s' failed to start (%r); it is skipped, the other "
+                    "devices run. Report this to the driver's authors.",
+                    n, entry.config.driver, exc,
+                )  # fmt: skip
+                continue
             drivers.append(driver)
             unit = getattr(entry.options, "unit", None)
             scheduled.append(

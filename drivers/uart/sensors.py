@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from statistics import fmean
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -59,6 +59,10 @@ class _UartSensor:
     def describe(self) -> str:
         return f"{self.model} on {self.line.describe()}"
 
+    @classmethod
+    def create(cls, name: str, bus: SerialLine, options: Any) -> _UartSensor:
+        return cls(name, bus, options)  # subclasses take (name, line, options)
+
     async def _query(self, request: bytes, accept: Callable[[bytes], bool]) -> bytes:
         since = time.monotonic()
         self.link.write(request)
@@ -93,10 +97,6 @@ class Sds011Driver(_UartSensor):
         scanner = FrameScanner(bytes([sds011.HEAD]), sds011.frame_length, sds011.frame_valid)
         super().__init__(name, line, scanner)
         self.options = options
-
-    @classmethod
-    def create(cls, name: str, bus: SerialLine, options: Sds011Options) -> Sds011Driver:
-        return cls(name, bus, options)
 
     @property
     def quantities(self) -> list[str]:
@@ -153,10 +153,6 @@ class Pms5003Driver(_UartSensor):
         super().__init__(name, line, scanner)
         self.options = options
 
-    @classmethod
-    def create(cls, name: str, bus: SerialLine, options: Pms5003Options) -> Pms5003Driver:
-        return cls(name, bus, options)
-
     @property
     def quantities(self) -> list[str]:
         return ["pm1_0_ugm3", "pm2_5_ugm3", "pm10_ugm3"]
@@ -195,14 +191,10 @@ class Mhz19Driver(_UartSensor):
     Options: ClassVar[type[BaseModel]] = Mhz19Options
     model = "Winsen MH-Z19B"
 
-    def __init__(self, name: str, line: SerialLine) -> None:
+    def __init__(self, name: str, line: SerialLine, options: Mhz19Options | None = None) -> None:
         super().__init__(
             name, line, FrameScanner(mhz19.HEADER, mhz19.frame_length, mhz19.frame_valid)
         )
-
-    @classmethod
-    def create(cls, name: str, bus: SerialLine, options: Mhz19Options) -> Mhz19Driver:
-        return cls(name, bus)
 
     @property
     def quantities(self) -> list[str]:
