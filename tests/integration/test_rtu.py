@@ -206,3 +206,25 @@ async def test_a_serial_port_that_does_not_exist(tmp_path):
     text = out.decode()
     assert f"ERROR cannot connect to bus 'line' ({tmp_path}/ttyNONE 9600 8N1)" in text
     assert "that the port exists" in text and "Traceback" not in text + err.decode()
+
+
+async def test_baud_faithful_replies_take_the_wire_time(tmp_path, serial_pair):
+    from drivers.links import SerialLine
+    from drivers.modbus.profile import RegisterType
+    from drivers.modbus.transport import ModbusTransport, read_wire_time
+
+    meter = SimulatedMeter(1, load_profile("eastron_sdm630"))
+    sim = ModbusSerialSimulator([meter], serial_pair.a, baudrate=9600, baud_faithful=True)
+    await sim.start()
+    transport = ModbusTransport("line", SerialLine(serial_pair.b, 9600), timeout=1.0, retries=0)
+    try:
+        await transport.read(RegisterType.INPUT, 0, 2, 1)  # connect
+        start = time.monotonic()
+        for _ in range(5):
+            await transport.read(RegisterType.INPUT, 0, 40, 1)
+        per_read = (time.monotonic() - start) / 5
+    finally:
+        transport.close()
+        await sim.stop()
+    ideal = read_wire_time(40, 9600, bits_per_char=10)  # ~110 ms for 40 registers
+    assert ideal <= per_read < ideal * 1.15, (per_read, ideal)
