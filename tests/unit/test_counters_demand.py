@@ -96,3 +96,28 @@ def test_current_block_average_so_far():
     d = DemandState()
     d.add(900 + 60, 1.0)
     assert d.current_kw(900 + 120) == pytest.approx(1.0 * 3600 / 120)
+
+
+def test_power_integration_trapezoid_gap_and_clock():
+    from agent.metrics.integration import PowerIntegrator
+
+    p = PowerIntegrator(max_gap_s=120)
+    assert p.update(1000.0, 0).flag == "first"
+    assert p.update(3000.0, 60).kwh == pytest.approx((1000 + 3000) / 2 * 60 / 3.6e6)
+    gap = p.update(3000.0, 400)  # 340 s without a reading: not bridged, reported
+    assert (gap.kwh, gap.flag) == (0.0, "gap")
+    assert p.update(3000.0, 460).kwh == pytest.approx(3000 * 60 / 3.6e6)
+    assert p.update(3000.0, 450).flag == "clock_back"  # NTP stepped back: restart
+    neg = p.update(-500.0, 510)
+    assert neg.flag == "negative" and neg.kwh == pytest.approx(1500 * 60 / 3.6e6)
+
+
+@given(st.lists(st.tuples(st.floats(0, 1e5), st.floats(1, 60)), min_size=2, max_size=50))
+def test_integrated_energy_is_never_negative(samples):
+    from agent.metrics.integration import PowerIntegrator
+
+    p = PowerIntegrator()
+    ts = 0.0
+    for watts, step in samples:
+        ts += step
+        assert p.update(watts, ts).kwh >= 0
