@@ -144,6 +144,14 @@ BusConfig = Annotated[
 ]
 
 
+class DeviceMetricsConfig(_Strict):
+    """Per-device metric settings."""
+
+    enabled: bool = True
+    demand_limit_kw: float | None = Field(None, gt=0)  # an event when a block exceeds it
+    max_power_kw: float | None = Field(None, gt=0)  # tells counter resets from replacements
+
+
 class DeviceConfig(BaseModel):
     """A device: where it is, which driver, how often. Every other key is a driver option
     (for the ``modbus`` driver: ``unit`` and ``profile``), validated by that driver."""
@@ -154,6 +162,7 @@ class DeviceConfig(BaseModel):
     driver: str = "modbus"
     interval: Duration = 5.0
     enabled: bool = True
+    metrics: DeviceMetricsConfig = DeviceMetricsConfig()
 
     @property
     def options(self) -> dict[str, Any]:
@@ -203,6 +212,41 @@ def _default_agent_id() -> str:
     return host[:64]
 
 
+class EmissionFactorConfig(_Strict):
+    year: int = Field(ge=1990, le=2100)
+    kg_per_kwh: float = Field(gt=0, lt=5)
+    source: str = "site configuration"
+
+
+class MetricsConfig(_Strict):
+    """On-device metrics (agent/metrics). Defaults suit a plant in central Mexico."""
+
+    enabled: bool = True
+    interval: Duration = 60.0  # a `metrics` message per device this often (and per 15-min block)
+    timezone: str = "America/Mexico_City"
+    region: Literal["SIN", "BC", "BCS"] = "SIN"  # CFE tariff calendar
+    pf_threshold_pct: Literal[90, 95] = 90
+    ias_stage: Literal["2019", "2024", "2026"] = "2026"
+    ias_adjustment: float | None = Field(None, gt=0, le=1)  # NOM-172 "FA", UNCONFIRMED: off
+    co2_limit_ppm: float = Field(1000, gt=0)
+    # custom grid factors replace Mexico's national ones (the latest applies until the next)
+    emission_factors: list[EmissionFactorConfig] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone '{value}': use an IANA name such as America/Mexico_City, "
+                "America/Tijuana or America/Mazatlan"
+            ) from None
+        return value
+
+
 class AgentConfig(_Strict):
     site: Name
     agent_id: Name = Field(default_factory=_default_agent_id)
@@ -212,6 +256,7 @@ class AgentConfig(_Strict):
     buses: dict[Name, BusConfig] = Field(min_length=1)
     devices: dict[Name, DeviceConfig] = Field(min_length=1)
     outputs: OutputsConfig = OutputsConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 @dataclass(frozen=True)

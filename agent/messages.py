@@ -65,6 +65,14 @@ class MessageBuilder:
             body["quality"] = result.quality
         return Message(topic(self.site, result.device, "telemetry"), encode(body))
 
+    def metrics(
+        self, device: str, values: dict[str, float | None], ts: float, **extra: Any
+    ) -> Message:
+        body = self._base(device, "metrics", ts)
+        body["values"] = values
+        body.update(extra)
+        return Message(topic(self.site, device, "metrics"), encode(body))
+
     def status(self, device: str, state: str, ts: float | None = None, **extra: Any) -> Message:
         body = self._base(device, "status", time.time() if ts is None else ts)
         body["state"] = state

@@ -24,8 +24,16 @@ from agent.config import (
     TcpBusConfig,
 )
 from agent.messages import Message, MessageBuilder
+from agent.metrics.engine import MetricsEngine, MetricsStore
 from agent.outputs.mqtt import MqttOutput
-from agent.scheduler import BusWorker, ScheduledDevice, Scheduler, stagger, stagger_slots
+from agent.scheduler import (
+    BusWorker,
+    ScheduledDevice,
+    Scheduler,
+    next_tick,
+    stagger,
+    stagger_slots,
+)
 from agent.seqstore import SeqStore
 from drivers.base import Driver
 from drivers.links import SerialLine, TcpEndpoint
@@ -142,14 +150,17 @@ def build_scheduler(
 
 
 class _Pipeline:
-    """The scheduler's sink: readings become contract messages for every output."""
+    """The scheduler's sink: readings become contract messages for every output, and feed
+    the metrics engine (whose block closings and threshold events are published at once)."""
 
-    def __init__(self, builder: MessageBuilder) -> None:
+    def __init__(self, builder: MessageBuilder, engine: MetricsEngine | None = None) -> None:
         self.builder = builder
+        self.engine = engine
         self.outputs: list[MqttOutput] = []
         self.latest: dict[str, PollResult] = {}
         self.readings_total = 0
         self._failed_before: set[str] = set()
+        self._metrics_failed: set[str] = set()
 
     def _emit(self, msg: Message) -> None:
         for out in self.outputs:
@@ -162,6 +173,26 @@ class _Pipeline:
             self._emit(self.builder.telemetry(result))
         elif result.ok:
             log.info("%s: %s", result.device, result.values)
+        if self.engine is not None:
+            try:
+                closed, events = self.engine.observe(result)
+            except Exception:  # a metrics bug must never stop polling or telemetry
+                if result.device not in self._metrics_failed:
+                    self._metrics_failed.add(result.device)
+                    log.exception(
+                        "metrics failed for device '%s'; telemetry goes on", result.device
+                    )
+                return
+            for kind, message in events:
+                self._emit(self.builder.event(result.device, kind, message))
+            if closed:  # a 15-minute block just closed: publish its demand now
+                self.publish_metrics(result.device, result.ts)
+
+    def publish_metrics(self, device: str, now: float) -> None:
+        assert self.engine is not None
+        values = self.engine.values(device, now)
+        if values:
+            self._emit(self.builder.metrics(device, values, now))
 
     def device_state(self, device: str, state: str, reason: str) -> None:
         self._emit(self.builder.status(device, state, reason=reason))
@@ -182,7 +213,14 @@ class Agent:
         self.state_dir = Path(cfg.state_dir)
         self.seq = SeqStore(_writable_dir(self.state_dir) / "seq.sqlite")
         self.builder = MessageBuilder(cfg.site, cfg.agent_id, self.seq)
-        self.pipeline = _Pipeline(self.builder)
+        self.engine: MetricsEngine | None = None
+        if cfg.metrics.enabled:
+            self.engine = MetricsEngine(
+                cfg.metrics,
+                {n: d.metrics for n, d in loaded.devices.items()},
+                MetricsStore(self.state_dir / "metrics.sqlite"),
+            )
+        self.pipeline = _Pipeline(self.builder, self.engine)
         self.scheduler, self.transports, self.drivers = build_scheduler(loaded, self.pipeline)
         self.mqtt: MqttOutput | None = None
         if cfg.outputs.mqtt is not None:
@@ -210,6 +248,8 @@ class Agent:
         workers: list[asyncio.Task[None]] = [polling]
         if self.mqtt is not None:
             workers.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
+        if self.engine is not None:
+            workers.append(asyncio.create_task(self._metrics_loop(), name="metrics"))
         stopper = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -219,6 +259,20 @@ class Agent:
         for t in workers:  # a worker that ended by itself crashed: report it to the caller
             if t.done() and not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
+
+    async def _metrics_loop(self) -> None:
+        """Publish every device's metrics on the configured cadence, then persist the state."""
+        assert self.engine is not None
+        interval = self.loaded.config.metrics.interval
+        while True:
+            await asyncio.sleep(next_tick(time.time(), interval) - time.time())
+            now = time.time()
+            try:
+                for device in list(self.engine.devices):
+                    self.pipeline.publish_metrics(device, now)
+                self.engine.save()
+            except Exception:  # keep polling and telemetry alive; say what broke
+                log.exception("publishing or saving metrics failed")
 
     async def _shutdown(
         self, polling: asyncio.Task[None], outputs: list[asyncio.Task[None]]
@@ -237,6 +291,10 @@ class Agent:
             t.cancel()
         if outputs:
             await asyncio.wait(outputs, timeout=5.0)
+        if self.engine is not None:
+            self.engine.save()
+            if self.engine.store is not None:
+                self.engine.store.close()
         for tr in self.transports:
             tr.close()
         for d in self.drivers:

@@ -1,0 +1,149 @@
+"""The metrics stage of the pipeline: readings in, metric values and events out, state kept.
+
+For each device whose readings carry electrical quantities it runs
+:class:`~agent.metrics.electrical.ElectricalMetrics`; for PM or CO2,
+:class:`~agent.metrics.air.AirQualityMetrics`. State goes to a small SQLite file in the
+agent's state directory each time metrics are published and at shutdown, so a restart loses
+no accumulated energy and does not reset a demand window. (Readings between the last save and
+a power cut are re-counted from the meter's counter at the next reading, so energy from
+counters is not lost either; only integrated power is.)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.config import DeviceMetricsConfig, MetricsConfig
+from agent.metrics.air import AirQualityMetrics
+from agent.metrics.electrical import ElectricalMetrics
+from agent.metrics.emissions import MEXICO_SEN, Factor
+from drivers.reading import PollResult
+
+ELECTRICAL = {"active_power_w", "energy_import_kwh"}
+AIR = {"pm2_5_ugm3", "pm10_ugm3", "co2_ppm"}
+
+
+class MetricsStore:
+    """device → JSON state, in SQLite (WAL); one small write per device per publish."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS state (device TEXT PRIMARY KEY, json TEXT)")
+
+    def load(self, device: str) -> dict[str, object] | None:
+        row = self._db.execute("SELECT json FROM state WHERE device = ?", (device,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save(self, states: dict[str, dict[str, object]]) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO state VALUES (?, ?)"
+                " ON CONFLICT (device) DO UPDATE SET json = excluded.json",
+                [(d, json.dumps(s)) for d, s in states.items()],
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@dataclass
+class DeviceMetrics:
+    electrical: ElectricalMetrics | None = None
+    air: AirQualityMetrics | None = None
+    settings: DeviceMetricsConfig = field(default_factory=DeviceMetricsConfig)
+
+
+class MetricsEngine:
+    def __init__(
+        self,
+        cfg: MetricsConfig,
+        devices: dict[str, DeviceMetricsConfig],
+        store: MetricsStore | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.settings = devices
+        self.store = store
+        self.factors: list[Factor] = (
+            [
+                Factor(f.year, f.kg_per_kwh, f.source)
+                for f in sorted(cfg.emission_factors, key=lambda f: f.year)
+            ]
+            if cfg.emission_factors
+            else MEXICO_SEN
+        )
+        self.devices: dict[str, DeviceMetrics] = {}
+
+    def _device(self, name: str, result: PollResult) -> DeviceMetrics:
+        dm = self.devices.get(name)
+        if dm is None:
+            settings = self.settings.get(name, DeviceMetricsConfig())
+            dm = self.devices[name] = DeviceMetrics(settings=settings)
+            saved = self.store.load(name) if self.store else None
+            saved = saved or {}
+            if ELECTRICAL & result.values.keys():
+                dm.electrical = ElectricalMetrics(
+                    self.cfg.timezone,
+                    self.cfg.region,
+                    self.factors,
+                    self.cfg.pf_threshold_pct,
+                    settings.max_power_kw,
+                )
+                if "electrical" in saved:
+                    dm.electrical.restore(saved["electrical"])  # type: ignore[arg-type]
+            if AIR & result.values.keys():
+                dm.air = AirQualityMetrics(
+                    self.cfg.ias_stage,
+                    self.cfg.ias_adjustment,
+                    co2_limit_ppm=self.cfg.co2_limit_ppm,
+                )
+                if "air" in saved:
+                    dm.air.restore(saved["air"])  # type: ignore[arg-type]
+        return dm
+
+    def observe(self, result: PollResult) -> tuple[bool, list[tuple[str, str]]]:
+        """Feed a poll. Returns (a 15-minute block closed, events as (kind, message))."""
+        if not result.ok or not self.settings.get(result.device, DeviceMetricsConfig()).enabled:
+            return False, []
+        dm = self._device(result.device, result)
+        events: list[tuple[str, str]] = []
+        closed = None
+        if dm.electrical is not None:
+            closed = dm.electrical.observe(result.values, result.ts)
+            limit = dm.settings.demand_limit_kw
+            if closed is not None and limit is not None and closed > limit:
+                events.append(
+                    (
+                        "demand_high",
+                        f"15-minute demand {closed:.1f} kW above the {limit:g} kW limit",
+                    )
+                )
+        if dm.air is not None:
+            events += dm.air.observe(result.values, result.ts)
+        return closed is not None, events
+
+    def values(self, device: str, now: float) -> dict[str, float | None]:
+        dm = self.devices.get(device)
+        out: dict[str, float | None] = {}
+        if dm is not None and dm.electrical is not None:
+            out.update(dm.electrical.values(now))
+        if dm is not None and dm.air is not None:
+            out.update(dm.air.values(now))
+        return out
+
+    def save(self) -> None:
+        if self.store is None:
+            return
+        states: dict[str, dict[str, object]] = {}
+        for name, dm in self.devices.items():
+            s: dict[str, object] = {}
+            if dm.electrical is not None:
+                s["electrical"] = dm.electrical.state()
+            if dm.air is not None:
+                s["air"] = dm.air.state()
+            states[name] = s
+        if states:
+            self.store.save(states)
