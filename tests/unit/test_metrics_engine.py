@@ -1,0 +1,47 @@
+"""The metrics engine: which metrics a device gets, demand events, persistence in SQLite."""
+
+from agent.config import DeviceMetricsConfig, MetricsConfig
+from agent.metrics.engine import MetricsEngine, MetricsStore
+from drivers.reading import PollResult
+
+T0 = 1_780_000_200.0 // 900 * 900  # the start of a 15-minute block
+
+
+def meter(kwh: float, ts: float) -> PollResult:
+    return PollResult("m", ts, {"energy_import_kwh": kwh, "active_power_w": 1.0})
+
+
+def test_demand_above_the_limit_is_an_event_when_the_block_closes():
+    engine = MetricsEngine(MetricsConfig(), {"m": DeviceMetricsConfig(demand_limit_kw=100)})
+    engine.observe(meter(0.0, T0))
+    engine.observe(meter(30.0, T0 + 600))  # 30 kWh in this block → 120 kW
+    closed, events = engine.observe(meter(30.0, T0 + 900 + 1))
+    assert closed
+    assert events == [("demand_high", "15-minute demand 120.0 kW above the 100 kW limit")]
+
+
+def test_state_is_saved_and_restored(tmp_path):
+    store = MetricsStore(tmp_path / "metrics.sqlite")
+    engine = MetricsEngine(MetricsConfig(), {}, store)
+    engine.observe(meter(100.0, T0))
+    engine.observe(meter(105.0, T0 + 60))
+    engine.save()
+    store.close()
+    again = MetricsEngine(MetricsConfig(), {}, MetricsStore(tmp_path / "metrics.sqlite"))
+    again.observe(meter(107.0, T0 + 120))  # continues from the saved counter reading
+    assert again.values("m", T0 + 121)["energy_month_kwh"] == 7.0
+
+
+def test_failed_polls_and_disabled_devices_are_ignored():
+    engine = MetricsEngine(MetricsConfig(), {"off": DeviceMetricsConfig(enabled=False)})
+    bad = PollResult("m", T0, {"energy_import_kwh": None}, error="timeout")
+    assert engine.observe(bad) == (False, [])
+    assert engine.observe(PollResult("off", T0, {"energy_import_kwh": 1.0})) == (False, [])
+    assert engine.devices == {}
+
+
+def test_air_devices_get_air_metrics_only():
+    engine = MetricsEngine(MetricsConfig(), {})
+    engine.observe(PollResult("aire", T0, {"pm2_5_ugm3": 12.0, "pm10_ugm3": 20.0}))
+    values = engine.values("aire", T0 + 1)
+    assert "aqi_us" in values and "energy_month_kwh" not in values
