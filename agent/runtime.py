@@ -169,24 +169,28 @@ class _Pipeline:
     def readings(self, result: PollResult) -> None:
         self.latest[result.device] = result
         self.readings_total += 1
-        if self.outputs:
-            self._emit(self.builder.telemetry(result))
-        elif result.ok:
-            log.info("%s: %s", result.device, result.values)
+        closed = False
+        events: list[tuple[str, str]] = []
         if self.engine is not None:
             try:
-                closed, events = self.engine.observe(result)
+                closed, events, flags = self.engine.observe(result)
             except Exception:  # a metrics bug must never stop polling or telemetry
                 if result.device not in self._metrics_failed:
                     self._metrics_failed.add(result.device)
                     log.exception(
                         "metrics failed for device '%s'; telemetry goes on", result.device
                     )
-                return
-            for kind, message in events:
-                self._emit(self.builder.event(result.device, kind, message))
-            if closed:  # a 15-minute block just closed: publish its demand now
-                self.publish_metrics(result.device, result.ts)
+            else:
+                for quantity, flag in flags.items():  # what the reading's values mean
+                    result.quality.setdefault(quantity, flag)
+        if self.outputs:
+            self._emit(self.builder.telemetry(result))
+        elif result.ok:
+            log.info("%s: %s", result.device, result.values)
+        for kind, message in events:
+            self._emit(self.builder.event(result.device, kind, message))
+        if closed:  # a 15-minute block just closed: publish its demand now
+            self.publish_metrics(result.device, result.ts)
 
     def publish_metrics(self, device: str, now: float) -> None:
         assert self.engine is not None

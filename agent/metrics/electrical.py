@@ -63,6 +63,8 @@ class ElectricalMetrics:
         self.reactive_power = PowerIntegrator()
         self.demand = DemandState()
         self.totals = Totals()
+        self.flags: dict[str, str] = {}  # quality flags of the last reading, by quantity
+        self._last_ts: float | None = None
 
     def _roll(self, local: dt.datetime) -> None:
         day, month = local.date().isoformat(), local.strftime("%Y-%m")
@@ -80,11 +82,18 @@ class ElectricalMetrics:
     def observe(self, values: dict[str, float | None], ts: float) -> float | None:
         """Add one poll; returns a completed 15-minute block's demand (kW) when one closed."""
         local = dt.datetime.fromtimestamp(ts, self.tz)
-        if "energy_import_kwh" in values:
+        self.flags = {}
+        if self._last_ts is not None and ts < self._last_ts:
+            self.flags["ts"] = "clock_back"  # an NTP step: energy still counts, rates restart
+        self._last_ts = ts
+        source = "energy_import_kwh" if "energy_import_kwh" in values else "active_power_w"
+        if source == "energy_import_kwh":
             d = self.energy.update(values["energy_import_kwh"], ts)
         else:
             d = self.power.update(values.get("active_power_w"), ts)
         self._count(d.flag)
+        if d.flag not in ("", "first", "invalid"):  # invalid already carries its own reason
+            self.flags[source] = d.flag
         if "reactive_energy_import_kvarh" in values:
             q = self.reactive.update(values["reactive_energy_import_kvarh"], ts)
         else:

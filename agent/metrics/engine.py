@@ -104,10 +104,11 @@ class MetricsEngine:
                     dm.air.restore(saved["air"])  # type: ignore[arg-type]
         return dm
 
-    def observe(self, result: PollResult) -> tuple[bool, list[tuple[str, str]]]:
-        """Feed a poll. Returns (a 15-minute block closed, events as (kind, message))."""
+    def observe(self, result: PollResult) -> tuple[bool, list[tuple[str, str]], dict[str, str]]:
+        """Feed a poll. Returns (a 15-minute block closed, events as (kind, message), quality
+        flags for the reading: counter resets, rollovers, negative import, clock steps)."""
         if not result.ok or not self.settings.get(result.device, DeviceMetricsConfig()).enabled:
-            return False, []
+            return False, [], {}
         dm = self._device(result.device, result)
         events: list[tuple[str, str]] = []
         closed = None
@@ -123,7 +124,8 @@ class MetricsEngine:
                 )
         if dm.air is not None:
             events += dm.air.observe(result.values, result.ts)
-        return closed is not None, events
+        flags = dict(dm.electrical.flags) if dm.electrical is not None else {}
+        return closed is not None, events, flags
 
     def values(self, device: str, now: float) -> dict[str, float | None]:
         dm = self.devices.get(device)

@@ -15,7 +15,7 @@ def test_demand_above_the_limit_is_an_event_when_the_block_closes():
     engine = MetricsEngine(MetricsConfig(), {"m": DeviceMetricsConfig(demand_limit_kw=100)})
     engine.observe(meter(0.0, T0))
     engine.observe(meter(30.0, T0 + 600))  # 30 kWh in this block → 120 kW
-    closed, events = engine.observe(meter(30.0, T0 + 900 + 1))
+    closed, events, _ = engine.observe(meter(30.0, T0 + 900 + 1))
     assert closed
     assert events == [("demand_high", "15-minute demand 120.0 kW above the 100 kW limit")]
 
@@ -35,8 +35,8 @@ def test_state_is_saved_and_restored(tmp_path):
 def test_failed_polls_and_disabled_devices_are_ignored():
     engine = MetricsEngine(MetricsConfig(), {"off": DeviceMetricsConfig(enabled=False)})
     bad = PollResult("m", T0, {"energy_import_kwh": None}, error="timeout")
-    assert engine.observe(bad) == (False, [])
-    assert engine.observe(PollResult("off", T0, {"energy_import_kwh": 1.0})) == (False, [])
+    assert engine.observe(bad) == (False, [], {})
+    assert engine.observe(PollResult("off", T0, {"energy_import_kwh": 1.0})) == (False, [], {})
     assert engine.devices == {}
 
 
@@ -45,3 +45,14 @@ def test_air_devices_get_air_metrics_only():
     engine.observe(PollResult("aire", T0, {"pm2_5_ugm3": 12.0, "pm10_ugm3": 20.0}))
     values = engine.values("aire", T0 + 1)
     assert "aqi_us" in values and "energy_month_kwh" not in values
+
+
+def test_reading_quality_flags():
+    engine = MetricsEngine(MetricsConfig(), {"m": DeviceMetricsConfig(max_power_kw=10)})
+    engine.observe(meter(5000.0, T0))
+    assert engine.observe(meter(0.1, T0 + 60))[2] == {"energy_import_kwh": "reset"}
+    assert engine.observe(meter(0.2, T0 + 30))[2] == {"ts": "clock_back"}  # NTP stepped back
+    power_only = MetricsEngine(MetricsConfig(), {})
+    power_only.observe(PollResult("p", T0, {"active_power_w": 100.0}))
+    flags = power_only.observe(PollResult("p", T0 + 10, {"active_power_w": -50.0}))[2]
+    assert flags == {"active_power_w": "negative"}  # import-only: counted as 0
