@@ -157,8 +157,6 @@ class _Pipeline:
         self.builder = builder
         self.engine = engine
         self.outputs: list[MqttOutput] = []
-        self.latest: dict[str, PollResult] = {}
-        self.readings_total = 0
         self._failed_before: set[str] = set()
         self._metrics_failed: set[str] = set()
 
@@ -167,8 +165,6 @@ class _Pipeline:
             out.submit(msg)
 
     def readings(self, result: PollResult) -> None:
-        self.latest[result.device] = result
-        self.readings_total += 1
         closed = False
         events: list[tuple[str, str]] = []
         if self.engine is not None:

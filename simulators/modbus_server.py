@@ -31,6 +31,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from drivers.links import SerialLine
 from drivers.modbus.profile import Profile, RegisterType
 from drivers.modbus.register_codec import encode
 from drivers.modbus.transport import read_wire_time, t35
@@ -118,7 +119,6 @@ class SimulatedMeter:
             rated_kw = 60.0 if three_phase else 5.0
         self.state = MeterState(FactoryLoad(seed, rated_kw), clock())
         self.served: dict[str, float] = {}
-        self.reads = 0
         self._refreshed_at = -1.0
         self._stale: set[RegisterType] = set()
 
@@ -148,7 +148,6 @@ class SimulatedMeter:
         register_type = _FC_TYPE.get(function_code)
         if register_type is None or set_values is not None:
             return None
-        self.reads += 1
         fault = self.faults.draw(self.rng)
         if fault is not None:
             self.fault_counts[fault] = self.fault_counts.get(fault, 0) + 1
@@ -284,8 +283,8 @@ class ModbusSerialSimulator:
         """How long the reply to a read is held back: the request's and the reply's characters
         at this line's speed, and the t3.5 between them. (The t3.5 after the reply is the
         master's to keep.) A pty delivers bytes at once, so this is what makes bus time real."""
-        bits = 1 + 8 + (0 if self.parity == "N" else 1) + self.stopbits
-        return read_wire_time(count, self.baudrate, bits) - t35(self.baudrate)
+        line = SerialLine(self.port, self.baudrate, self.parity, self.stopbits)
+        return read_wire_time(count, self.baudrate, line.bits_per_char) - t35(self.baudrate)
 
     async def start(self) -> None:
         hook = _FaultHook(self.meters, 0)
