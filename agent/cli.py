@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 
 from agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
 from agent.runtime import Agent, StateDirError, bus_link, bus_timing, vatio_version
+from drivers import clock
 
 log = logging.getLogger("vatio")
 
@@ -153,6 +154,16 @@ def cmd_read(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    loaded = load_or_report(args.config)
+    if loaded is None:
+        return 1
+    from agent.history import history_command
+
+    kind = "month" if args.months else "day"
+    return history_command(loaded.config.state_dir, kind, args.device, args.json)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     from agent.scan import make_client, report, scan
 
@@ -231,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="poll every second until Ctrl-C")
     p.set_defaults(func=cmd_read)
 
+    p = sub.add_parser("history", help="energy, peaks and emissions of past days or months")
+    p.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    p.add_argument("device", nargs="?", help="one device (default: all)")
+    p.add_argument("--months", action="store_true", help="closed months instead of days")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_history)
+
     p = sub.add_parser("scan", help="find Modbus devices on a serial port or TCP gateway")
     p.add_argument("target", help="serial port (/dev/ttyUSB0) or HOST[:PORT] of a gateway")
     p.add_argument("--baudrate", type=int, default=9600)
@@ -268,6 +286,13 @@ def _unavailable(name: str, missing: str) -> Command:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Command = args.func
+    try:
+        simulated = clock.use_environment()  # VATIO_SIMULATED_TIME: replays and tests
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if simulated is not None:
+        print(f"note: simulated time, {simulated.speed:g}× real time", file=sys.stderr)
     try:
         return func(args)
     except KeyboardInterrupt:

@@ -150,6 +150,9 @@ class DeviceMetricsConfig(_Strict):
     enabled: bool = True
     demand_limit_kw: float | None = Field(None, gt=0)  # an event when a block exceeds it
     max_power_kw: float | None = Field(None, gt=0)  # tells counter resets from replacements
+    # where energy comes from: the meter's counter, or integrated power ("auto": the counter
+    # when the device reads one)
+    energy_source: Literal["auto", "counter", "power"] = "auto"
 
 
 class DeviceConfig(BaseModel):
@@ -226,6 +229,10 @@ class MetricsConfig(_Strict):
     timezone: str = "America/Mexico_City"
     region: Literal["SIN", "BC", "BCS"] = "SIN"  # CFE tariff calendar
     pf_threshold_pct: Literal[90, 95] = 90
+    # UNCONFIRMED details of CFE's power-factor rule (domain.md §4.4): how many decimals the
+    # surcharge/credit is rounded to (null: not rounded) and the surcharge cap (null: none)
+    pf_decimals: int | None = Field(1, ge=0, le=6)
+    pf_max_surcharge_pct: float | None = Field(120.0, gt=0)
     ias_stage: Literal["2019", "2024", "2026"] = "2026"
     ias_adjustment: float | None = Field(None, gt=0, le=1)  # NOM-172 "FA", UNCONFIRMED: off
     co2_limit_ppm: float = Field(1000, gt=0)

@@ -10,12 +10,12 @@ its ``agent_id``; its last will sets that status to ``offline``.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agent.seqstore import SeqStore
+from drivers import clock
 from drivers.reading import PollResult
 
 TOPIC_ROOT = "vatio/v1"
@@ -74,14 +74,14 @@ class MessageBuilder:
         return Message(topic(self.site, device, "metrics"), encode(body))
 
     def status(self, device: str, state: str, ts: float | None = None, **extra: Any) -> Message:
-        body = self._base(device, "status", time.time() if ts is None else ts)
+        body = self._base(device, "status", clock.now() if ts is None else ts)
         body["state"] = state
         body["agent"] = self.agent_id
         body.update(extra)
         return Message(topic(self.site, device, "status"), encode(body), retain=True)
 
     def event(self, device: str, kind: str, message: str, **extra: Any) -> Message:
-        body = self._base(device, "events", time.time())
+        body = self._base(device, "events", clock.now())
         body["event"] = kind
         body["message"] = message
         body.update(extra)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -35,6 +34,7 @@ from agent.scheduler import (
     stagger_slots,
 )
 from agent.seqstore import SeqStore
+from drivers import clock
 from drivers.base import Driver
 from drivers.links import SerialLine, TcpEndpoint
 from drivers.modbus.planner import plan_reads
@@ -231,7 +231,7 @@ class Agent:
                 offline=lambda: self.builder.status(cfg.agent_id, "offline"),
             )
             self.pipeline.outputs.append(self.mqtt)
-        self.started = time.time()
+        self.started = clock.now()
 
     def _online(self) -> Message:
         cfg = self.loaded.config
@@ -265,8 +265,8 @@ class Agent:
         assert self.engine is not None
         interval = self.loaded.config.metrics.interval
         while True:
-            await asyncio.sleep(next_tick(time.time(), interval) - time.time())
-            now = time.time()
+            await clock.sleep(next_tick(clock.now(), interval) - clock.now())
+            now = clock.now()
             try:
                 for device in list(self.engine.devices):
                     self.pipeline.publish_metrics(device, now)

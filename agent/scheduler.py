@@ -23,10 +23,11 @@ import logging
 import math
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from drivers import clock as simulated_or_wall
 from drivers.base import Driver
 from drivers.reading import DeviceError, PollResult
 
@@ -100,12 +101,14 @@ class BusWorker:
         name: str,
         devices: list[ScheduledDevice],
         sink: Sink,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = simulated_or_wall.now,
+        sleep: Callable[[float], Awaitable[None]] = simulated_or_wall.sleep,
     ) -> None:
         self.name = name
         self.devices = devices
         self.sink = sink
         self.clock = clock
+        self.sleep = sleep
         self.stopping = False
 
     async def run(self) -> None:
@@ -127,7 +130,7 @@ class BusWorker:
                 tick = next_tick(self.clock(), interval, phase)
                 continue
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
             if tick < skip_until:
                 dev.stats.backoff_skips += 1
             else:

@@ -71,35 +71,8 @@ class FactoryLoad:
 
     def instant(self, t: float) -> dict[str, float]:
         """Every instantaneous electrical quantity at ``t`` (no counters)."""
-        p_w = self.power_kw(t) * 1000
-        pf = self.power_factor(t)
-        s_va = p_w / pf
-        q_var = math.sqrt(max(s_va**2 - p_w**2, 0.0))
-        angle = math.degrees(math.acos(pf))
-        v: dict[str, float] = {}
-        shares = (0.34, 0.335, 0.325)  # slightly unbalanced phases
-        for n, share in zip((1, 2, 3), shares, strict=True):
-            volts = V_LN * (1 + 0.01 * math.sin(t / 97 + n + self.seed))
-            v[f"voltage_l{n}_v"] = volts
-            v[f"active_power_l{n}_w"] = p_w * share
-            v[f"apparent_power_l{n}_va"] = s_va * share
-            v[f"reactive_power_l{n}_var"] = q_var * share
-            v[f"current_l{n}_a"] = s_va * share / volts
-            v[f"power_factor_l{n}"] = pf
-            v[f"phase_angle_l{n}_deg"] = angle
-        for a, b in ((1, 2), (2, 3), (3, 1)):
-            v[f"voltage_l{a}_l{b}_v"] = (
-                math.sqrt(3) * (v[f"voltage_l{a}_v"] + v[f"voltage_l{b}_v"]) / 2
-            )
-        v["current_n_a"] = abs(v["current_l1_a"] - v["current_l3_a"])
+        v = electrical(self.power_kw(t) * 1000, self.power_factor(t), t, self.seed)
         v.update(
-            active_power_w=p_w,
-            apparent_power_va=s_va,
-            reactive_power_var=q_var,
-            power_factor=pf,
-            frequency_hz=FREQ + 0.02 * math.sin(t / 31),
-            voltage_v=v["voltage_l1_v"],
-            current_a=s_va / v["voltage_l1_v"],
             demand_w=self.rated_kw * 1000 * shift_factor(t),
             demand_max_w=self.rated_kw * 1000 * 0.8 + 3 * self.rated_kw * 15,
             # a plant's indoor air, for sensors that speak Modbus (SenseAir S8 …)
@@ -110,11 +83,78 @@ class FactoryLoad:
         return v
 
 
+@dataclass(frozen=True)
+class DailyProfile:
+    """A known day, for tests that check totals exactly: constant power between steps at
+    local times of day, the same every day, at a constant power factor. Its energy between
+    two instants is integrated exactly (:meth:`energy_kwh`), not sampled."""
+
+    steps: tuple[tuple[float, float], ...]  # (local hour the step starts, kW); the first at 0
+    pf: float = 0.95
+    utc_offset_h: float = -6.0
+    seed: int = 0
+
+    def _hour(self, t: float) -> float:
+        return ((t + self.utc_offset_h * 3600) % 86400) / 3600
+
+    def power_kw(self, t: float) -> float:
+        h = self._hour(t)
+        return [kw for start, kw in self.steps if start <= h][-1]
+
+    def energy_kwh(self, t0: float, t1: float) -> float:
+        """∫ power dt over [t0, t1], exactly, in kWh."""
+        edges = sorted({start for start, _ in self.steps} | {24.0})
+        total, t = 0.0, t0
+        while t < t1:
+            h = self._hour(t)
+            nxt = next(e for e in edges if e > h + 1e-12)
+            end = min(t1, t + (nxt - h) * 3600)
+            total += self.power_kw(t) * (end - t) / 3600
+            t = end
+        return total
+
+    def instant(self, t: float) -> dict[str, float]:
+        v = electrical(self.power_kw(t) * 1000, self.pf, t, self.seed)
+        v.update(demand_w=v["active_power_w"], demand_max_w=max(kw for _, kw in self.steps) * 1e3)
+        return v
+
+
+def electrical(p_w: float, pf: float, t: float, seed: int) -> dict[str, float]:
+    """Per-phase and total quantities of a three-phase load drawing ``p_w`` at ``pf``."""
+    s_va = p_w / pf
+    q_var = math.sqrt(max(s_va**2 - p_w**2, 0.0))
+    angle = math.degrees(math.acos(pf))
+    v: dict[str, float] = {}
+    shares = (0.34, 0.335, 0.325)  # slightly unbalanced phases
+    for n, share in zip((1, 2, 3), shares, strict=True):
+        volts = V_LN * (1 + 0.01 * math.sin(t / 97 + n + seed))
+        v[f"voltage_l{n}_v"] = volts
+        v[f"active_power_l{n}_w"] = p_w * share
+        v[f"apparent_power_l{n}_va"] = s_va * share
+        v[f"reactive_power_l{n}_var"] = q_var * share
+        v[f"current_l{n}_a"] = s_va * share / volts
+        v[f"power_factor_l{n}"] = pf
+        v[f"phase_angle_l{n}_deg"] = angle
+    for a, b in ((1, 2), (2, 3), (3, 1)):
+        v[f"voltage_l{a}_l{b}_v"] = math.sqrt(3) * (v[f"voltage_l{a}_v"] + v[f"voltage_l{b}_v"]) / 2
+    v["current_n_a"] = abs(v["current_l1_a"] - v["current_l3_a"])
+    v.update(
+        active_power_w=p_w,
+        apparent_power_va=s_va,
+        reactive_power_var=q_var,
+        power_factor=pf,
+        frequency_hz=FREQ + 0.02 * math.sin(t / 31),
+        voltage_v=v["voltage_l1_v"],
+        current_a=s_va / v["voltage_l1_v"],
+    )
+    return v
+
+
 @dataclass
 class MeterState:
     """A meter's counters, advanced by integrating the load between updates."""
 
-    load: FactoryLoad
+    load: FactoryLoad | DailyProfile
     t: float
     energy_import_kwh: float = field(default=0.0)
     reactive_import_kvarh: float = field(default=0.0)
@@ -130,7 +170,13 @@ class MeterState:
         """Move to ``t`` (trapezoid on power) and return every quantity at ``t``."""
         now = self.load.instant(t)
         dt = t - self.t
-        if dt > 0:
+        if dt > 0 and isinstance(self.load, DailyProfile):
+            kwh = self.load.energy_kwh(self.t, t)
+            self.energy_import_kwh += kwh
+            self.reactive_import_kvarh += kwh * math.tan(math.acos(self.load.pf))
+            self.t = t
+            self._last = now
+        elif dt > 0:
             before = self._last
             self.energy_import_kwh += (
                 (before["active_power_w"] + now["active_power_w"]) / 2 * dt / 3.6e6

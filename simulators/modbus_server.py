@@ -31,11 +31,12 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from drivers import clock as simulated_or_wall
 from drivers.links import SerialLine
 from drivers.modbus.profile import Profile, RegisterType
 from drivers.modbus.register_codec import encode
 from drivers.modbus.transport import read_wire_time, t35
-from simulators.load_curve import FactoryLoad, MeterState
+from simulators.load_curve import DailyProfile, FactoryLoad, MeterState
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
@@ -100,9 +101,10 @@ class SimulatedMeter:
         profile: Profile,
         seed: int = 0,
         rated_kw: float | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = simulated_or_wall.now,
         refresh: float = 0.2,
         faults: Faults | None = None,
+        load: FactoryLoad | DailyProfile | None = None,
     ) -> None:
         self.unit = unit
         self.profile = profile
@@ -117,7 +119,7 @@ class SimulatedMeter:
             # a three-phase feeder vs a single-phase circuit (~40 A at 127 V)
             three_phase = any(p.quantity == "voltage_l2_v" for p in profile.points)
             rated_kw = 60.0 if three_phase else 5.0
-        self.state = MeterState(FactoryLoad(seed, rated_kw), clock())
+        self.state = MeterState(load or FactoryLoad(seed, rated_kw), clock())
         self.served: dict[str, float] = {}
         self._refreshed_at = -1.0
         self._stale: set[RegisterType] = set()

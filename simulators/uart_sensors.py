@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import math
 import random
-import time
 from dataclasses import dataclass
 
 import serial_asyncio_fast
 
+from drivers import clock as simulated_or_wall
 from drivers.uart import mhz19, pms5003, sds011
 from drivers.uart.frames import FrameScanner
 
@@ -120,7 +120,11 @@ class Sds011Sim(UartSensorSim):
         )
 
     def frame(self) -> bytes:
-        pm25 = self.fixed["pm2_5_ugm3"] if self.fixed else city_pm25(time.time(), self.seed)
+        pm25 = (
+            self.fixed["pm2_5_ugm3"]
+            if self.fixed
+            else city_pm25(simulated_or_wall.now(), self.seed)
+        )
         pm10 = self.fixed["pm10_ugm3"] if self.fixed else round(pm25 * 1.6, 1)
         self.sent = {"pm2_5_ugm3": pm25, "pm10_ugm3": pm10}
         return sds011.data_frame(pm25, pm10)
@@ -154,7 +158,11 @@ class Pms5003Sim(UartSensorSim):
         )
 
     def frame(self) -> bytes:
-        pm25 = self.fixed["pm2_5_ugm3"] if self.fixed else city_pm25(time.time(), self.seed)
+        pm25 = (
+            self.fixed["pm2_5_ugm3"]
+            if self.fixed
+            else city_pm25(simulated_or_wall.now(), self.seed)
+        )
         atm = (round(pm25 * 0.7), round(pm25), round(pm25 * 1.5))
         cf1 = tuple(round(v * 1.1) for v in atm)
         self.sent = {"pm1_0_ugm3": atm[0], "pm2_5_ugm3": atm[1], "pm10_ugm3": atm[2]}
@@ -183,7 +191,7 @@ class Mhz19Sim(UartSensorSim):
         co2 = (
             int(self.fixed["co2_ppm"])
             if self.fixed
-            else 420 + int(200 * abs(math.sin(time.time() / 900)))
+            else 420 + int(200 * abs(math.sin(simulated_or_wall.now() / 900)))
         )
         self.sent = {"co2_ppm": float(co2)}
         return mhz19.reply(co2)

@@ -78,8 +78,8 @@ def capture_factory() -> Iterator[Callable[..., Capture]]:
 class AgentProcess:
     """``vatio run -c FILE`` in a child process, as the service runs it."""
 
-    def __init__(self, config: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log = config.with_suffix(".log")
         self._log_file = self.log.open("w")
         self.proc = subprocess.Popen(
@@ -112,8 +112,8 @@ class AgentProcess:
 def agent_factory() -> Iterator[Callable[[Path], AgentProcess]]:
     made: list[AgentProcess] = []
 
-    def start(config: Path) -> AgentProcess:
-        made.append(AgentProcess(config))
+    def start(config: Path, env: dict[str, str] | None = None) -> AgentProcess:
+        made.append(AgentProcess(config, env))
         return made[-1]
 
     yield start

@@ -15,10 +15,11 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agent.config import DeviceMetricsConfig, MetricsConfig
 from agent.metrics.air import AirQualityMetrics
-from agent.metrics.electrical import ElectricalMetrics
+from agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from agent.metrics.emissions import MEXICO_SEN, Factor
 from drivers.reading import PollResult
 
@@ -27,24 +28,50 @@ AIR = {"pm2_5_ugm3", "pm10_ugm3", "co2_ppm"}
 
 
 class MetricsStore:
-    """device → JSON state, in SQLite (WAL); one small write per device per publish."""
+    """device → JSON state, and the history of closed days and months, in SQLite (WAL);
+    one small transaction per publish."""
 
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS state (device TEXT PRIMARY KEY, json TEXT)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS history (device TEXT, kind TEXT, key TEXT, json TEXT,"
+            " PRIMARY KEY (device, kind, key))"
+        )
 
     def load(self, device: str) -> dict[str, object] | None:
         row = self._db.execute("SELECT json FROM state WHERE device = ?", (device,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def save(self, states: dict[str, dict[str, object]]) -> None:
+    def save(
+        self,
+        states: dict[str, dict[str, object]],
+        history: list[tuple[str, str, str, dict[str, Any]]] = [],  # noqa: B006 (read only)
+    ) -> None:
+        """Save the states and closed periods (device, "day"|"month", key, record) at once,
+        so a crash between the two cannot lose a closed day or book it twice."""
         with self._db:
             self._db.executemany(
                 "INSERT INTO state VALUES (?, ?)"
                 " ON CONFLICT (device) DO UPDATE SET json = excluded.json",
                 [(d, json.dumps(s)) for d, s in states.items()],
             )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)",
+                [(d, kind, key, json.dumps(r)) for d, kind, key, r in history],
+            )
+
+    def history(
+        self, kind: str, device: str | None = None
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """Closed days or months as (device, key, record), oldest first."""
+        rows = self._db.execute(
+            "SELECT device, key, json FROM history WHERE kind = ? AND (? IS NULL OR device = ?)"
+            " ORDER BY key, device",
+            (kind, device, device),
+        ).fetchall()
+        return [(d, k, json.loads(j)) for d, k, j in rows]
 
     def close(self) -> None:
         self._db.close()
@@ -89,8 +116,13 @@ class MetricsEngine:
                     self.cfg.timezone,
                     self.cfg.region,
                     self.factors,
-                    self.cfg.pf_threshold_pct,
+                    PowerFactorRule(
+                        self.cfg.pf_threshold_pct,
+                        self.cfg.pf_decimals,
+                        self.cfg.pf_max_surcharge_pct,
+                    ),
                     settings.max_power_kw,
+                    settings.energy_source,
                 )
                 if "electrical" in saved:
                     dm.electrical.restore(saved["electrical"])  # type: ignore[arg-type]
@@ -138,14 +170,22 @@ class MetricsEngine:
 
     def save(self) -> None:
         if self.store is None:
+            for dm in self.devices.values():
+                if dm.electrical is not None:
+                    dm.electrical.closed.clear()  # no history kept without a store
             return
         states: dict[str, dict[str, object]] = {}
+        history: list[tuple[str, str, str, dict[str, Any]]] = []
         for name, dm in self.devices.items():
             s: dict[str, object] = {}
             if dm.electrical is not None:
                 s["electrical"] = dm.electrical.state()
+                history += [(name, *c) for c in dm.electrical.closed]
             if dm.air is not None:
                 s["air"] = dm.air.state()
             states[name] = s
         if states:
-            self.store.save(states)
+            self.store.save(states, history)
+        for dm in self.devices.values():
+            if dm.electrical is not None:
+                dm.electrical.closed.clear()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
+from drivers import clock
 from drivers.modbus.planner import ReadRequest, plan_reads
 from drivers.modbus.profile import Point, Profile
 from drivers.modbus.register_codec import NotANumber, decode_array, scaled
@@ -66,7 +66,7 @@ class ModbusDevice:
         )
 
     async def poll(self) -> PollResult:
-        ts = time.time()
+        ts = clock.now()
         values: dict[str, float | None] = {}
         quality: dict[str, str] = {}
         refused: DeviceExceptionReply | None = None  # last exception reply, if any

@@ -23,6 +23,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from drivers import clock
 from drivers.links import SerialLine
 from drivers.reading import PollResult
 from drivers.uart import mhz19, pms5003, sds011
@@ -107,7 +108,7 @@ class Sds011Driver(_UartSensor):
         return frame[1] == sds011.DATA
 
     async def poll(self) -> PollResult:
-        ts = time.time()
+        ts = clock.now()
         if await self.link.ensure_open():
             # (re)opened: put the sensor in the configured mode; in active mode it may not
             # answer commands reliably (domain.md §5.1), so do not wait for the reply
@@ -158,7 +159,7 @@ class Pms5003Driver(_UartSensor):
         return ["pm1_0_ugm3", "pm2_5_ugm3", "pm10_ugm3"]
 
     async def poll(self) -> PollResult:
-        ts = time.time()
+        ts = clock.now()
         if await self.link.ensure_open():
             self.link.write(pms5003.WAKE)
             self.link.write(
@@ -201,7 +202,7 @@ class Mhz19Driver(_UartSensor):
         return ["co2_ppm"]
 
     async def poll(self) -> PollResult:
-        ts = time.time()
+        ts = clock.now()
         await self.link.ensure_open()
         frame = await self._query(mhz19.READ_CO2, lambda f: True)
         return PollResult(self.name, ts, {"co2_ppm": float(mhz19.parse_co2(frame))})

@@ -56,3 +56,21 @@ def test_reading_quality_flags():
     power_only.observe(PollResult("p", T0, {"active_power_w": 100.0}))
     flags = power_only.observe(PollResult("p", T0 + 10, {"active_power_w": -50.0}))[2]
     assert flags == {"active_power_w": "negative"}  # import-only: counted as 0
+
+
+def test_closed_days_go_to_the_history_and_vatio_history_prints_them(tmp_path, capsys):
+    from agent.history import history_command
+
+    store = MetricsStore(tmp_path / "metrics.sqlite")
+    engine = MetricsEngine(MetricsConfig(), {}, store)
+    midnight = 1_780_000_200.0 // 86400 * 86400 + 6 * 3600  # 00:00 in Mexico City (UTC-6)
+    for minute in range(-60, 61, 5):  # 23:00 → 01:00 at 12 kW
+        engine.observe(meter(1000.0 + 12 * (minute + 60) / 60, midnight + minute * 60))
+    engine.save()
+    store.close()
+    assert history_command(tmp_path, "day", None, as_json=True) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and '"kwh": 12.0' in lines[0].replace("12.000000000", "12.0")
+    assert history_command(tmp_path, "day", "m", as_json=False) == 0
+    table = capsys.readouterr().out
+    assert "12.000" in table and "intermedia" in table
