@@ -28,6 +28,11 @@ class DemandState:
     peak_block_kw: float = 0.0
     peak_sliding_kw: float = 0.0
     sliding: deque[tuple[float, float]] = field(default_factory=deque)
+    _sliding_kwh: float = field(default=0.0, init=False, repr=False)
+    _adds: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._sliding_kwh = math.fsum(k for _, k in self.sliding)  # a restored window
 
     def add(self, ts: float, kwh: float) -> float | None:
         """Add energy measured at ``ts``; returns a completed block's kW when one closed."""
@@ -43,14 +48,18 @@ class DemandState:
         if start == self.block_start:  # energy from the past (a clock step back) is not moved
             self.block_kwh += kwh
         self.sliding.append((ts, kwh))
+        self._sliding_kwh += kwh
         while self.sliding and self.sliding[0][0] <= ts - WINDOW_S:
-            self.sliding.popleft()
+            self._sliding_kwh -= self.sliding.popleft()[1]
+        self._adds += 1
+        if self._adds % 1000 == 0:  # a running sum drifts: recount now and then
+            self._sliding_kwh = math.fsum(k for _, k in self.sliding)
         self.peak_sliding_kw = max(self.peak_sliding_kw, self.sliding_kw)
         return closed
 
     @property
     def sliding_kw(self) -> float:
-        return sum(k for _, k in self.sliding) * 3600 / WINDOW_S
+        return max(self._sliding_kwh, 0.0) * 3600 / WINDOW_S
 
     def current_kw(self, now: float) -> float | None:
         """Average power of the current block so far."""

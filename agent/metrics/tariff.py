@@ -11,6 +11,7 @@ period (intermedia per CFE's page; the A/158/2024 PDF is ambiguous) is one place
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 from typing import Literal
 
@@ -86,7 +87,8 @@ def _nth_weekday(year: int, month: int, weekday: int, n: int) -> dt.date:
     return last - dt.timedelta(days=(last.weekday() - weekday) % 7)
 
 
-def holidays(year: int) -> set[dt.date]:
+@functools.lru_cache(maxsize=8)
+def holidays(year: int) -> frozenset[dt.date]:
     """LFT Art. 74 rest days (fr. I–VIII; fr. IX, election days, excluded as CFE does)."""
     days = {
         dt.date(year, 1, 1),
@@ -99,12 +101,18 @@ def holidays(year: int) -> set[dt.date]:
     }
     if (year - 2024) % 6 == 0:
         days.add(dt.date(year, 10, 1))  # transmisión del Poder Ejecutivo Federal
-    return days
+    return frozenset(days)
+
+
+@functools.lru_cache(maxsize=8)
+def _summer(year: int, region: Region) -> tuple[dt.date, dt.date]:
+    start = dt.date(year, 5, 1) if region == "BC" else _nth_weekday(year, 4, 6, 1)
+    end = _nth_weekday(year, 10, 6, -1) - dt.timedelta(days=1)  # Saturday before
+    return start, end
 
 
 def is_summer(day: dt.date, region: Region) -> bool:
-    start = dt.date(day.year, 5, 1) if region == "BC" else _nth_weekday(day.year, 4, 6, 1)
-    end = _nth_weekday(day.year, 10, 6, -1) - dt.timedelta(days=1)  # Saturday before
+    start, end = _summer(day.year, region)
     return start <= day <= end
 
 
