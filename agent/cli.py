@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 
 from agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
 from agent.runtime import Agent, StateDirError, bus_link, bus_timing, vatio_version
+from agent.spool import SpoolError
 from drivers import clock
 
 log = logging.getLogger("vatio")
@@ -106,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     try:
         return asyncio.run(_run(loaded))
-    except StateDirError as exc:
+    except (StateDirError, SpoolError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

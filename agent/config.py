@@ -47,6 +47,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from drivers.modbus.plugin import ModbusDriver
@@ -172,15 +173,46 @@ class DeviceConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class MqttOutputConfig(_Strict):
+class TlsConfig(_Strict):
+    """TLS for MQTT: the broker's certificate is verified against ``ca_file`` (default: the
+    system's CAs); ``cert_file``/``key_file`` authenticate this client."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True  # false only for a lab broker with a self-signed certificate
+
+    @model_validator(mode="after")
+    def _files(self) -> TlsConfig:
+        for name in ("ca_file", "cert_file", "key_file"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise ValueError(f"{name} '{value}' is not a readable file")
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file (the client certificate) too")
+        return self
+
+
+class MqttConnectionConfig(_Strict):
+    """How to reach a broker (shared by the agent's output and the ingest bridge)."""
+
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = None
     password: SecretStr | None = None
     client_id: str | None = None  # default: vatio-<agent_id>
     keepalive: int = Field(30, ge=5, le=3600)
-    max_inflight: int = Field(100, ge=1, le=65535)
-    # Until the disk spool lands, messages wait in memory while the broker is away.
-    queue_size: int = Field(10_000, ge=10)
+    protocol: Literal["5", "3.1.1"] = "5"
+    tls: TlsConfig | None = None  # TLS is on for mqtts:// URLs or when this block is present
+    # keep the session (subscriptions, unacknowledged messages) on the broker across
+    # reconnects; MQTT 5 keeps it this long after a disconnect
+    persistent_session: bool = False
+    session_expiry: Duration = 86400.0
+    receive_maximum: int | None = Field(None, ge=1, le=65535)  # MQTT 5: unacked to us at once
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
 
     @field_validator("url")
     @classmethod
@@ -199,11 +231,30 @@ class MqttOutputConfig(_Strict):
     @property
     def port(self) -> int:
         parts = urlsplit(self.url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        return parts.port or (8883 if self.uses_tls else 1883)
 
     @property
-    def tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts"
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts" or self.tls is not None
+
+    @property
+    def where(self) -> str:
+        return f"{'mqtts' if self.uses_tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+class MqttOutputConfig(MqttConnectionConfig):
+    max_inflight: int = Field(100, ge=1, le=65535)  # published but not yet acknowledged
+    drain_rate: float = Field(5000, gt=0)  # backlog messages per second after an outage
+
+
+class SpoolConfig(_Strict):
+    """The disk spool (agent/spool): messages wait here until the broker acknowledged them."""
+
+    path: Path | None = None  # default: <state_dir>/spool.sqlite
+    max_mb: float = Field(100, gt=0)
+    max_age: Duration = 7 * 86400.0
+    commit_interval: Duration = 0.2  # one write burst per interval, not one per message
+    durability: Literal["full", "normal"] = "full"  # full: fsync each commit (power cuts)
 
 
 class OutputsConfig(_Strict):
@@ -263,6 +314,7 @@ class AgentConfig(_Strict):
     buses: dict[Name, BusConfig] = Field(min_length=1)
     devices: dict[Name, DeviceConfig] = Field(min_length=1)
     outputs: OutputsConfig = OutputsConfig()
+    spool: SpoolConfig = SpoolConfig()
     metrics: MetricsConfig = MetricsConfig()
 
 

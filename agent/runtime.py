@@ -34,6 +34,7 @@ from agent.scheduler import (
     stagger_slots,
 )
 from agent.seqstore import SeqStore
+from agent.spool import Spool
 from drivers import clock
 from drivers.base import Driver
 from drivers.links import SerialLine, TcpEndpoint
@@ -160,7 +161,7 @@ class _Pipeline:
         self._failed_before: set[str] = set()
         self._metrics_failed: set[str] = set()
 
-    def _emit(self, msg: Message) -> None:
+    def emit(self, msg: Message) -> None:
         for out in self.outputs:
             out.submit(msg)
 
@@ -180,11 +181,11 @@ class _Pipeline:
                 for quantity, flag in flags.items():  # what the reading's values mean
                     result.quality.setdefault(quantity, flag)
         if self.outputs:
-            self._emit(self.builder.telemetry(result))
+            self.emit(self.builder.telemetry(result))
         elif result.ok:
             log.info("%s: %s", result.device, result.values)
         for kind, message in events:
-            self._emit(self.builder.event(result.device, kind, message))
+            self.emit(self.builder.event(result.device, kind, message))
         if closed:  # a 15-minute block just closed: publish its demand now
             self.publish_metrics(result.device, result.ts)
 
@@ -192,14 +193,14 @@ class _Pipeline:
         assert self.engine is not None
         values = self.engine.values(device, now)
         if values:
-            self._emit(self.builder.metrics(device, values, now))
+            self.emit(self.builder.metrics(device, values, now))
 
     def device_state(self, device: str, state: str, reason: str) -> None:
-        self._emit(self.builder.status(device, state, reason=reason))
+        self.emit(self.builder.status(device, state, reason=reason))
         if state == "degraded":
-            self._emit(self.builder.event(device, "device_degraded", reason))
+            self.emit(self.builder.event(device, "device_degraded", reason))
         elif device in self._failed_before:
-            self._emit(self.builder.event(device, "device_recovered", reason))
+            self.emit(self.builder.event(device, "device_recovered", reason))
         if state == "degraded":
             self._failed_before.add(device)
 
@@ -223,15 +224,39 @@ class Agent:
         self.pipeline = _Pipeline(self.builder, self.engine)
         self.scheduler, self.transports, self.drivers = build_scheduler(loaded, self.pipeline)
         self.mqtt: MqttOutput | None = None
+        self.spool: Spool | None = None
         if cfg.outputs.mqtt is not None:
+            self.spool = Spool(
+                cfg.spool.path or self.state_dir / "spool.sqlite",
+                max_bytes=int(cfg.spool.max_mb * 2**20),
+                max_age_s=cfg.spool.max_age,
+                durability=cfg.spool.durability,
+            )
             self.mqtt = MqttOutput(
                 cfg.outputs.mqtt,
+                self.spool,
                 cfg.outputs.mqtt.client_id or f"vatio-{cfg.agent_id}",
                 online=self._online,
                 offline=lambda: self.builder.status(cfg.agent_id, "offline"),
+                commit_interval=cfg.spool.commit_interval,
+                on_dropped=self._spool_dropped,
             )
             self.pipeline.outputs.append(self.mqtt)
         self.started = clock.now()
+
+    def _spool_dropped(self, n: int) -> None:
+        assert self.spool is not None
+        total = self.spool.dropped
+        log.warning(
+            "spool full (spool.max_mb / spool.max_age): dropped the %d oldest message(s), "
+            "%d so far",
+            n,
+            total,
+        )
+        agent_id = self.loaded.config.agent_id
+        self.pipeline.emit(
+            self.builder.event(agent_id, "spool_dropped", f"{n} oldest message(s) dropped")
+        )
 
     def _online(self) -> Message:
         cfg = self.loaded.config
@@ -241,6 +266,8 @@ class Agent:
             version=vatio_version(),
             since=self.started,
             devices=sorted(self.loaded.devices),
+            backlog=self.spool.backlog if self.spool else 0,
+            spool_dropped=self.spool.dropped if self.spool else 0,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -248,6 +275,7 @@ class Agent:
         workers: list[asyncio.Task[None]] = [polling]
         if self.mqtt is not None:
             workers.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
+            workers.append(asyncio.create_task(self._status_loop(), name="status"))
         if self.engine is not None:
             workers.append(asyncio.create_task(self._metrics_loop(), name="metrics"))
         stopper = asyncio.create_task(stop.wait())
@@ -259,6 +287,13 @@ class Agent:
         for t in workers:  # a worker that ended by itself crashed: report it to the caller
             if t.done() and not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
+
+    async def _status_loop(self, every: float = 60.0) -> None:
+        """Refresh the retained agent status (with the spool's backlog) every minute."""
+        while True:
+            await asyncio.sleep(every)
+            for out in self.pipeline.outputs:
+                out.submit(self._online())
 
     async def _metrics_loop(self) -> None:
         """Publish every device's metrics on the configured cadence, then persist the state."""
@@ -285,12 +320,14 @@ class Agent:
             log.warning("polling did not stop within 5 s of the stop request")
         if self.mqtt is not None:
             if not await self.mqtt.drain(timeout=3.0):
-                log.warning("%d message(s) not delivered at stop", len(self.mqtt.queue))
+                log.info("%d message(s) stay in the spool for the next start", self.mqtt.backlog)
             await self.mqtt.announce_offline()
         for t in outputs:
             t.cancel()
         if outputs:
             await asyncio.wait(outputs, timeout=5.0)
+        if self.spool is not None:
+            await self.spool.close()  # commits what is buffered and the last acknowledgements
         if self.engine is not None:
             self.engine.save()
             if self.engine.store is not None:
@@ -315,7 +352,8 @@ class Agent:
         }
         if self.mqtt is not None:
             out["published"] = self.mqtt.stats.published
-            out["dropped"] = self.mqtt.queue.dropped
+            out["backlog"] = self.mqtt.backlog
+            out["dropped"] = self.spool.dropped if self.spool else 0
         return out
 
 

@@ -159,7 +159,9 @@ async def run_demo(mqtt_url: str | None, duration: float | None, out: TextIO = s
         sims.append(sim)
     tasks: list[asyncio.Task[Any]] = []
     with tempfile.TemporaryDirectory(prefix="vatio-demo-") as state_dir:
-        text = loopback_config(SITE, AGENT_ID, state_dir, ports, DEMO_DEVICES, mqtt_url)
+        # amqtt speaks MQTT 3.1.1 only (stack-notes §3.4)
+        options = "protocol: '3.1.1'" if broker is not None else ""
+        text = loopback_config(SITE, AGENT_ID, state_dir, ports, DEMO_DEVICES, mqtt_url, options)
         loaded = parse_config_text(text, file="<demo>")
         agent = Agent(loaded)
         cfg = loaded.config.outputs.mqtt

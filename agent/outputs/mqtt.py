@@ -1,209 +1,279 @@
-"""MQTT output: publishes contract messages at QoS 1 with aiomqtt, reconnecting with backoff.
+"""MQTT output: spooled messages to one broker at QoS 1, live data first, backlog at a rate.
 
-Messages wait in a bounded in-memory queue while the broker is away (the disk spool that
-keeps them across restarts is agent/spool, a later stage); when the queue is full the oldest
-message is dropped and counted, never the newest. A message leaves the queue only when the
-broker acknowledged it (PUBACK): one whose publish failed goes back to the front.
+Every message goes into the disk spool (:mod:`agent.spool`) first; it is published only once
+the spool committed it, and deleted only when the broker's PUBACK for it arrived. What was
+stored before the current connection is the *backlog*: after an outage it drains oldest
+first at ``drain_rate`` messages per second while live messages keep going out at once, and
+at most ``max_inflight`` messages wait for their PUBACK. A dropped connection forgets its
+in-flight messages: they are still in the spool, and go out again with the backlog.
 
-On every (re)connect the agent's retained status becomes ``online``; the connection's last
-will sets it to ``offline`` if the agent dies, and a clean stop publishes ``offline`` itself.
+Retained messages (statuses) are state, not history: they skip the spool, the newest per
+topic is kept in memory and published on every (re)connect, so a replayed backlog can never
+overwrite a fresher status. The agent's own status is ``online`` (with the spool's backlog)
+on connect, and its last will sets it to ``offline``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import aiomqtt
+from typing import Any
 
 from agent.config import MqttOutputConfig
 from agent.messages import Message
+from agent.mqttconn import ConnectError, Connection
+from agent.spool import Spool, SpoolError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class MqttStats:
-    published: int = 0
-    dropped: int = 0
+    published: int = 0  # acknowledged by the broker
+    refused: int = 0  # PUBACK with an error reason (MQTT 5: e.g. not authorised)
     connects: int = 0
     connected: bool = False
     last_error: str = ""
-
-
-class MessageQueue:
-    """Bounded FIFO that drops its oldest entry when full, with an awaitable get."""
-
-    def __init__(self, maxlen: int) -> None:
-        self._items: deque[Message] = deque()
-        self._maxlen = maxlen
-        self._ready = asyncio.Event()
-        self.dropped = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, msg: Message) -> None:
-        if len(self._items) >= self._maxlen:
-            self._items.popleft()
-            self.dropped += 1
-        self._items.append(msg)
-        self._ready.set()
-
-    def put_front(self, msg: Message) -> None:
-        self._items.appendleft(msg)
-        self._ready.set()
-
-    async def get(self) -> Message:
-        while not self._items:
-            self._ready.clear()
-            await self._ready.wait()
-        return self._items.popleft()
+    spool_errors: int = 0
 
 
 class MqttOutput:
-    """Publishes :class:`Message` objects to one broker."""
-
     BACKOFF_START = 1.0
     BACKOFF_MAX = 60.0
+    READ_AHEAD = 2000  # backlog messages read from disk at once
 
     def __init__(
         self,
         cfg: MqttOutputConfig,
+        spool: Spool,
         client_id: str,
         online: Callable[[], Message],
         offline: Callable[[], Message],
+        commit_interval: float = 0.2,
+        on_dropped: Callable[[int], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.spool = spool
         self.client_id = client_id
         self._online = online
         self._offline = offline
-        self.queue = MessageQueue(cfg.queue_size)
+        self.commit_interval = commit_interval
+        self.on_dropped = on_dropped
         self.stats = MqttStats()
-        self._client: aiomqtt.Client | None = None
-        self._inflight = 0
-        self._idle = asyncio.Event()
+        self.retained: dict[str, Message] = {}
+        self._conn: Connection | None = None
+        self._live: deque[tuple[int, Message]] = deque()
+        self._backlog: deque[tuple[int, Message]] = deque()
+        self._backlog_next = 0  # next id to read from disk
+        self._live_from = 0  # ids below this are backlog for the current connection
+        self._inflight: dict[int, int] = {}  # paho mid → spool id
+        self._busy: set[int] = set()  # spool ids in flight or acknowledged, not yet deleted
+        self._wake = asyncio.Event()
+        self._refused_topics: set[str] = set()
+        self._dirty_retained: set[str] = set()
 
     @property
     def where(self) -> str:
-        return f"{'mqtts' if self.cfg.tls else 'mqtt'}://{self.cfg.host}:{self.cfg.port}"
+        return self.cfg.where
+
+    # -- the pipeline's side ---------------------------------------------------------------
 
     def submit(self, msg: Message) -> None:
-        before = self.queue.dropped
-        self.queue.put(msg)
-        if self.queue.dropped != before and self.queue.dropped % 1000 == 1:
-            log.warning(
-                "MQTT queue full (%d messages) while %s is unreachable: dropping the oldest "
-                "(%d so far)",
-                self.cfg.queue_size,
-                self.where,
-                self.queue.dropped,
-            )
+        if msg.retain:
+            self.retained[msg.topic] = msg
+            self._dirty_retained.add(msg.topic)
+            self._wake.set()
+        else:
+            self.spool.put(msg)
 
-    def _make_client(self) -> aiomqtt.Client:
-        will = self._offline()
-        client = aiomqtt.Client(
-            self.cfg.host,
-            self.cfg.port,
-            identifier=self.client_id,
-            username=self.cfg.username,
-            password=self.cfg.password.get_secret_value() if self.cfg.password else None,
-            will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
-            keepalive=self.cfg.keepalive,
-            max_inflight_messages=self.cfg.max_inflight,
-            tls_context=ssl.create_default_context() if self.cfg.tls else None,
-            timeout=10,
-        )
-        # aiomqtt warns on every publish beyond 10 pending calls (stack-notes §3.2)
-        client.pending_calls_threshold = self.cfg.max_inflight + 10
-        return client
+    @property
+    def backlog(self) -> int:
+        return self.spool.backlog
+
+    # -- running ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, publish until cancelled; reconnect with exponential backoff."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._commit_loop(), name="spool-commit")
+            tasks.create_task(self._connection_loop(), name="mqtt")
+
+    async def _commit_loop(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(self.commit_interval)
+            if not self.spool.dirty:
+                continue
+            try:
+                result = await self.spool.commit()
+            except SpoolError as exc:
+                self.stats.spool_errors += 1
+                if not failing:
+                    log.error("%s", exc)
+                failing = True
+                continue
+            if failing:
+                log.info("the spool is writable again")
+                failing = False
+            if result.dropped and self.on_dropped is not None:
+                self.on_dropped(result.dropped)
+            if self._conn is not None and result.stored:
+                self._live.extend(p for p in result.stored if p[0] >= self._live_from)
+                self._wake.set()
+
+    async def _connection_loop(self) -> None:
         backoff = self.BACKOFF_START
         while True:
-            client = self._make_client()
+            conn = Connection(self.cfg, self.client_id, will=self._offline())
             try:
-                async with client:
-                    self._client = client
-                    self.stats.connected = True
-                    self.stats.connects += 1
-                    log.info("connected to MQTT broker %s as %s", self.where, self.client_id)
-                    backoff = self.BACKOFF_START
-                    online = self._online()
-                    await client.publish(online.topic, online.payload, qos=1, retain=True)
-                    await self._pump(client)
-            except* aiomqtt.MqttError as group:
-                err = group.exceptions[0]
-                self.stats.last_error = str(err)
-                # the first failure, then once a minute while the broker stays away
-                loud = self.stats.connected or backoff in (self.BACKOFF_START, self.BACKOFF_MAX)
-                level = logging.WARNING if loud else logging.DEBUG
+                await conn.open()
+            except ConnectError as exc:
+                self.stats.last_error = str(exc)
+                loud = backoff in (self.BACKOFF_START, self.BACKOFF_MAX) or self.stats.connects
                 log.log(
-                    level,
-                    (
-                        "MQTT broker %s: %s; retrying in %.0f s (check that the broker runs, the "
-                        "URL and the credentials)"
-                    ),
-                    self.where,
-                    err,
+                    logging.WARNING if loud else logging.DEBUG,
+                    "MQTT: %s; retrying in %.0f s; meanwhile messages wait in the spool",
+                    exc,
                     backoff,
                 )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.BACKOFF_MAX)
+                continue
+            backoff = self.BACKOFF_START
+            self.stats.connects += 1
+            self.stats.connected = True
+            log.info(
+                "connected to MQTT broker %s as %s (%d message(s) in the spool)",
+                self.where,
+                self.client_id,
+                self.spool.backlog,
+            )
+            try:
+                await self._session(conn)
             finally:
-                self._client = None
                 self.stats.connected = False
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self.BACKOFF_MAX)
+                self._conn = None
+                await conn.close()
+            self.stats.last_error = f"connection lost: {conn.lost_reason}"
+            log.warning(
+                "MQTT broker %s: connection lost (%s); reconnecting, messages wait in the spool",
+                self.where,
+                conn.lost_reason,
+            )
+            await asyncio.sleep(self.BACKOFF_START)
 
-    async def _pump(self, client: aiomqtt.Client) -> None:
-        window = asyncio.Semaphore(self.cfg.max_inflight)
-        async with asyncio.TaskGroup() as tasks:
-            while True:
-                msg = await self.queue.get()
-                await window.acquire()
-                self._inflight += 1
-                self._idle.clear()
-                tasks.create_task(self._publish(client, msg, window))
+    async def _session(self, conn: Connection) -> None:
+        conn.client.on_publish = conn.on_thread(self._on_puback)
+        self._conn = conn
+        self._inflight.clear()
+        self._busy.clear()
+        self._live.clear()
+        self._backlog.clear()
+        self._live_from = self.spool.next_id  # everything already put is the backlog now
+        self._backlog_next = 0
+        self._dirty_retained = set(self.retained)
+        online = self._online()
+        self.retained[online.topic] = online
+        self._dirty_retained.add(online.topic)
+        tokens, last = 0.0, time.monotonic()
+        while not conn.lost.is_set():
+            self._publish_retained(conn)
+            while self._live and len(self._inflight) < self.cfg.max_inflight:
+                self._publish(conn, *self._live.popleft())
+            now = time.monotonic()
+            tokens = min(tokens + (now - last) * self.cfg.drain_rate, self.cfg.drain_rate)
+            last = now
+            if not self._backlog and self._backlog_next < self._live_from:
+                await self._read_backlog()
+            while (
+                self._backlog
+                and tokens >= 1
+                and len(self._inflight) < self.cfg.max_inflight
+                and not self._live
+            ):
+                msg_id, msg = self._backlog.popleft()
+                if msg_id not in self._busy:
+                    self._publish(conn, msg_id, msg)
+                    tokens -= 1
+            self._wake.clear()
+            waiting_for_rate = bool(self._backlog) and tokens < 1
+            timeout = 1 / self.cfg.drain_rate if waiting_for_rate else 0.5
+            lost = asyncio.ensure_future(conn.lost.wait())
+            woke = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait({lost, woke}, timeout=timeout, return_when="FIRST_COMPLETED")
+            lost.cancel()
+            woke.cancel()
 
-    async def _publish(
-        self, client: aiomqtt.Client, msg: Message, window: asyncio.Semaphore
-    ) -> None:
-        try:
-            await client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
+    async def _read_backlog(self) -> None:
+        rows = await self.spool.read(self._backlog_next, self._live_from, self.READ_AHEAD)
+        if rows:
+            self._backlog.extend(rows)
+            self._backlog_next = rows[-1][0] + 1
+        else:
+            self._backlog_next = self._live_from  # the backlog is drained
+
+    def _publish_retained(self, conn: Connection) -> None:
+        for topic in list(self._dirty_retained):
+            msg = self.retained[topic]
+            conn.client.publish(msg.topic, msg.payload, qos=1, retain=True)
+        self._dirty_retained.clear()
+
+    def _publish(self, conn: Connection, msg_id: int, msg: Message) -> None:
+        info = conn.client.publish(msg.topic, msg.payload, qos=1)
+        if info.rc != 0:  # the connection just dropped: the spool still has it
+            return
+        self._inflight[info.mid] = msg_id
+        self._busy.add(msg_id)
+
+    def _on_puback(self, client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
+        msg_id = self._inflight.pop(mid, None)
+        if msg_id is None:
+            return  # a retained status, or a message of a connection already gone
+        if getattr(code, "is_failure", False):
+            # refused (MQTT 5, e.g. an ACL): keep it in the spool, do not loop on it now
+            self.stats.refused += 1
+            self._note_refusal(msg_id, str(code))
+        else:
+            self.spool.ack(msg_id)
             self.stats.published += 1
-        except BaseException:
-            self.queue.put_front(msg)  # not acknowledged: publish again after reconnecting
-            raise
-        finally:
-            window.release()
-            self._inflight -= 1
-            if self._inflight == 0 and not self.queue:
-                self._idle.set()
+        self._wake.set()
+
+    def _note_refusal(self, msg_id: int, reason: str) -> None:
+        if len(self._refused_topics) < 100 and reason not in self._refused_topics:
+            self._refused_topics.add(reason)
+            log.error(
+                "MQTT broker %s refused a message (%s): the broker's ACL must let this agent "
+                "publish under vatio/v1/<site>/#; it stays in the spool",
+                self.where,
+                reason,
+            )
+
+    # -- stopping ---------------------------------------------------------------------------
 
     async def drain(self, timeout: float) -> bool:
-        """Wait until every queued message is acknowledged (or ``timeout``)."""
+        """Wait until every live message is acknowledged (or ``timeout``); the backlog
+        stays in the spool for the next start."""
         deadline = time.monotonic() + timeout
-        while (self.queue or self._inflight) and time.monotonic() < deadline:
-            if not self.stats.connected:
-                return False
-            try:
-                await asyncio.wait_for(self._idle.wait(), deadline - time.monotonic())
-            except TimeoutError:
-                break
-        return not self.queue and not self._inflight
+        while time.monotonic() < deadline and self.stats.connected:
+            if self.spool.unsaved:
+                await asyncio.sleep(self.commit_interval)
+                continue
+            if not self._live and not self._inflight:
+                return True
+            await asyncio.sleep(0.05)
+        return not self._live and not self._inflight and not self.spool.unsaved
 
     async def announce_offline(self) -> None:
         """Publish the retained ``offline`` status ourselves (a clean stop sends no will)."""
-        if self._client is not None and self.stats.connected:
-            msg = self._offline()
-            try:
-                await asyncio.wait_for(
-                    self._client.publish(msg.topic, msg.payload, qos=1, retain=True), 5
-                )
-            except (aiomqtt.MqttError, TimeoutError) as exc:
-                log.warning("could not publish offline status to %s: %s", self.where, exc)
+        conn = self._conn
+        if conn is None or conn.lost.is_set():
+            return
+        msg = self._offline()
+        info = conn.client.publish(msg.topic, msg.payload, qos=1, retain=True)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, 5), 6)
+        except (TimeoutError, RuntimeError, ValueError) as exc:
+            log.warning("could not publish offline status to %s: %s", self.where, exc)

@@ -160,8 +160,8 @@ async def test_unreachable_broker_then_broker_appears(tmp_path, capture_factory,
         agent = agent_factory(cfg)
         await wait_until(lambda: "retrying in" in agent.output(), 15, "a broker warning")
         out = agent.output()
-        assert f"MQTT broker mqtt://127.0.0.1:{mqtt_port}:" in out
-        assert "check that the broker runs" in out
+        assert f"nothing accepts connections at mqtt://127.0.0.1:{mqtt_port}" in out
+        assert "is the broker running there?" in out and "wait in the spool" in out
         assert "Traceback" not in out
         await asyncio.sleep(2)  # the agent keeps polling meanwhile
         with MosquittoProcess(port=mqtt_port) as broker:
