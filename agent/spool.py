@@ -57,7 +57,7 @@ def _explain(path: Path, exc: Exception) -> str:
             f"the disk holding the spool {path} is full: free space there or lower "
             "spool.max_mb; readings are kept in memory meanwhile"
         )
-    if "readonly" in text or "unable to open" in text or isinstance(exc, PermissionError):
+    if "readonly" in text or "unable to open" in text or isinstance(exc, OSError):
         return (
             f"cannot write the spool {path} ({text}): give the agent's user write access to "
             "that directory, or set spool.path to a writable place"

@@ -42,9 +42,13 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
 class MosquittoProcess:
     """A private Mosquitto on ``127.0.0.1:port``; ``with MosquittoProcess() as b: b.port``."""
 
-    def __init__(self, port: int | None = None, extra_config: str = "") -> None:
+    def __init__(
+        self, port: int | None = None, extra_config: str = "", persistent: bool = False
+    ) -> None:
+        """``persistent``: keep sessions and queued messages across :meth:`restart`."""
         self.port = port or free_port()
         self.extra_config = extra_config
+        self.persistent = persistent
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -66,13 +70,17 @@ class MosquittoProcess:
         binary = self.binary()
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
-        self._dir = tempfile.TemporaryDirectory(prefix="vatio-mosquitto-")
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="vatio-mosquitto-")
         conf = Path(self._dir.name) / "mosquitto.conf"
+        persistence = (
+            f"persistence true\npersistence_location {self._dir.name}/\n"
+            if self.persistent
+            else "persistence false\n"
+        )
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "log_dest stderr\n"
+            "allow_anonymous true\n" + persistence + "log_dest stderr\n"
             "log_type error\n"
             "max_queued_messages 100000\n"
             "max_inflight_messages 100\n" + self.extra_config
@@ -95,7 +103,18 @@ class MosquittoProcess:
             self.proc.kill()
             self.proc.wait()
 
+    def restart(self) -> None:
+        """Stop (SIGTERM: a persistent broker saves its sessions) and start again."""
+        self._stop_process()
+        self.start()
+
     def stop(self) -> None:
+        self._stop_process()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def _stop_process(self) -> None:
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.terminate()
@@ -107,9 +126,6 @@ class MosquittoProcess:
             if self.proc.stderr is not None:
                 self.proc.stderr.close()
             self.proc = None
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
 
     def __enter__(self) -> MosquittoProcess:
         return self.start()

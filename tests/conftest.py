@@ -31,13 +31,18 @@ def mosquitto() -> Iterator[MosquittoProcess]:
 class Capture:
     """Subscribes to a topic filter (paho, background thread) and keeps every message."""
 
-    def __init__(self, port: int, topic: str = "vatio/#") -> None:
+    def __init__(self, port: int, topic: str = "vatio/#", session: bool = False) -> None:
+        """``session``: a persistent session (QoS 1), so a broker that keeps sessions
+        delivers what arrived while this subscriber was reconnecting."""
         self.messages: list[tuple[str, dict[str, Any], bool]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"capture-{port}-{id(self)}"
+            CallbackAPIVersion.VERSION2,
+            client_id=f"capture-{port}-{id(self)}",
+            clean_session=not session,
         )
+        self.client.reconnect_delay_set(0.1, 1.0)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -66,8 +71,8 @@ class Capture:
 def capture_factory() -> Iterator[Callable[..., Capture]]:
     made: list[Capture] = []
 
-    def make(port: int, topic: str = "vatio/#") -> Capture:
-        made.append(Capture(port, topic))
+    def make(port: int, topic: str = "vatio/#", session: bool = False) -> Capture:
+        made.append(Capture(port, topic, session))
         return made[-1]
 
     yield make
