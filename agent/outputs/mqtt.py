@@ -239,7 +239,9 @@ class MqttOutput:
         else:
             self.spool.ack(msg_id)
             self.stats.published += 1
-        self._wake.set()
+        # refill the window in bursts, not one wake-up per acknowledgement
+        if len(self._inflight) <= self.cfg.max_inflight // 2:
+            self._wake.set()
 
     def _note_refusal(self, msg_id: int, reason: str) -> None:
         if len(self._refused_topics) < 100 and reason not in self._refused_topics:
