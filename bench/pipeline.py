@@ -171,7 +171,6 @@ def run_size(n: int, warmup: float, duration: float, workdir: Path) -> list[Resu
                     {f"m{i}": ports[i] for i in idx},
                     [rows[i] for i in idx],
                     broker.url,
-                    "queue_size: 100000",
                 )
             )
             return path
