@@ -189,12 +189,18 @@ class Spool:
     def _enforce_bounds(self, db: sqlite3.Connection) -> int:
         dropped = 0
         old = time.time() - self.max_age_s
-        n, size = db.execute(
-            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM q WHERE created < ?", (old,)
-        ).fetchone()
-        if n:
-            db.execute("DELETE FROM q WHERE created < ?", (old,))
-            self.stored, self.bytes, dropped = self.stored - n, self.bytes - size, n
+        # rows are stored oldest first: look at the first one (an index lookup) instead of
+        # scanning a big backlog on every commit
+        while (first := db.execute("SELECT created FROM q ORDER BY id LIMIT 1").fetchone()) and (
+            first[0] < old
+        ):
+            n, size, last = db.execute(
+                "SELECT count(*), coalesce(sum(length(payload)), 0), max(id) FROM"
+                " (SELECT id, payload FROM q WHERE created < ? ORDER BY id LIMIT 1000)",
+                (old,),
+            ).fetchone()
+            db.execute("DELETE FROM q WHERE id <= ?", (last,))
+            self.stored, self.bytes, dropped = self.stored - n, self.bytes - size, dropped + n
         while self.bytes > self.max_bytes and self.stored:
             # drop the oldest ~1 % at a time (at least 100) until the payload fits
             batch = max(100, self.stored // 100)
