@@ -67,7 +67,8 @@ async def drain(spool: Spool, port: int, live_rate: float) -> tuple[float, int, 
     task = asyncio.create_task(out.run())
     live_sent = 0
     start = time.perf_counter()
-    while out.stats.published - live_acked_guess(live_sent, out) < backlog:
+    # done when only the last moments of live data are still unacknowledged
+    while spool.backlog > live_rate:
         await asyncio.sleep(1 / live_rate)
         out.submit(Message("vatio/v1/bench/live/telemetry", PAYLOAD))
         live_sent += 1
@@ -78,11 +79,6 @@ async def drain(spool: Spool, port: int, live_rate: float) -> tuple[float, int, 
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     return elapsed, live_sent, published - backlog
-
-
-def live_acked_guess(live_sent: int, out: MqttOutput) -> int:
-    # live messages go first, so all but the last commit interval's are acknowledged
-    return max(0, min(live_sent - 25, out.stats.published))
 
 
 def baseline(port: int, n: int) -> float:
