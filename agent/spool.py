@@ -194,24 +194,23 @@ class Spool:
         while (first := db.execute("SELECT created FROM q ORDER BY id LIMIT 1").fetchone()) and (
             first[0] < old
         ):
-            n, size, last = db.execute(
-                "SELECT count(*), coalesce(sum(length(payload)), 0), max(id) FROM"
-                " (SELECT id, payload FROM q WHERE created < ? ORDER BY id LIMIT 1000)",
-                (old,),
-            ).fetchone()
-            db.execute("DELETE FROM q WHERE id <= ?", (last,))
-            self.stored, self.bytes, dropped = self.stored - n, self.bytes - size, dropped + n
+            dropped += self._drop_oldest(db, 1000, old)
         while self.bytes > self.max_bytes and self.stored:
             # drop the oldest ~1 % at a time (at least 100) until the payload fits
-            batch = max(100, self.stored // 100)
-            n, size, last = db.execute(
-                "SELECT count(*), coalesce(sum(length(payload)), 0), max(id) FROM"
-                " (SELECT id, payload FROM q ORDER BY id LIMIT ?)",
-                (batch,),
-            ).fetchone()
-            db.execute("DELETE FROM q WHERE id <= ?", (last,))
-            self.stored, self.bytes, dropped = self.stored - n, self.bytes - size, dropped + n
+            dropped += self._drop_oldest(db, max(100, self.stored // 100))
         return dropped
+
+    def _drop_oldest(
+        self, db: sqlite3.Connection, batch: int, created_before: float = float("inf")
+    ) -> int:
+        n, size, last = db.execute(
+            "SELECT count(*), coalesce(sum(length(payload)), 0), max(id) FROM"
+            " (SELECT id, payload FROM q WHERE created < ? ORDER BY id LIMIT ?)",
+            (created_before, batch),
+        ).fetchone()
+        db.execute("DELETE FROM q WHERE id <= ?", (last,))
+        self.stored, self.bytes = self.stored - n, self.bytes - size
+        return int(n)
 
     async def read(self, from_id: int, below_id: int, limit: int) -> list[tuple[int, Message]]:
         """Stored messages with from_id <= id < below_id, oldest first."""
