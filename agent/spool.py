@@ -99,6 +99,7 @@ class Spool:
         except (sqlite3.Error, OSError) as exc:
             raise SpoolError(_explain(path, exc)) from None
         self._last_id, self.stored, self.bytes = int(row[0]), int(row[1]), int(row[2])
+        self._committed_below = self._last_id + 1
 
     # -- called on the event loop: cheap, no I/O ------------------------------------------
 
@@ -106,6 +107,13 @@ class Spool:
     def next_id(self) -> int:
         """The id the next :meth:`put` gets: everything below it is already known."""
         return self._last_id + 1
+
+    @property
+    def committed_below(self) -> int:
+        """Ids below this are on disk (or gone); ids from it on are handed out by a later
+        :meth:`commit`, even while one is running. A publisher that reads the backlog from
+        disk must stop here, or it misses what a commit in progress is still writing."""
+        return self._committed_below
 
     def put(self, msg: Message) -> int:
         self._last_id += 1
@@ -147,6 +155,8 @@ class Spool:
             raise SpoolError(_explain(self.path, exc)) from None
         self.commits += 1
         self.dropped += result.dropped
+        if pending:
+            self._committed_below = pending[-1][0] + 1
         return result
 
     def _commit(self, pending: list[tuple[int, float, Message]], acked: list[int]) -> CommitResult:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import shutil
 import socket
 import subprocess
@@ -80,6 +81,9 @@ class MosquittoProcess:
         )
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            # Started as root, mosquitto would drop to the ``mosquitto`` user, which cannot
+            # write its persistence file into our temp dir: stay the user that started it.
+            f"user {getpass.getuser()}\n"
             "allow_anonymous true\n" + persistence + "log_dest stderr\n"
             "log_type error\n"
             "max_queued_messages 100000\n"

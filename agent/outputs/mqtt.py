@@ -166,13 +166,20 @@ class MqttOutput:
             await asyncio.sleep(self.BACKOFF_START)
 
     async def _session(self, conn: Connection) -> None:
-        conn.client.on_publish = conn.on_thread(self._on_puback)
+        # paho numbers each client's messages from 1: a late PUBACK of the connection before
+        # must not acknowledge this connection's message with the same mid
+        conn.client.on_publish = conn.on_thread(
+            lambda *args: self._on_puback(*args) if conn is self._conn else None
+        )
         self._conn = conn
         self._inflight.clear()
         self._busy.clear()
         self._live.clear()
         self._backlog.clear()
-        self._live_from = self.spool.next_id  # everything already put is the backlog now
+        # What is on disk is the backlog now. Not next_id: messages put but not committed
+        # yet (or in a commit still running) are not on disk for the backlog reader, so
+        # they must come through the commit loop as live, or they stay behind until restart.
+        self._live_from = self.spool.committed_below
         self._backlog_next = 0
         self._dirty_retained = set(self.retained)
         online = self._online()

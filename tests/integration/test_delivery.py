@@ -95,3 +95,54 @@ async def test_an_agent_killed_at_random_moments_loses_nothing_it_stored(
             assert len(gaps(got)) <= kills, f"{name}: {gaps(got)}"
     finally:
         await sim.stop()
+
+
+async def test_a_message_committed_while_reconnecting_is_sent_on_the_new_connection(
+    tmp_path, capture_factory
+):
+    """A commit still writing when the connection comes back: its messages are not on disk
+    for the backlog reader yet, so they must go out as live ones (this once lost a message
+    in the broker-restart test above)."""
+    import json
+    import threading
+
+    from agent.config import MqttOutputConfig
+    from agent.messages import Message
+    from agent.outputs.mqtt import MqttOutput
+    from agent.spool import Spool
+
+    with MosquittoProcess(persistent=True) as broker:
+        cap = capture_factory(broker.port, session=True)
+        spool = Spool(tmp_path / "spool.sqlite")
+        gate = threading.Event()
+        real_commit = spool._commit
+
+        def held_commit(pending, acked):
+            if pending and not gate.is_set():
+                gate.wait(20)  # the disk is slow, just when the broker comes back
+            return real_commit(pending, acked)
+
+        spool._commit = held_commit
+        gate.set()
+        status = Message("vatio/v1/s/gw/status", b"{}", retain=True)
+        out = MqttOutput(
+            MqttOutputConfig(url=broker.url), spool, "gw", lambda: status, lambda: status, 0.05
+        )
+        task = asyncio.create_task(out.run())
+        try:
+            out.submit(Message("vatio/v1/s/gw/m1/telemetry", json.dumps({"seq": 1}).encode()))
+            await wait_until(lambda: seqs(cap, "m1") == [1], 10, "the first message")
+            broker._stop_process()
+            await wait_until(lambda: not out.stats.connected, 10, "the agent to see the outage")
+            gate.clear()
+            out.submit(Message("vatio/v1/s/gw/m1/telemetry", json.dumps({"seq": 2}).encode()))
+            broker.start()
+            await wait_until(lambda: out.stats.connects == 2, 20, "the agent to reconnect")
+            gate.set()
+            await wait_until(lambda: seqs(cap, "m1") == [1, 2], 10, "the message of the commit")
+            await wait_until(lambda: spool.backlog == 0, 5, "the spool to empty")
+        finally:
+            gate.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await spool.close()
