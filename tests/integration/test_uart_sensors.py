@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from simulators.serial_pair import SerialPair
@@ -108,8 +106,8 @@ async def test_sds011_duty_cycle_sleeps_between_polls(
         wake, sleep, query = (6, 1, 1), (6, 1, 0), (4, 0, 0)
         i = cmds.index(query)
         assert wake in cmds[:i] and sleep in cmds[i:]
-        await asyncio.sleep(0.3)
-        assert sim.asleep  # resting between polls
+        # resting between polls (awake ~0.5 s of each 1 s interval: poll, not one instant)
+        await wait_until(lambda: sim.asleep, 3, "the sensor to sleep between polls")
     finally:
         await sim.stop()
         pair.stop()
