@@ -39,11 +39,15 @@ def load_or_report(path: str) -> LoadedConfig | None:
     try:
         return load_config(path)
     except ConfigError as exc:
-        n = len(exc.problems)
-        print(f"error: {n} problem{'s' if n != 1 else ''} in {path}:", file=sys.stderr)
-        for p in exc.problems:
-            print(f"  {p}", file=sys.stderr)
+        report_problems(path, exc)
         return None
+
+
+def report_problems(path: str, exc: ConfigError) -> None:
+    n = len(exc.problems)
+    print(f"error: {n} problem{'s' if n != 1 else ''} in {path}:", file=sys.stderr)
+    for p in exc.problems:
+        print(f"  {p}", file=sys.stderr)
 
 
 def describe_device(name: str, entry: DeviceEntry) -> str:
@@ -132,6 +136,35 @@ async def _run(loaded: LoadedConfig) -> int:
     )
     await agent.run(stop)
     return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from agent.influx import WriteError
+    from agent.ingest.bridge import IngestBridge
+    from agent.ingest.config import load_ingest_config
+
+    try:
+        cfg = load_ingest_config(args.config)
+    except ConfigError as exc:
+        report_problems(args.config, exc)
+        return 1
+    if args.client_id:
+        cfg.mqtt.client_id = args.client_id
+    setup_logging(args.verbose)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await IngestBridge(cfg).run(stop)
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except WriteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_read(args: argparse.Namespace) -> int:
@@ -249,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--months", action="store_true", help="closed months instead of days")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("ingest", help="the ingest bridge: MQTT → InfluxDB / VictoriaMetrics")
+    p.add_argument("-c", "--config", required=True, help="ingest config file (YAML)")
+    p.add_argument("--client-id", help="this bridge's MQTT client id (unique and stable)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("scan", help="find Modbus devices on a serial port or TCP gateway")
     p.add_argument("target", help="serial port (/dev/ttyUSB0) or HOST[:PORT] of a gateway")

@@ -247,6 +247,48 @@ class MqttOutputConfig(MqttConnectionConfig):
     drain_rate: float = Field(5000, gt=0)  # backlog messages per second after an outage
 
 
+class InfluxConfig(_Strict):
+    """Where points are written (the ingest bridge, or the agent's direct output).
+
+    ``api: v2`` is ``/api/v2/write``: InfluxDB 2.x, 3.x, Cloud, 1.8+, VictoriaMetrics.
+    ``api: v1`` is ``/write?db=``: InfluxDB 1.x, common on 32-bit Raspberry Pis."""
+
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v2"
+    database: str = "vatio"  # v1
+    retention_policy: str | None = None  # v1; default: the database's default policy
+    username: str | None = None  # v1
+    password: SecretStr | None = None  # v1
+    org: str = "vatio"  # v2 (VictoriaMetrics ignores it, but the client wants one)
+    bucket: str = "vatio"  # v2
+    token: SecretStr | None = None  # v2
+    ca_file: str | None = None  # https with a private CA
+    verify_tls: bool = True
+    batch_size: int = Field(5000, ge=1, le=100_000)  # points per write
+    flush_interval: Duration = 1.0  # write a smaller batch after this long
+    timeout: Duration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"'{value}' is not an HTTP URL: write http://HOST:8086")
+        return value.rstrip("/")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"ca_file '{value}' is not a readable file")
+        return value
+
+    @property
+    def where(self) -> str:
+        target = self.database if self.api == "v1" else self.bucket
+        return f"{self.url} ({self.api}, {'database' if self.api == 'v1' else 'bucket'} {target})"
+
+
 class SpoolConfig(_Strict):
     """The disk spool (agent/spool): messages wait here until the broker acknowledged them."""
 
@@ -353,13 +395,13 @@ class LoadedConfig:
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _substitute_env(
+def substitute_env(
     data: Any, doc: YamlDocument, problems: list[Problem], path: tuple[PathPart, ...] = ()
 ) -> Any:
     if isinstance(data, dict):
-        return {k: _substitute_env(v, doc, problems, (*path, k)) for k, v in data.items()}
+        return {k: substitute_env(v, doc, problems, (*path, k)) for k, v in data.items()}
     if isinstance(data, list):
-        return [_substitute_env(v, doc, problems, (*path, i)) for i, v in enumerate(data)]
+        return [substitute_env(v, doc, problems, (*path, i)) for i, v in enumerate(data)]
     if not isinstance(data, str) or "${" not in data:
         return data
 
@@ -385,7 +427,7 @@ def parse_config(doc: YamlDocument, base_dir: Path) -> LoadedConfig:
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.problem((), "expected a mapping with site, buses and devices")])
     problems: list[Problem] = []
-    data = _substitute_env(doc.data, doc, problems)
+    data = substitute_env(doc.data, doc, problems)
     try:
         config = AgentConfig.model_validate(data)
     except ValidationError as exc:

@@ -16,6 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.brokers import MosquittoProcess
+from simulators.databases import InfluxdProcess, VictoriaMetricsProcess
 
 
 @pytest.fixture
@@ -81,14 +82,20 @@ def capture_factory() -> Iterator[Callable[..., Capture]]:
 
 
 class AgentProcess:
-    """``vatio run -c FILE`` in a child process, as the service runs it."""
+    """``vatio run -c FILE`` (or another command) in a child process, as the service runs it."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        env: dict[str, str] | None = None,
+        command: tuple[str, ...] = ("run",),
+        log: Path | None = None,
+    ) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.log = config.with_suffix(".log")
-        self._log_file = self.log.open("w")
+        self.log = log or config.with_suffix(".log")
+        self._log_file = self.log.open("a" if log else "w")  # a restarted bridge appends
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "-c", str(config)],
+            [sys.executable, "-m", "agent.cli", *command, "-c", str(config)],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             env=env,
@@ -124,3 +131,40 @@ def agent_factory() -> Iterator[Callable[[Path], AgentProcess]]:
     yield start
     for a in made:
         a.stop()
+
+
+@pytest.fixture
+def ingest_factory() -> Iterator[Callable[[Path, str], AgentProcess]]:
+    """``vatio ingest -c FILE --client-id ID``; its log is FILE's name + the id + .log."""
+    made: list[AgentProcess] = []
+
+    def start(config: Path, client_id: str) -> AgentProcess:
+        log = config.with_name(f"{config.stem}-{client_id}.log")
+        made.append(AgentProcess(config, None, ("ingest", "--client-id", client_id), log))
+        return made[-1]
+
+    yield start
+    for a in made:
+        a.stop()
+
+
+def _server(kind: type[Any]) -> Iterator[Any]:
+    if kind.binary() is None:
+        pytest.fail(
+            f"{kind.binary_name} is not installed: run ./scripts/test as root, "
+            f"or {kind.install_hint}"
+        )
+    with kind() as server:
+        yield server
+
+
+@pytest.fixture
+def influxd() -> Iterator[InfluxdProcess]:
+    """InfluxDB 1.6 (v1 API) on a free loopback port, data in a temp dir."""
+    yield from _server(InfluxdProcess)
+
+
+@pytest.fixture
+def victoria() -> Iterator[VictoriaMetricsProcess]:
+    """VictoriaMetrics (InfluxDB's v2 write API) on a free loopback port, data in a temp dir."""
+    yield from _server(VictoriaMetricsProcess)

@@ -1,0 +1,312 @@
+"""The ingest bridge: Vatio's MQTT messages → InfluxDB points, nothing lost, nothing held twice.
+
+A shared subscription (``$share/<group>/vatio/v1/+/+/+``) lets N bridges split the messages.
+Each message is acknowledged to the broker (manual PUBACK) only after the batch holding its
+point was written, and the session is persistent: a bridge that crashes, or a database that
+is down, leaves the unacknowledged messages with the broker, which delivers them again. A
+point written twice is the same point (same series, same timestamp), so redelivery is safe.
+
+Memory is bounded by MQTT flow control, not by a queue of our own: the broker sends at most
+``receive_maximum`` unacknowledged messages (MQTT 5), so while the database is down the
+bridge simply stops receiving and the broker holds the rest.
+
+A message that breaks the contract goes to ``<dead_letter_topic>/<its topic>`` (the original
+payload and the reason, as JSON), is counted, and is acknowledged: it can never be written.
+
+paho's network thread only appends each message to a list; converting and writing run on a
+worker thread, one batch at a time, and acknowledgements go out in the order received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from agent.influx import Unavailable, Writer, make_writer, write_isolating
+from agent.ingest.config import IngestConfig
+from agent.ingest.lineproto import BadMessage, to_line
+from agent.mqttconn import ConnectError, Connection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    written: int = 0  # points written (a message redelivered after a crash counts again)
+    skipped: int = 0  # statuses: state, not history
+    dead_letters: int = 0
+    batches: int = 0
+    write_failures: int = 0  # attempts that found the database unavailable
+    connects: int = 0
+    connected: bool = False
+    last_error: str = ""
+    dead_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Batch:
+    messages: list[tuple[int, mqtt.MQTTMessage]]
+    lines: list[str]
+    line_owner: list[int]  # index into messages, per line (to dead-letter a rejected point)
+    dead: list[tuple[int, str]]  # (index into messages, reason)
+    skipped: int
+
+
+class IngestBridge:
+    BACKOFF_START = 1.0  # database retries
+    BACKOFF_MAX = 30.0
+    # Back on the broker before the agents (which wait 1 s): Mosquitto 2.0.11 does not keep a
+    # shared subscription across its own restart, so until the bridges subscribe again,
+    # messages for the group reach no one (plain subscriptions are kept; README, ingest).
+    RECONNECT_START = 0.2
+
+    def __init__(self, cfg: IngestConfig, writer: Writer | None = None) -> None:
+        self.cfg = cfg
+        self.stats = IngestStats()
+        self._writer = writer
+        self._inbox: deque[tuple[int, mqtt.MQTTMessage]] = deque()
+        self._generation = 0  # of the current connection; acks of older ones are void
+        self._conn: Connection | None = None
+        self._full = asyncio.Event()
+        self._full_flagged = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- paho's thread ----------------------------------------------------------------------
+
+    def _on_message(
+        self, generation: int, client: Any, userdata: Any, msg: mqtt.MQTTMessage
+    ) -> None:
+        self._inbox.append((generation, msg))
+        if len(self._inbox) >= self.cfg.influxdb.batch_size and not self._full_flagged:
+            self._full_flagged = True
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._full.set)
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self._writer is None:
+            self._writer = make_writer(self.cfg.influxdb)
+        log.info(
+            "ingest %s: %s → %s (batches of %d)",
+            self.cfg.client_id,
+            self.cfg.subscription,
+            self.cfg.influxdb.where,
+            self.cfg.influxdb.batch_size,
+        )
+        connection = asyncio.create_task(self._connection_loop(), name="ingest-mqtt")
+        summary = asyncio.create_task(self._summary_loop(), name="ingest-summary")
+        try:
+            await self._batch_loop(stop)
+        finally:
+            connection.cancel()
+            summary.cancel()
+            await asyncio.gather(connection, summary, return_exceptions=True)
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None
+            self._writer.close()
+            log.info("ingest %s stopped: %s", self.cfg.client_id, self._summary())
+
+    async def _connection_loop(self) -> None:
+        backoff = self.RECONNECT_START
+        while True:
+            self._generation += 1
+            generation = self._generation
+            conn = Connection(self.cfg.mqtt, self.cfg.client_id, manual_ack=True)
+            # set before connecting: a persistent session delivers right after CONNACK
+            conn.client.on_message = functools.partial(self._on_message, generation)
+            conn.client.on_subscribe = conn.on_thread(self._on_subscribe)
+            try:
+                await conn.open()
+            except ConnectError as exc:
+                self.stats.last_error = str(exc)
+                log.warning("MQTT: %s; retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.BACKOFF_MAX)
+                continue
+            backoff = self.RECONNECT_START
+            self._conn = conn
+            self.stats.connects += 1
+            self.stats.connected = True
+            conn.client.subscribe(self.cfg.subscription, qos=1)
+            log.info("connected to MQTT broker %s as %s", self.cfg.mqtt.where, self.cfg.client_id)
+            try:
+                await conn.lost.wait()
+            finally:
+                self.stats.connected = False
+                self._conn = None
+                await conn.close()
+            self.stats.last_error = f"connection lost: {conn.lost_reason}"
+            log.warning(
+                "MQTT broker %s: connection lost (%s); reconnecting (what was not written yet "
+                "comes again from the broker)",
+                self.cfg.mqtt.where,
+                conn.lost_reason,
+            )
+            await asyncio.sleep(self.RECONNECT_START)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        for code in codes:
+            if getattr(code, "is_failure", False) or code == 128:
+                log.error(
+                    "MQTT broker %s refused the subscription %s (%s): its ACL must let %s "
+                    "read vatio/v1/#",
+                    self.cfg.mqtt.where,
+                    self.cfg.subscription,
+                    code,
+                    self.cfg.client_id,
+                )
+
+    async def _batch_loop(self, stop: asyncio.Event) -> None:
+        influx = self.cfg.influxdb
+        while not stop.is_set():
+            if len(self._inbox) < influx.batch_size:
+                self._full.clear()
+                self._full_flagged = False
+                stopping = asyncio.ensure_future(stop.wait())
+                full = asyncio.ensure_future(self._full.wait())
+                await asyncio.wait(
+                    {stopping, full}, timeout=influx.flush_interval, return_when="FIRST_COMPLETED"
+                )
+                stopping.cancel()
+                full.cancel()
+                if stop.is_set():
+                    return
+            messages = self._take(influx.batch_size)
+            if messages:
+                await self._handle(messages, stop)
+
+    def _take(self, limit: int) -> list[tuple[int, mqtt.MQTTMessage]]:
+        inbox, out = self._inbox, list[tuple[int, mqtt.MQTTMessage]]()
+        while inbox and len(out) < limit:
+            generation, msg = inbox.popleft()
+            if generation == self._generation:  # older ones come again: not worth writing
+                out.append((generation, msg))
+        return out
+
+    async def _handle(
+        self, messages: list[tuple[int, mqtt.MQTTMessage]], stop: asyncio.Event
+    ) -> None:
+        batch = await asyncio.to_thread(self._convert, messages)
+        rejected = await self._write(batch, stop)
+        if rejected is None:
+            return  # stopping before the database came back: the broker keeps them
+        for line_index, reason in rejected:
+            batch.dead.append((batch.line_owner[line_index], f"the database refused it: {reason}"))
+        self.stats.batches += 1
+        self.stats.written += len(batch.lines) - len(rejected)
+        self.stats.skipped += batch.skipped
+        self._settle(batch)
+
+    def _convert(self, messages: list[tuple[int, mqtt.MQTTMessage]]) -> _Batch:
+        lines: list[str] = []
+        owner: list[int] = []
+        dead: list[tuple[int, str]] = []
+        skipped = 0
+        for i, (_, msg) in enumerate(messages):
+            try:
+                line = to_line(msg.topic, msg.payload)
+            except BadMessage as exc:
+                dead.append((i, str(exc)))
+                continue
+            except UnicodeDecodeError:
+                dead.append((i, "the topic is not UTF-8"))
+                continue
+            if line is None:
+                skipped += 1
+            else:
+                lines.append(line)
+                owner.append(i)
+        self.stats.received += len(messages)
+        return _Batch(messages, lines, owner, dead, skipped)
+
+    async def _write(self, batch: _Batch, stop: asyncio.Event) -> list[tuple[int, str]] | None:
+        """Write until it worked; the lines the server rejected (by index), or None if
+        ``stop`` came first."""
+        if not batch.lines:
+            return []
+        writer = self._writer
+        assert writer is not None
+        backoff = self.BACKOFF_START
+        while True:
+            try:
+                rejected = await asyncio.to_thread(write_isolating, writer.write, batch.lines)
+                if backoff > self.BACKOFF_START:
+                    log.info("%s takes writes again", self.cfg.influxdb.where)
+                return rejected
+            except Unavailable as exc:
+                self.stats.write_failures += 1
+                self.stats.last_error = str(exc)
+                log.warning(
+                    "%s; retrying in %.0f s (%d message(s) wait, unacknowledged, at the broker)",
+                    exc,
+                    backoff,
+                    len(batch.messages),
+                )
+                try:
+                    await asyncio.wait_for(stop.wait(), backoff)
+                    return None
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, self.BACKOFF_MAX)
+
+    def _settle(self, batch: _Batch) -> None:
+        """Dead letters out, then every message of the batch acknowledged, in order."""
+        conn = self._conn
+        if conn is None:
+            return  # the connection is gone: the broker delivers them again
+        for i, reason in batch.dead:
+            generation, msg = batch.messages[i]
+            if generation != self._generation:
+                continue
+            self._dead_letter(conn, msg, reason)
+        for generation, msg in batch.messages:
+            if generation == self._generation and msg.qos > 0:
+                conn.client.ack(msg.mid, msg.qos)
+
+    def _dead_letter(self, conn: Connection, msg: mqtt.MQTTMessage, reason: str) -> None:
+        self.stats.dead_letters += 1
+        kind = reason.split(":")[0][:60]
+        self.stats.dead_reasons[kind] = self.stats.dead_reasons.get(kind, 0) + 1
+        if self.stats.dead_reasons[kind] <= 3:
+            log.warning("dead letter from %s: %s", msg.topic, reason)
+        envelope: dict[str, Any] = {
+            "topic": msg.topic,
+            "reason": reason,
+            "bridge": self.cfg.client_id,
+            "received": time.time(),
+        }
+        try:
+            envelope["payload"] = msg.payload.decode()
+        except UnicodeDecodeError:
+            envelope["payload_base64"] = base64.b64encode(msg.payload).decode()
+        conn.client.publish(
+            f"{self.cfg.dead_letter_topic}/{msg.topic}", json.dumps(envelope), qos=1
+        )
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def _summary(self) -> str:
+        s = self.stats
+        return (
+            f"{s.received} received, {s.written} points written in {s.batches} batches, "
+            f"{s.skipped} statuses skipped, {s.dead_letters} dead letters, "
+            f"{len(self._inbox)} waiting"
+        )
+
+    async def _summary_loop(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            log.info("ingest %s: %s", self.cfg.client_id, self._summary())

@@ -1,0 +1,160 @@
+"""A fleet of agents on MQTT, without the agents: the telemetry of ``agents × devices`` meters
+(default 1,000 × 10), as the contract says, for ingest tests and benchmarks.
+
+Every agent has its own site (``site-0001``), as an ACL would have it; every device sends one
+telemetry message per round, with ``seq`` = round + 1 and ``ts`` = ``start + round × interval``,
+so what a database should hold afterwards is known exactly: ``agents × devices × rounds``
+points, one per (site, device, ts). It is published over a few connections (not one per
+agent: this simulates the traffic, not a thousand TCP sessions).
+
+``vatio fleet --url mqtt://127.0.0.1:PORT --rounds 10`` publishes from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+QUANTITIES = (
+    "voltage_l1_v",
+    "current_l1_a",
+    "active_power_w",
+    "reactive_power_var",
+    "power_factor",
+    "frequency_hz",
+    "energy_import_kwh",
+    "energy_export_kwh",
+)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    agents: int = 1000
+    devices: int = 10
+    start_ms: int = 1_795_000_000_000  # 2026-11-18T…: in the past, inside any retention
+    interval_ms: int = 1000
+    seed: int = 0
+
+    @property
+    def per_round(self) -> int:
+        return self.agents * self.devices
+
+    def site(self, agent: int) -> str:
+        return f"site-{agent:04d}"
+
+    def message(self, agent: int, device: int, round_: int) -> tuple[str, bytes]:
+        site, name = self.site(agent), f"meter-{device:02d}"
+        ts_ms = self.start_ms + round_ * self.interval_ms
+        phase = (agent * 31 + device * 7 + self.seed) % 360
+        power = 5000.0 + 4000.0 * math.sin(math.radians(phase + round_))
+        values = {
+            "voltage_l1_v": round(230.0 + (phase % 7) * 0.3, 1),
+            "current_l1_a": round(power / 230.0, 3),
+            "active_power_w": round(power, 1),
+            "reactive_power_var": round(power * 0.3, 1),
+            "power_factor": 0.958,
+            "frequency_hz": 60.0,
+            "energy_import_kwh": round(1000.0 + round_ * power / 3.6e6, 4),
+            "energy_export_kwh": 0.0,
+        }
+        body = {
+            "ts": _rfc3339_ms(ts_ms),
+            "seq": round_ + 1,
+            "site": site,
+            "device": name,
+            "agent": f"gw-{agent:04d}",
+            "values": values,
+        }
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        return f"vatio/v1/{site}/{name}/telemetry", payload
+
+    def round(self, round_: int) -> Iterator[tuple[str, bytes]]:
+        for agent in range(1, self.agents + 1):
+            for device in range(1, self.devices + 1):
+                yield self.message(agent, device, round_)
+
+    def messages(self, rounds: int, first_round: int = 0) -> Iterator[tuple[str, bytes]]:
+        for r in range(first_round, first_round + rounds):
+            yield from self.round(r)
+
+
+def _rfc3339_ms(ms: int) -> str:
+    seconds, milli = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{milli:03d}Z"
+
+
+def publish(
+    url: str,
+    messages: Iterator[tuple[str, bytes]] | list[tuple[str, bytes]],
+    connections: int = 2,
+    rate: float | None = None,
+    client_prefix: str = "vatio-fleet",
+    timeout: float = 600.0,
+) -> int:
+    """Publish at QoS 1 over ``connections`` paho clients, at most ``rate`` messages per
+    second; returns how many the broker acknowledged (all of them, or it raises)."""
+    parts = urlsplit(url)
+    clients = []
+    for i in range(connections):
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_prefix}-{i}")
+        c.reconnect_delay_set(0.2, 2.0)
+        c.max_inflight_messages_set(1000)
+        c.max_queued_messages_set(0)
+        c.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+        c.loop_start()
+        clients.append(c)
+    acked = threading.Semaphore(0)
+    for c in clients:
+        c.on_publish = lambda *a: acked.release()
+    sent = 0
+    started = time.monotonic()
+    try:
+        for topic, payload in messages:
+            info = clients[sent % connections].publish(topic, payload, qos=1)
+            # NO_CONN: the broker is restarting; paho keeps a QoS 1 message and sends it on
+            # reconnecting, and its PUBACK is counted below like any other
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                raise ConnectionError(f"publish to {url} failed: {mqtt.error_string(info.rc)}")
+            sent += 1
+            if rate is not None and sent % 100 == 0:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+        deadline = time.monotonic() + timeout
+        for _ in range(sent):
+            if not acked.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"{url} did not acknowledge every message in {timeout:g} s")
+    finally:
+        for c in clients:
+            c.disconnect()
+            c.loop_stop()
+    return sent
+
+
+def fleet_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``vatio fleet`` (entry point ``vatio.commands``)."""
+    p = sub.add_parser("fleet", help="publish the telemetry of a simulated fleet of agents")
+    p.add_argument("--url", default="mqtt://127.0.0.1:1883", help="the broker")
+    p.add_argument("--agents", type=int, default=1000)
+    p.add_argument("--devices", type=int, default=10, help="devices per agent")
+    p.add_argument("--rounds", type=int, default=10, help="messages per device")
+    p.add_argument("--rate", type=float, help="messages per second (default: as fast as it can)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    fleet = Fleet(args.agents, args.devices)
+    started = time.monotonic()
+    n = publish(args.url, fleet.messages(args.rounds), rate=args.rate)
+    took = time.monotonic() - started
+    print(f"published {n} messages ({fleet.per_round} per round) in {took:.1f} s")
+    return 0
