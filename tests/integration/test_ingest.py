@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import threading
 
 import pytest
 
 from simulators.brokers import MosquittoProcess
+from simulators.configs import loopback_config
 from simulators.fleet import Fleet, publish
 from tests.helpers import wait_until
 
@@ -55,7 +57,8 @@ async def test_two_bridges_share_the_fleet_and_every_point_lands_once(
     dead = capture_factory(mosquitto.port, "vatio-deadletter/#")
     bad = [
         ("vatio/v1/site-0001/meter-01/telemetry", b"{not json"),
-        ("vatio/v1/site-0001/meter-01/telemetry", b'{"ts":"2026-11-23T10:00:00Z","values":{"a":"x"}}'),
+        ("vatio/v1/site-0001/meter-01/telemetry",
+         b'{"ts":"2026-11-23T10:00:00Z","values":{"a":"x"}}'),
         ("vatio/v1/site-0002/meter-01/telemetry", json.dumps(  # claims another site
             {"ts": "2026-11-23T10:00:00Z", "site": "site-0001", "values": {"a": 1}}).encode()),
         ("vatio/v1/site-0001/gw-0001/status", b'{"state":"online"}'),  # state: no point
@@ -156,3 +159,48 @@ async def test_a_broker_restart_under_the_bridge_loses_nothing(tmp_path, influxd
         assert influxd.count("vatio", "telemetry", "seq") == len(messages)
         assert "connection lost" in bridge.output()
         assert bridge.stop() == 0
+
+
+async def test_end_to_end_agents_killed_at_random_every_published_reading_lands_once(
+    tmp_path, mosquitto, influxd, agent_factory, ingest_factory, capture_factory
+):
+    """Meters → agent (SIGKILLed 3 times) → Mosquitto → bridge → InfluxDB 1.6: the database
+    holds exactly the readings the broker accepted, each (device, seq) once."""
+    from tests.integration.test_delivery import DEVICES, start_meters
+
+    sim, port = await start_meters()
+    rng = random.Random(11)
+    try:
+        cfg = ingest_config(tmp_path, mosquitto.url, influxd.url, "v1")
+        bridge = ingest_factory(cfg, "bridge-1")
+        cap = capture_factory(mosquitto.port, "vatio/v1/+/+/telemetry")
+        agent_cfg = tmp_path / "vatio.yaml"
+        agent_cfg.write_text(
+            loopback_config("s", "gw", tmp_path / "state", {"b": port}, DEVICES, mosquitto.url)
+        )
+        for _ in range(3):
+            agent = agent_factory(agent_cfg)
+            await asyncio.sleep(rng.uniform(1.5, 3.5))
+            agent.kill()
+        agent = agent_factory(agent_cfg)
+        await asyncio.sleep(3)
+        assert agent.stop() == 0
+        await asyncio.sleep(1)
+        published = {(b["device"], b["seq"]) for b in cap.on("/telemetry")}
+        assert len(published) > 100
+
+        def landed() -> list[tuple[str, int]]:
+            result = influxd.query("vatio", 'SELECT "seq" FROM "telemetry" GROUP BY "device"')
+            return [
+                (s["tags"]["device"], row[1])
+                for s in result["results"][0].get("series", [])
+                for row in s["values"]
+            ]
+
+        await wait_until(lambda: len(landed()) >= len(published), 30, "every reading")
+        points = landed()
+        assert len(points) == len(set(points))  # one point per reading
+        assert set(points) == published
+        assert bridge.stop() == 0
+    finally:
+        await sim.stop()

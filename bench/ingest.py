@@ -1,0 +1,152 @@
+"""bench/ingest: points per second from Mosquitto into VictoriaMetrics through `vatio ingest`.
+
+    python -m bench.ingest [--agents 1000] [--devices 10] [--rounds 10] [--protocol 5]
+
+For one bridge, then for two bridges sharing a subscription, in one run:
+
+1. the bridges' persistent sessions are made (each bridge starts once, subscribes, stops);
+2. the fleet simulator publishes agents × devices × rounds telemetry messages (default
+   100,000), which Mosquitto queues for the offline sessions;
+3. the bridges start (``vatio ingest``, separate processes) and the clock runs until
+   VictoriaMetrics has inserted every sample (``vm_rows_inserted_total``); then the distinct
+   points are counted (export) to show nothing was lost.
+
+A point is one line (one message: 8 values + seq, so 9 samples in VictoriaMetrics). The
+baseline, measured in the same run, is influxdb-client writing the same points, pre-built as
+line protocol, straight to VictoriaMetrics: the ceiling a bridge could reach if MQTT cost
+nothing. Ratios: two bridges / one bridge (goal ≥ 1.8) and one bridge / the baseline.
+Goal (issue 5): ≥ 100k points/s for one bridge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from agent.config import InfluxConfig
+from agent.influx import make_writer
+from agent.ingest.lineproto import to_line
+from simulators.brokers import MosquittoProcess
+from simulators.databases import VictoriaMetricsProcess
+from simulators.fleet import Fleet, publish
+
+SAMPLES_PER_POINT = 9  # 8 values + seq
+
+
+def rows_inserted(vm: VictoriaMetricsProcess) -> int:
+    with urllib.request.urlopen(f"{vm.url}/metrics", timeout=10) as r:
+        for raw in r:
+            line = raw.decode()
+            if line.startswith('vm_rows_inserted_total{type="influx"}'):
+                return int(float(line.split()[-1]))
+    return 0
+
+
+def bridge(config: Path, client_id: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "ingest", "-c", str(config), "--client-id", client_id],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_connected(log: Path, times: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while log.read_text().count("connected to MQTT broker") < times:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bridge did not connect; see {log}")
+        time.sleep(0.1)
+
+
+def run_bridges(n: int, fleet: Fleet, rounds: int, protocol: str, tmp: Path) -> tuple[float, int]:
+    """Seconds from the bridges' start until every sample is in, and the distinct points."""
+    with (
+        MosquittoProcess(extra_config="max_queued_messages 0\nmax_inflight_messages 0\n") as broker,
+        VictoriaMetricsProcess() as vm,
+    ):
+        config = tmp / f"ingest-{n}.yaml"
+        config.write_text(
+            f"mqtt:\n  url: {broker.url}\n  group: bench\n  protocol: '{protocol}'\n"
+            f"influxdb:\n  url: {vm.url}\n  api: v2\n  batch_size: 5000\n"
+            "  flush_interval: 200ms\n"
+        )
+        logs = [tmp / f"bridge-{n}-{i}.log" for i in range(n)]
+        first = [bridge(config, f"bench-{i}", logs[i]) for i in range(n)]
+        for log in logs:
+            wait_connected(log, 1)
+        for p in first:
+            p.terminate()
+            p.wait(20)
+        total = fleet.per_round * rounds
+        t = time.perf_counter()
+        publish(broker.url, fleet.messages(rounds), connections=2)
+        print(f"  ({n} bridge(s)) queued {total:,} messages in {time.perf_counter() - t:.1f} s")
+        target = total * SAMPLES_PER_POINT
+        started = time.perf_counter()
+        procs = [bridge(config, f"bench-{i}", logs[i]) for i in range(n)]
+        try:
+            while rows_inserted(vm) < target:
+                if time.perf_counter() - started > 600:
+                    raise TimeoutError(f"only {rows_inserted(vm):,} of {target:,} samples")
+                time.sleep(0.05)
+            took = time.perf_counter() - started
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait(30)
+        return took, vm.count("telemetry_seq")
+
+
+def baseline(fleet: Fleet, rounds: int) -> float:
+    """Seconds for influxdb-client to write the same points, pre-built, in batches of 5000."""
+    lines = [line for t, p in fleet.messages(rounds) if (line := to_line(t, p))]
+    with VictoriaMetricsProcess() as vm:
+        writer = make_writer(InfluxConfig(url=vm.url, api="v2"))
+        started = time.perf_counter()
+        for i in range(0, len(lines), 5000):
+            writer.write(lines[i : i + 5000])
+        took = time.perf_counter() - started
+        writer.close()
+        assert vm.count("telemetry_seq") == len(lines)
+    return took
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--agents", type=int, default=1000)
+    ap.add_argument("--devices", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    args = ap.parse_args()
+    fleet = Fleet(args.agents, args.devices)
+    total = fleet.per_round * args.rounds
+    print(
+        f"bench/ingest: {args.agents} agents × {args.devices} devices × {args.rounds} rounds = "
+        f"{total:,} points ({total * SAMPLES_PER_POINT:,} samples), MQTT {args.protocol}"
+    )
+    with tempfile.TemporaryDirectory(prefix="vatio-bench-ingest-") as d:
+        tmp = Path(d)
+        t_base = baseline(fleet, args.rounds)
+        t1, n1 = run_bridges(1, fleet, args.rounds, args.protocol, tmp)
+        t2, n2 = run_bridges(2, fleet, args.rounds, args.protocol, tmp)
+    for label, took, n in (("one bridge", t1, n1), ("two bridges", t2, n2)):
+        print(
+            f"  {label}: {total / took:,.0f} points/s ({total * SAMPLES_PER_POINT / took:,.0f} "
+            f"samples/s), {took:.1f} s; distinct points in the database {n:,} of {total:,}"
+        )
+    print(
+        f"  baseline, influxdb-client straight to VictoriaMetrics: {total / t_base:,.0f} points/s"
+    )
+    print(f"  ratio two bridges / one: {t1 / t2:.2f} (goal ≥ 1.8)")
+    print(f"  ratio one bridge / baseline: {t_base / t1:.2f}")
+    verdict = "met" if total / t1 >= 100_000 else "NOT met"
+    print(f"  goal ≥ 100k points/s for one bridge: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
