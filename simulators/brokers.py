@@ -44,12 +44,19 @@ class MosquittoProcess:
     """A private Mosquitto on ``127.0.0.1:port``; ``with MosquittoProcess() as b: b.port``."""
 
     def __init__(
-        self, port: int | None = None, extra_config: str = "", persistent: bool = False
+        self,
+        port: int | None = None,
+        extra_config: str = "",
+        persistent: bool = False,
+        config: str | None = None,
     ) -> None:
-        """``persistent``: keep sessions and queued messages across :meth:`restart`."""
+        """``persistent``: keep sessions and queued messages across :meth:`restart`.
+        ``config``: a whole mosquitto.conf instead of the default one; ``{port}`` and
+        ``{dir}`` (a private directory) are filled in."""
         self.port = port or free_port()
         self.extra_config = extra_config
         self.persistent = persistent
+        self.config = config
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -79,7 +86,7 @@ class MosquittoProcess:
             if self.persistent
             else "persistence false\n"
         )
-        conf.write_text(
+        text = (
             f"listener {self.port} 127.0.0.1\n"
             # Started as root, mosquitto would drop to the ``mosquitto`` user, which cannot
             # write its persistence file into our temp dir: stay the user that started it.
@@ -89,6 +96,11 @@ class MosquittoProcess:
             "max_queued_messages 100000\n"
             "max_inflight_messages 100\n" + self.extra_config
         )
+        if self.config is not None:
+            text = f"user {getpass.getuser()}\n" + self.config.format(
+                port=self.port, dir=self._dir.name
+            )
+        conf.write_text(text)
         conf.chmod(0o644)  # started as root, mosquitto drops to its own user
         Path(self._dir.name).chmod(0o755)
         self.proc = subprocess.Popen(

@@ -32,7 +32,13 @@ def mosquitto() -> Iterator[MosquittoProcess]:
 class Capture:
     """Subscribes to a topic filter (paho, background thread) and keeps every message."""
 
-    def __init__(self, port: int, topic: str = "vatio/#", session: bool = False) -> None:
+    def __init__(
+        self,
+        port: int,
+        topic: str = "vatio/#",
+        session: bool = False,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         """``session``: a persistent session (QoS 1), so a broker that keeps sessions
         delivers what arrived while this subscriber was reconnecting."""
         self.messages: list[tuple[str, dict[str, Any], bool]] = []
@@ -44,6 +50,8 @@ class Capture:
             clean_session=not session,
         )
         self.client.reconnect_delay_set(0.1, 1.0)
+        if login is not None:
+            self.client.username_pw_set(*login)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -72,8 +80,13 @@ class Capture:
 def capture_factory() -> Iterator[Callable[..., Capture]]:
     made: list[Capture] = []
 
-    def make(port: int, topic: str = "vatio/#", session: bool = False) -> Capture:
-        made.append(Capture(port, topic, session))
+    def make(
+        port: int,
+        topic: str = "vatio/#",
+        session: bool = False,
+        login: tuple[str, str] | None = None,
+    ) -> Capture:
+        made.append(Capture(port, topic, session, login))
         return made[-1]
 
     yield make
