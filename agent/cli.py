@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
+from agent.influx import WriteError
 from agent.runtime import Agent, StateDirError, bus_link, bus_timing, vatio_version
 from agent.spool import SpoolError
 from drivers import clock
@@ -111,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     try:
         return asyncio.run(_run(loaded))
-    except (StateDirError, SpoolError) as exc:
+    except (StateDirError, SpoolError, WriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -139,7 +140,6 @@ async def _run(loaded: LoadedConfig) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from agent.influx import WriteError
     from agent.ingest.bridge import IngestBridge
     from agent.ingest.config import load_ingest_config
 

@@ -301,6 +301,7 @@ class SpoolConfig(_Strict):
 
 class OutputsConfig(_Strict):
     mqtt: MqttOutputConfig | None = None
+    influxdb: InfluxConfig | None = None  # direct, for one plant without a broker
 
 
 def _default_agent_id() -> str:

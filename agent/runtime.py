@@ -24,6 +24,7 @@ from agent.config import (
 )
 from agent.messages import Message, MessageBuilder
 from agent.metrics.engine import MetricsEngine, MetricsStore
+from agent.outputs.influxdb import InfluxOutput
 from agent.outputs.mqtt import MqttOutput
 from agent.scheduler import (
     BusWorker,
@@ -157,7 +158,7 @@ class _Pipeline:
     def __init__(self, builder: MessageBuilder, engine: MetricsEngine | None = None) -> None:
         self.builder = builder
         self.engine = engine
-        self.outputs: list[MqttOutput] = []
+        self.outputs: list[MqttOutput | InfluxOutput] = []
         self._failed_before: set[str] = set()
         self._metrics_failed: set[str] = set()
 
@@ -242,6 +243,18 @@ class Agent:
                 on_dropped=self._spool_dropped,
             )
             self.pipeline.outputs.append(self.mqtt)
+        self.influx: InfluxOutput | None = None
+        if cfg.outputs.influxdb is not None:
+            self.influx_spool = Spool(
+                self.state_dir / "influx-spool.sqlite",
+                max_bytes=int(cfg.spool.max_mb * 2**20),
+                max_age_s=cfg.spool.max_age,
+                durability=cfg.spool.durability,
+            )
+            self.influx = InfluxOutput(
+                cfg.outputs.influxdb, self.influx_spool, cfg.spool.commit_interval
+            )
+            self.pipeline.outputs.append(self.influx)
         self.started = clock.now()
 
     def _spool_dropped(self, n: int) -> None:
@@ -276,6 +289,8 @@ class Agent:
         if self.mqtt is not None:
             workers.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
             workers.append(asyncio.create_task(self._status_loop(), name="status"))
+        if self.influx is not None:
+            workers.append(asyncio.create_task(self.influx.run(), name="influxdb"))
         if self.engine is not None:
             workers.append(asyncio.create_task(self._metrics_loop(), name="metrics"))
         stopper = asyncio.create_task(stop.wait())
@@ -322,12 +337,16 @@ class Agent:
             if not await self.mqtt.drain(timeout=3.0):
                 log.info("%d message(s) stay in the spool for the next start", self.mqtt.backlog)
             await self.mqtt.announce_offline()
+        if self.influx is not None and not await self.influx.drain(timeout=3.0):
+            log.info("%d message(s) stay in the InfluxDB spool", self.influx.backlog)
         for t in outputs:
             t.cancel()
         if outputs:
             await asyncio.wait(outputs, timeout=5.0)
         if self.spool is not None:
             await self.spool.close()  # commits what is buffered and the last acknowledgements
+        if self.influx is not None:
+            await self.influx_spool.close()
         if self.engine is not None:
             self.engine.save()
             if self.engine.store is not None:
@@ -354,6 +373,9 @@ class Agent:
             out["published"] = self.mqtt.stats.published
             out["backlog"] = self.mqtt.backlog
             out["dropped"] = self.spool.dropped if self.spool else 0
+        if self.influx is not None:
+            out["influx_written"] = self.influx.written
+            out["influx_backlog"] = self.influx.backlog
         return out
 
 

@@ -204,3 +204,39 @@ async def test_end_to_end_agents_killed_at_random_every_published_reading_lands_
         assert bridge.stop() == 0
     finally:
         await sim.stop()
+
+
+async def test_the_agent_writes_straight_to_influxdb_through_an_outage(
+    tmp_path, influxd, agent_factory
+):
+    """outputs.influxdb, no broker: every reading taken lands, the database down or not."""
+    from tests.integration.test_delivery import DEVICES, start_meters
+
+    sim, port = await start_meters()
+    try:
+        text = loopback_config("s", "gw", tmp_path / "state", {"b": port}, DEVICES, "mqtt://x")
+        text = text.replace(
+            "outputs:\n  mqtt: {url: 'mqtt://x'}\n",
+            f"outputs:\n  influxdb: {{url: '{influxd.url}', api: v1, flush_interval: 200ms}}\n",
+        )
+        cfg = tmp_path / "vatio.yaml"
+        cfg.write_text(text)
+        agent = agent_factory(cfg)
+        count = lambda: influxd.count("vatio", "telemetry", "seq")  # noqa: E731
+        await wait_until(lambda: count() > 20, 20, "first points")
+        influxd.pause()
+        await wait_until(lambda: "retrying" in agent.output(), 20, "the outage to be seen")
+        await asyncio.sleep(2)
+        influxd.start()
+        await asyncio.sleep(3)
+        assert agent.stop() == 0
+        result = influxd.query("vatio", 'SELECT "seq" FROM "telemetry" GROUP BY "device"')
+        series = result["results"][0]["series"]
+        assert len(series) == len(DEVICES)
+        for s in series:
+            got = sorted(row[1] for row in s["values"])
+            assert got == list(range(1, got[-1] + 1)), s["tags"]  # no gap: nothing lost
+            assert len(got) > 5 * 5  # readings from before, during and after the outage
+        assert "Traceback" not in agent.output()
+    finally:
+        await sim.stop()
