@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from agent.config import (
     NAME_PATTERN,
+    Duration,
     InfluxConfig,
     MqttConnectionConfig,
     _Strict,
@@ -45,7 +46,7 @@ class IngestMqttConfig(MqttConnectionConfig):
     topic: str = "vatio/v1/+/+/+"
     # Acknowledged only after the write: the broker must keep what is not acknowledged yet
     persistent_session: bool = True
-    session_expiry: float = Field(7 * 86400.0, gt=0)
+    session_expiry: Duration = 7 * 86400.0
     # MQTT 5: at most this many unacknowledged messages come to the bridge, so its memory is
     # bounded; two batches' worth lets the next batch fill while one is written
     receive_maximum: int | None = Field(10_000, ge=1, le=65535)

@@ -16,6 +16,13 @@ def test_defaults_share_the_vatio_topics_with_a_persistent_session():
     assert cfg.influxdb.batch_size <= (cfg.mqtt.receive_maximum or 0)
 
 
+def test_durations_are_written_as_elsewhere():
+    cfg = parse_ingest_config_text(
+        "mqtt: {session_expiry: 2d}\ninfluxdb: {url: 'http://h:8086', flush_interval: 500ms}\n"
+    )
+    assert cfg.mqtt.session_expiry == 2 * 86400 and cfg.influxdb.flush_interval == 0.5
+
+
 def test_without_a_group_it_subscribes_plainly():
     cfg = parse_ingest_config_text("mqtt: {group: null}\ninfluxdb: {url: 'http://h:8086'}\n")
     assert cfg.subscription == "vatio/v1/+/+/+"
