@@ -66,8 +66,8 @@ from drivers.yamlconf import (
 __all__ = ["AgentConfig", "ConfigError", "LoadedConfig", "load_config", "parse_config_text"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # safe inside an MQTT topic level
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(value: Any) -> float:
@@ -78,7 +78,7 @@ def parse_duration(value: Any) -> float:
         return float(value)
     if isinstance(value, str) and (m := _DURATION.match(value)):
         return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    raise ValueError(f"'{value}' is not a duration: write it like 1s, 500ms, 5m or 1h")
+    raise ValueError(f"'{value}' is not a duration: write it like 1s, 500ms, 5m, 1h or 7d")
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
