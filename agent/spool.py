@@ -81,6 +81,7 @@ class Spool:
         self._acked: list[int] = []
         self.dropped = 0
         self.commits = 0
+        self.failed_commits = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -152,6 +153,7 @@ class Spool:
             # keep everything for the next attempt: nothing that was accepted is lost
             self._pending = pending + self._pending
             self._acked = acked + self._acked
+            self.failed_commits += 1
             raise SpoolError(_explain(self.path, exc)) from None
         self.commits += 1
         self.dropped += result.dropped
@@ -242,3 +244,28 @@ class Spool:
                 log.error("%s", exc)
         await self._run(self._db.close)
         self._pool.shutdown(wait=True)
+
+
+async def keep_committing(
+    spool: Spool, interval: float, on_commit: Callable[[CommitResult], None] | None = None
+) -> None:
+    """Commit every ``interval`` while there is something to commit, until cancelled. A
+    commit that fails (a full disk) is said once, and said again when it works again;
+    meanwhile nothing is lost: the spool keeps what it could not write, in memory."""
+    failing = False
+    while True:
+        await asyncio.sleep(interval)
+        if not spool.dirty:
+            continue
+        try:
+            result = await spool.commit()
+        except SpoolError as exc:
+            if not failing:
+                log.error("%s", exc)
+            failing = True
+            continue
+        if failing:
+            log.info("the spool is writable again")
+            failing = False
+        if on_commit is not None:
+            on_commit(result)

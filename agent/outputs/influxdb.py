@@ -17,7 +17,7 @@ from agent.config import InfluxConfig
 from agent.influx import Unavailable, Writer, make_writer, write_isolating
 from agent.ingest.lineproto import BadMessage, to_line
 from agent.messages import Message
-from agent.spool import Spool, SpoolError
+from agent.spool import Spool, keep_committing
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +56,12 @@ class InfluxOutput:
     async def run(self) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._commit_loop(), name="influx-spool-commit")
+                tasks.create_task(
+                    keep_committing(self.spool, self.commit_interval), name="influx-spool-commit"
+                )
                 tasks.create_task(self._send_loop(), name="influx")
         finally:
             self._writer.close()
-
-    async def _commit_loop(self) -> None:
-        failing = False
-        while True:
-            await asyncio.sleep(self.commit_interval)
-            if not self.spool.dirty:
-                continue
-            try:
-                await self.spool.commit()
-            except SpoolError as exc:
-                if not failing:
-                    log.error("%s", exc)
-                failing = True
-                continue
-            failing = False
 
     async def _send_loop(self) -> None:
         while True:

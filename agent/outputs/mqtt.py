@@ -26,7 +26,7 @@ from typing import Any
 from agent.config import MqttOutputConfig
 from agent.messages import Message
 from agent.mqttconn import ConnectError, Connection
-from agent.spool import Spool, SpoolError
+from agent.spool import CommitResult, Spool, keep_committing
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ class MqttStats:
     connects: int = 0
     connected: bool = False
     last_error: str = ""
-    spool_errors: int = 0
 
 
 class MqttOutput:
@@ -98,31 +97,18 @@ class MqttOutput:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._commit_loop(), name="spool-commit")
+            tasks.create_task(
+                keep_committing(self.spool, self.commit_interval, self._committed),
+                name="spool-commit",
+            )
             tasks.create_task(self._connection_loop(), name="mqtt")
 
-    async def _commit_loop(self) -> None:
-        failing = False
-        while True:
-            await asyncio.sleep(self.commit_interval)
-            if not self.spool.dirty:
-                continue
-            try:
-                result = await self.spool.commit()
-            except SpoolError as exc:
-                self.stats.spool_errors += 1
-                if not failing:
-                    log.error("%s", exc)
-                failing = True
-                continue
-            if failing:
-                log.info("the spool is writable again")
-                failing = False
-            if result.dropped and self.on_dropped is not None:
-                self.on_dropped(result.dropped)
-            if self._conn is not None and result.stored:
-                self._live.extend(p for p in result.stored if p[0] >= self._live_from)
-                self._wake.set()
+    def _committed(self, result: CommitResult) -> None:
+        if result.dropped and self.on_dropped is not None:
+            self.on_dropped(result.dropped)
+        if self._conn is not None and result.stored:
+            self._live.extend(p for p in result.stored if p[0] >= self._live_from)
+            self._wake.set()
 
     async def _connection_loop(self) -> None:
         backoff = self.BACKOFF_START
