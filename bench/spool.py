@@ -82,27 +82,23 @@ async def drain(spool: Spool, port: int, live_rate: float) -> tuple[float, int, 
 
 
 def baseline(port: int, n: int) -> float:
-    done = threading.Event()
-    acked = 0
-
-    def on_publish(*_: object) -> None:
-        nonlocal acked
-        acked += 1
-        if acked == n:
-            done.set()
-
+    # paho numbers messages 1..65535: a queue longer than that would reuse a waiting number
+    # and silently replace a message, so at most 5000 wait in paho (100 of them in flight)
+    window = threading.Semaphore(5000)
     c = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=MQTTProtocolVersion.MQTTv5
     )
     c.max_inflight_messages_set(100)
     c.max_queued_messages_set(0)
-    c.on_publish = on_publish
+    c.on_publish = lambda *_: window.release()
     c.connect("127.0.0.1", port)
     c.loop_start()
     start = time.perf_counter()
     for i in range(n):
+        window.acquire()
         c.publish(f"vatio/v1/bench/m{i % 100:03d}/telemetry", PAYLOAD, qos=1)
-    done.wait(600)
+    for _ in range(5000):
+        window.acquire()  # every slot back: every message acknowledged
     elapsed = time.perf_counter() - start
     c.loop_stop()
     c.disconnect()

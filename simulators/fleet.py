@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+WINDOW = 5000  # messages in flight per connection
+
 QUANTITIES = (
     "voltage_l1_v",
     "current_l1_a",
@@ -112,13 +114,17 @@ def publish(
         c.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
         c.loop_start()
         clients.append(c)
-    acked = threading.Semaphore(0)
+    # at most WINDOW messages queued in paho per client: paho numbers messages 1..65535 and a
+    # longer queue would reuse a number still waiting, silently replacing that message
+    window = threading.Semaphore(WINDOW * connections)
     for c in clients:
-        c.on_publish = lambda *a: acked.release()
+        c.on_publish = lambda *a: window.release()
     sent = 0
     started = time.monotonic()
     try:
         for topic, payload in messages:
+            if not window.acquire(timeout=timeout):
+                raise TimeoutError(f"{url} acknowledged nothing for {timeout:g} s")
             info = clients[sent % connections].publish(topic, payload, qos=1)
             # NO_CONN: the broker is restarting; paho keeps a QoS 1 message and sends it on
             # reconnecting, and its PUBACK is counted below like any other
@@ -129,9 +135,8 @@ def publish(
                 ahead = sent / rate - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
-        deadline = time.monotonic() + timeout
-        for _ in range(sent):
-            if not acked.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        for _ in range(WINDOW * connections):  # every slot back: every message acknowledged
+            if not window.acquire(timeout=timeout):
                 raise TimeoutError(f"{url} did not acknowledge every message in {timeout:g} s")
     finally:
         for c in clients:
