@@ -177,3 +177,23 @@ class Connection:
             self.loop.call_soon_threadsafe(fn, *args)
 
         return relay
+
+
+async def open_retrying(
+    make: Callable[[], Connection],
+    first_delay: float,
+    max_delay: float,
+    on_error: Callable[[ConnectError, float], None],
+) -> Connection:
+    """A fresh :class:`Connection` from ``make`` until one opens, waiting ``first_delay``,
+    then twice as long each time up to ``max_delay``; ``on_error(exc, delay)`` says why."""
+    delay = first_delay
+    while True:
+        conn = make()
+        try:
+            await conn.open()
+            return conn
+        except ConnectError as exc:
+            on_error(exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay)

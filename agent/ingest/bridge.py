@@ -34,7 +34,7 @@ import paho.mqtt.client as mqtt
 from agent.influx import Unavailable, Writer, make_writer, write_isolating
 from agent.ingest.config import IngestConfig
 from agent.ingest.lineproto import BadMessage, to_line
-from agent.mqttconn import ConnectError, Connection
+from agent.mqttconn import ConnectError, Connection, open_retrying
 
 log = logging.getLogger(__name__)
 
@@ -119,24 +119,23 @@ class IngestBridge:
             self._writer.close()
             log.info("ingest %s stopped: %s", self.cfg.client_id, self._summary())
 
+    def _connect(self) -> Connection:
+        self._generation += 1
+        conn = Connection(self.cfg.mqtt, self.cfg.client_id, manual_ack=True)
+        # set before connecting: a persistent session delivers right after CONNACK
+        conn.client.on_message = functools.partial(self._on_message, self._generation)
+        conn.client.on_subscribe = conn.on_thread(self._on_subscribe)
+        return conn
+
+    def _connect_failed(self, exc: ConnectError, delay: float) -> None:
+        self.stats.last_error = str(exc)
+        log.warning("MQTT: %s; retrying in %.1f s", exc, delay)
+
     async def _connection_loop(self) -> None:
-        backoff = self.RECONNECT_START
         while True:
-            self._generation += 1
-            generation = self._generation
-            conn = Connection(self.cfg.mqtt, self.cfg.client_id, manual_ack=True)
-            # set before connecting: a persistent session delivers right after CONNACK
-            conn.client.on_message = functools.partial(self._on_message, generation)
-            conn.client.on_subscribe = conn.on_thread(self._on_subscribe)
-            try:
-                await conn.open()
-            except ConnectError as exc:
-                self.stats.last_error = str(exc)
-                log.warning("MQTT: %s; retrying in %.1f s", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.BACKOFF_MAX)
-                continue
-            backoff = self.RECONNECT_START
+            conn = await open_retrying(
+                self._connect, self.RECONNECT_START, self.BACKOFF_MAX, self._connect_failed
+            )
             self._conn = conn
             self.stats.connects += 1
             self.stats.connected = True

@@ -25,7 +25,7 @@ from typing import Any
 
 from agent.config import MqttOutputConfig
 from agent.messages import Message
-from agent.mqttconn import ConnectError, Connection
+from agent.mqttconn import ConnectError, Connection, open_retrying
 from agent.spool import CommitResult, Spool, keep_committing
 
 log = logging.getLogger(__name__)
@@ -110,25 +110,24 @@ class MqttOutput:
             self._live.extend(p for p in result.stored if p[0] >= self._live_from)
             self._wake.set()
 
+    def _connect_failed(self, exc: ConnectError, delay: float) -> None:
+        self.stats.last_error = str(exc)
+        loud = delay in (self.BACKOFF_START, self.BACKOFF_MAX) or self.stats.connects
+        log.log(
+            logging.WARNING if loud else logging.DEBUG,
+            "MQTT: %s; retrying in %.0f s; meanwhile messages wait in the spool",
+            exc,
+            delay,
+        )
+
     async def _connection_loop(self) -> None:
-        backoff = self.BACKOFF_START
         while True:
-            conn = Connection(self.cfg, self.client_id, will=self._offline())
-            try:
-                await conn.open()
-            except ConnectError as exc:
-                self.stats.last_error = str(exc)
-                loud = backoff in (self.BACKOFF_START, self.BACKOFF_MAX) or self.stats.connects
-                log.log(
-                    logging.WARNING if loud else logging.DEBUG,
-                    "MQTT: %s; retrying in %.0f s; meanwhile messages wait in the spool",
-                    exc,
-                    backoff,
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.BACKOFF_MAX)
-                continue
-            backoff = self.BACKOFF_START
+            conn = await open_retrying(
+                lambda: Connection(self.cfg, self.client_id, will=self._offline()),
+                self.BACKOFF_START,
+                self.BACKOFF_MAX,
+                self._connect_failed,
+            )
             self.stats.connects += 1
             self.stats.connected = True
             log.info(
