@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from agent import sdnotify
 from agent.config import (
     BusConfig,
     LoadedConfig,
@@ -293,6 +294,10 @@ class Agent:
             workers.append(asyncio.create_task(self.influx.run(), name="influxdb"))
         if self.engine is not None:
             workers.append(asyncio.create_task(self._metrics_loop(), name="metrics"))
+        period = sdnotify.watchdog_period()
+        if period is not None:
+            workers.append(asyncio.create_task(self._watchdog_loop(period), name="watchdog"))
+        sdnotify.notify(f"READY=1\nSTATUS=polling {len(self.scheduler.devices)} device(s)")
         stopper = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -302,6 +307,29 @@ class Agent:
         for t in workers:  # a worker that ended by itself crashed: report it to the caller
             if t.done() and not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
+
+    async def _watchdog_loop(self, period: float) -> None:
+        """Vouch for the agent to systemd (``WatchdogSec=``) while every device loop goes
+        round; a hung poll, or a blocked event loop, stops the keepalives and systemd
+        restarts the agent."""
+        said = False
+        while True:
+            stalled = self.scheduler.stalled()
+            if not stalled:
+                stats = self.stats()
+                sdnotify.notify(
+                    f"WATCHDOG=1\nSTATUS={stats['polls']} polls, {stats['failed_polls']} failed"
+                    + (f", {stats['backlog']} in the spool" if "backlog" in stats else "")
+                )
+                said = False
+            elif not said:
+                log.error(
+                    "device loop(s) %s stopped going round: no watchdog keepalive, so systemd "
+                    "restarts the agent",
+                    ", ".join(stalled),
+                )
+                said = True
+            await asyncio.sleep(period)
 
     async def _status_loop(self, every: float = 60.0) -> None:
         """Refresh the retained agent status (with the spool's backlog) every minute."""
@@ -328,6 +356,7 @@ class Agent:
         self, polling: asyncio.Task[None], outputs: list[asyncio.Task[None]]
     ) -> None:
         """Stop polling, deliver what is queued, say offline, and close everything."""
+        sdnotify.notify("STOPPING=1")
         self.scheduler.stop()
         polling.cancel()
         _, pending = await asyncio.wait([polling], timeout=5.0)

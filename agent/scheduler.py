@@ -55,6 +55,7 @@ class DeviceStats:
     last_poll_s: float = 0.0
     state: str = "starting"
     last_error: str = ""
+    heartbeat: float = 0.0  # monotonic time the device's loop last went round (or started)
 
 
 @dataclass
@@ -120,6 +121,7 @@ class BusWorker:
         interval, phase = dev.interval, dev.phase
         tick = next_tick(self.clock(), interval, phase)
         skip_until = 0.0
+        dev.stats.heartbeat = time.monotonic()
         # The flag, not only cancellation, ends the loop: Python 3.11's wait_for (inside
         # pymodbus) can swallow a cancel that races a reply (gh-86296), and a loop that
         # missed its cancel must still stop at its next tick.
@@ -131,6 +133,7 @@ class BusWorker:
                 continue
             if delay > 0:
                 await self.sleep(delay)
+            dev.stats.heartbeat = time.monotonic()
             if tick < skip_until:
                 dev.stats.backoff_skips += 1
             else:
@@ -191,6 +194,17 @@ class Scheduler:
     @property
     def devices(self) -> list[ScheduledDevice]:
         return [d for w in self.workers for d in w.devices]
+
+    def stalled(self, grace: float = 60.0) -> list[str]:
+        """Devices whose loop has not gone round for ``2 × interval + grace`` seconds: a poll
+        that hangs past every timeout. The watchdog stops vouching for the agent then, so
+        systemd restarts it instead of a keepalive from elsewhere masking the hang."""
+        now = time.monotonic()
+        return [
+            d.driver.name
+            for d in self.devices
+            if d.stats.heartbeat and now - d.stats.heartbeat > 2 * d.interval + grace
+        ]
 
     def stop(self) -> None:
         """Ask every device loop to end at its next tick (see BusWorker._device_loop)."""

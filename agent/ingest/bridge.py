@@ -31,6 +31,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from agent import sdnotify
 from agent.influx import Unavailable, Writer, make_writer, write_isolating
 from agent.ingest.config import IngestConfig
 from agent.ingest.lineproto import BadMessage, to_line
@@ -107,12 +108,18 @@ class IngestBridge:
         )
         connection = asyncio.create_task(self._connection_loop(), name="ingest-mqtt")
         summary = asyncio.create_task(self._summary_loop(), name="ingest-summary")
+        helpers = [connection, summary]
+        period = sdnotify.watchdog_period()
+        if period is not None:
+            helpers.append(asyncio.create_task(self._watchdog_loop(period), name="watchdog"))
+        sdnotify.notify("READY=1")
         try:
             await self._batch_loop(stop)
         finally:
-            connection.cancel()
-            summary.cancel()
-            await asyncio.gather(connection, summary, return_exceptions=True)
+            sdnotify.notify("STOPPING=1")
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             if self._conn is not None:
                 await self._conn.close()
                 self._conn = None
@@ -304,6 +311,13 @@ class IngestBridge:
             f"{s.skipped} statuses skipped, {s.dead_letters} dead letters, "
             f"{len(self._inbox)} waiting"
         )
+
+    async def _watchdog_loop(self, period: float) -> None:
+        """Keepalives for systemd (``WatchdogSec=``), from the event loop that does the
+        work: if it blocks, they stop and systemd restarts the bridge."""
+        while True:
+            sdnotify.notify(f"WATCHDOG=1\nSTATUS={self._summary()}")
+            await asyncio.sleep(period)
 
     async def _summary_loop(self) -> None:
         while True:

@@ -173,3 +173,23 @@ async def test_stop_ends_polling_even_when_a_poll_swallows_its_cancel():
         task.cancel()
         await asyncio.wait([task], timeout=2.0)
     assert task in done
+
+
+async def test_a_poll_that_hangs_past_every_timeout_shows_as_stalled():
+    """What the systemd watchdog checks: a loop that stops going round is named, the others
+    are not (a keepalive from a healthy neighbour must not mask it)."""
+    hung, fine = FakeDriver("hung", delay=3600), FakeDriver("fine")
+    worker = BusWorker(
+        "b", [ScheduledDevice(hung, 0.1, "here"), ScheduledDevice(fine, 0.1, "there")], Sink()
+    )
+    scheduler = Scheduler([worker])
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await asyncio.sleep(0.2)
+        assert scheduler.stalled(grace=0.3) == []
+        await asyncio.sleep(0.6)
+        assert scheduler.stalled(grace=0.3) == ["hung"]
+    finally:
+        scheduler.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
