@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
+from agent.httpstatus import PortTaken
 from agent.influx import WriteError
 from agent.runtime import Agent, StateDirError, bus_link, bus_timing, vatio_version
 from agent.spool import SpoolError
@@ -112,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     try:
         return asyncio.run(_run(loaded))
-    except (StateDirError, SpoolError, WriteError) as exc:
+    except (StateDirError, SpoolError, WriteError, PortTaken) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

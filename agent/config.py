@@ -289,6 +289,28 @@ class InfluxConfig(_Strict):
         return f"{self.url} ({self.api}, {'database' if self.api == 'v1' else 'bucket'} {target})"
 
 
+class HttpConfig(_Strict):
+    """The local status endpoint: /healthz and /metrics (Prometheus)."""
+
+    listen: str = "127.0.0.1:8089"  # HOST:PORT; keep it on 127.0.0.1 unless a scraper needs it
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"'{value}' is not HOST:PORT: write e.g. 127.0.0.1:8089")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class SpoolConfig(_Strict):
     """The disk spool (agent/spool): messages wait here until the broker acknowledged them."""
 
@@ -359,6 +381,7 @@ class AgentConfig(_Strict):
     outputs: OutputsConfig = OutputsConfig()
     spool: SpoolConfig = SpoolConfig()
     metrics: MetricsConfig = MetricsConfig()
+    http: HttpConfig | None = None  # off unless configured
 
 
 @dataclass(frozen=True)

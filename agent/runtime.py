@@ -23,6 +23,7 @@ from agent.config import (
     SerialBusConfig,
     TcpBusConfig,
 )
+from agent.httpstatus import StatusServer, json_body, prometheus
 from agent.messages import Message, MessageBuilder
 from agent.metrics.engine import MetricsEngine, MetricsStore
 from agent.outputs.influxdb import InfluxOutput
@@ -257,6 +258,11 @@ class Agent:
             )
             self.pipeline.outputs.append(self.influx)
         self.started = clock.now()
+        self.http: StatusServer | None = None
+        if cfg.http is not None:
+            self.http = StatusServer(
+                cfg.http.host, cfg.http.port, {"/healthz": self._healthz, "/metrics": self._metrics}
+            )
 
     def _spool_dropped(self, n: int) -> None:
         assert self.spool is not None
@@ -285,6 +291,8 @@ class Agent:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self.http is not None:
+            await self.http.start()  # first: a port already taken stops the start, clearly
         polling = asyncio.create_task(self.scheduler.run(), name="scheduler")
         workers: list[asyncio.Task[None]] = [polling]
         if self.mqtt is not None:
@@ -357,6 +365,8 @@ class Agent:
     ) -> None:
         """Stop polling, deliver what is queued, say offline, and close everything."""
         sdnotify.notify("STOPPING=1")
+        if self.http is not None:
+            await self.http.close()
         self.scheduler.stop()
         polling.cancel()
         _, pending = await asyncio.wait([polling], timeout=5.0)
@@ -388,6 +398,66 @@ class Agent:
                 await closer()
         self.seq.close()
         log.info("stopped: %s", " ".join(f"{k}={v}" for k, v in self.stats().items()))
+
+    async def _healthz(self) -> tuple[int, str, str]:
+        problems = []
+        stalled = self.scheduler.stalled()
+        if stalled:
+            problems.append(f"device loop(s) not going round: {', '.join(stalled)}")
+        if self.mqtt is not None and not self.mqtt.stats.connected:
+            problems.append(f"MQTT broker not connected: {self.mqtt.stats.last_error}")
+        body = {
+            "status": "unhealthy" if problems else "ok",
+            "problems": problems,
+            "devices": {d.driver.name: d.stats.state for d in self.scheduler.devices},
+            **{k: v for k, v in self.stats().items() if k in ("backlog", "influx_backlog")},
+        }
+        return (503 if problems else 200), "application/json", json_body(body)
+
+    async def _metrics(self) -> tuple[int, str, str]:
+        rows: list[tuple[str, str, str, dict[str, str], float]] = []
+        for d in self.scheduler.devices:
+            labels = {"device": d.driver.name}
+            st = d.stats
+            rows += [
+                ("vatio_polls_total", "counter", "Polls started.", labels, st.polls),
+                ("vatio_poll_failures_total", "counter", "Polls that read nothing.", labels,
+                 st.failures),
+                ("vatio_missed_ticks_total", "counter", "Ticks skipped: a poll overran.", labels,
+                 st.missed_ticks),
+                ("vatio_device_up", "gauge", "1 while the device answers.", labels,
+                 float(st.state == "online")),
+                ("vatio_poll_duration_seconds", "gauge", "Duration of the last poll.", labels,
+                 st.last_poll_s),
+            ]  # fmt: skip
+        rows.append(("vatio_uptime_seconds", "gauge", "Since the agent started.", {},
+                     clock.now() - self.started))  # fmt: skip
+        if self.mqtt is not None and self.spool is not None:
+            m = self.mqtt.stats
+            rows += [
+                ("vatio_spool_messages", "gauge", "Messages in the spool, not yet acknowledged.",
+                 {}, self.spool.backlog),
+                ("vatio_spool_dropped_total", "counter", "Oldest messages dropped by the bounds.",
+                 {}, self.spool.dropped),
+                ("vatio_mqtt_connected", "gauge", "1 while connected to the broker.", {},
+                 float(m.connected)),
+                ("vatio_mqtt_published_total", "counter", "Messages the broker acknowledged.", {},
+                 m.published),
+                ("vatio_mqtt_refused_total", "counter", "Messages the broker refused (ACL).", {},
+                 m.refused),
+                ("vatio_publish_latency_seconds_sum", "counter", "PUBLISH to PUBACK, summed.", {},
+                 m.ack_seconds),
+                ("vatio_publish_latency_seconds_count", "counter", "PUBACKs timed.", {},
+                 m.published + m.refused),
+            ]  # fmt: skip
+        if self.influx is not None:
+            rows += [
+                ("vatio_influx_points_total", "counter", "Points written to InfluxDB.", {},
+                 self.influx.written),
+                ("vatio_influx_spool_messages", "gauge", "Messages waiting for InfluxDB.", {},
+                 self.influx.backlog),
+            ]  # fmt: skip
+        return 200, "text/plain; version=0.0.4", prometheus(rows)
 
     def stats(self) -> dict[str, int]:
         """Counters for the whole agent (the benchmarks and `stopped:` log line read them)."""

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class MqttStats:
     published: int = 0  # acknowledged by the broker
+    ack_seconds: float = 0.0  # PUBLISH → PUBACK, summed over the acknowledged messages
     refused: int = 0  # PUBACK with an error reason (MQTT 5: e.g. not authorised)
     connects: int = 0
     connected: bool = False
@@ -69,7 +70,7 @@ class MqttOutput:
         self._backlog: deque[tuple[int, Message]] = deque()
         self._backlog_next = 0  # next id to read from disk
         self._live_from = 0  # ids below this are backlog for the current connection
-        self._inflight: dict[int, int] = {}  # paho mid → spool id
+        self._inflight: dict[int, tuple[int, float]] = {}  # paho mid → spool id, sent at
         self._busy: set[int] = set()  # spool ids in flight or acknowledged, not yet deleted
         self._wake = asyncio.Event()
         self._refused_topics: set[str] = set()
@@ -217,13 +218,15 @@ class MqttOutput:
         info = conn.client.publish(msg.topic, msg.payload, qos=1)
         if info.rc != 0:  # the connection just dropped: the spool still has it
             return
-        self._inflight[info.mid] = msg_id
+        self._inflight[info.mid] = (msg_id, time.monotonic())
         self._busy.add(msg_id)
 
     def _on_puback(self, client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
-        msg_id = self._inflight.pop(mid, None)
-        if msg_id is None:
+        sent = self._inflight.pop(mid, None)
+        if sent is None:
             return  # a retained status, or a message of a connection already gone
+        msg_id, sent_at = sent
+        self.stats.ack_seconds += time.monotonic() - sent_at
         if getattr(code, "is_failure", False):
             # refused (MQTT 5, e.g. an ACL): keep it in the spool, do not loop on it now
             self.stats.refused += 1

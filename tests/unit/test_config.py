@@ -212,3 +212,17 @@ def test_run_with_unwritable_state_dir_is_one_line(tmp_path: Path):
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert f"state_dir '{blocker}/sub' is not writable" in res.stderr
+
+
+def test_the_status_endpoint_address_is_checked():
+    from agent.config import ConfigError, parse_config_text
+
+    base = (
+        "site: s\nbuses: {b: {type: modbus-tcp, host: 127.0.0.1, port: 5020}}\n"
+        "devices: {m: {bus: b, unit: 1, profile: eastron_sdm120}}\n"
+    )
+    assert parse_config_text(base).config.http is None
+    cfg = parse_config_text(base + "http: {}\n").config
+    assert cfg.http is not None and (cfg.http.host, cfg.http.port) == ("127.0.0.1", 8089)
+    with pytest.raises(ConfigError, match="is not HOST:PORT"):
+        parse_config_text(base + "http: {listen: 8089}\n")
