@@ -225,4 +225,4 @@ def test_the_status_endpoint_address_is_checked():
     cfg = parse_config_text(base + "http: {}\n").config
     assert cfg.http is not None and (cfg.http.host, cfg.http.port) == ("127.0.0.1", 8089)
     with pytest.raises(ConfigError, match="is not HOST:PORT"):
-        parse_config_text(base + "http: {listen: 8089}\n")
+        parse_config_text(base + "http: {listen: 'localhost'}\n")
