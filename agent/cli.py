@@ -338,6 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `vatio check … | head`: the reader left; end quietly, as CLIs do (Python docs'
+        # recipe: point stdout at devnull so the interpreter's final flush cannot fail)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
