@@ -212,6 +212,9 @@ class Scheduler:
             w.stopping = True
 
     async def run(self) -> None:
+        if not self.workers:  # every device disabled: stay up (status, outputs) until stopped
+            log.warning("no enabled device: nothing to poll")
+            await asyncio.Event().wait()
         async with asyncio.TaskGroup() as tasks:
             for w in self.workers:
                 tasks.create_task(w.run(), name=f"bus:{w.name}")
