@@ -1,0 +1,27 @@
+"""configs/grafana: the dashboard asks only for measurements and fields that Vatio writes
+(DESIGN.md's InfluxDB schema, drivers/vocabulary.py), so a renamed quantity breaks this test
+rather than a panel in the field."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from drivers.vocabulary import QUANTITIES
+
+DASHBOARD = Path(__file__).resolve().parent.parent.parent / "configs/grafana/vatio-dashboard.json"
+
+
+def test_every_query_names_a_written_measurement_and_field():
+    dash = json.loads(DASHBOARD.read_text())
+    queries = [t["query"] for p in dash["panels"] for t in p["targets"]]
+    assert len(queries) >= 8
+    for query in queries:
+        measurement = re.search(r'FROM "(\w+)"', query)
+        assert measurement and measurement.group(1) in ("telemetry", "metrics"), query
+        for field in re.findall(r'(?:mean|last)\("(\w+)"\)', query):
+            assert field in QUANTITIES, f"{field} is not in the vocabulary: {query}"
+        assert '"site" =~ /^$site$/' in query and "$timeFilter" in query  # the variables
+    names = {v["name"] for v in dash["templating"]["list"]}
+    assert {"datasource", "site", "device", "demand_limit"} <= names
