@@ -244,6 +244,8 @@ class MqttConnectionConfig(_Strict):
 
 class MqttOutputConfig(MqttConnectionConfig):
     max_inflight: int = Field(100, ge=1, le=65535)  # published but not yet acknowledged
+    homeassistant: bool = False  # MQTT discovery: devices appear in Home Assistant
+    homeassistant_prefix: str = "homeassistant"
     drain_rate: float = Field(5000, gt=0)  # backlog messages per second after an outage
 
 

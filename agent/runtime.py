@@ -23,6 +23,7 @@ from agent.config import (
     SerialBusConfig,
     TcpBusConfig,
 )
+from agent.homeassistant import discovery
 from agent.httpstatus import StatusServer, json_body, prometheus
 from agent.messages import Message, MessageBuilder
 from agent.metrics.engine import MetricsEngine, MetricsStore
@@ -245,6 +246,16 @@ class Agent:
                 on_dropped=self._spool_dropped,
             )
             self.pipeline.outputs.append(self.mqtt)
+            if cfg.outputs.mqtt.homeassistant:
+                for driver in self.drivers:
+                    for msg in discovery(
+                        cfg.site,
+                        cfg.agent_id,
+                        driver.name,
+                        list(driver.quantities),
+                        cfg.outputs.mqtt.homeassistant_prefix,
+                    ):
+                        self.mqtt.submit(msg)  # retained: published on every connect
         self.influx: InfluxOutput | None = None
         if cfg.outputs.influxdb is not None:
             self.influx_spool = Spool(
