@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 class WriteError(Exception):
     """A batch was not written; the text names the server and what to check."""
 
+    status: int | None = None  # the HTTP status, when the server answered
+
 
 class Unavailable(WriteError):
     """Not written, for a reason outside the data: retry later."""
@@ -61,7 +63,9 @@ def _hint(cfg: InfluxConfig, status: int, body: str) -> str:
 
 def _classify(cfg: InfluxConfig, status: int, body: str) -> WriteError:
     text = f"{cfg.where}: HTTP {status}: {_hint(cfg, status, body)}"
-    return Rejected(text) if status in (400, 413, 422) else Unavailable(text)
+    exc = Rejected(text) if status in (400, 413, 422) else Unavailable(text)
+    exc.status = status
+    return exc
 
 
 def _ssl_context(cfg: InfluxConfig) -> ssl.SSLContext | None:
@@ -109,7 +113,7 @@ class V1Writer:
         try:
             self._post(self._url, data, self._headers)
         except Unavailable as exc:
-            if "not found" not in str(exc) or self._created:
+            if exc.status != 404 or self._created:  # 404 on /write: no such database
                 raise
             self._created = True  # once: if creating fails, the 404's message stands
             self.create_database()
