@@ -42,7 +42,9 @@ class StatusServer:
             ) from None
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
-        log.info("status on http://%s:%d/ (/healthz, /metrics)", self.host, self.port)
+        log.info(
+            "status on http://%s:%d/ (page; /healthz, /metrics, /api/status)", self.host, self.port
+        )
 
     async def close(self) -> None:
         if self._server is not None:
@@ -58,7 +60,11 @@ class StatusServer:
             if method != "GET":
                 status, ctype, body = 405, "text/plain", "only GET\n"
             elif route is None:
-                status, ctype, body = 404, "text/plain", f"no {path} here: try /healthz\n"
+                status, ctype, body = (
+                    404,
+                    "text/plain",
+                    f"no {path} here: try / (the status page), /healthz or /metrics\n",
+                )
             else:
                 status, ctype, body = await route()
             data = body.encode()

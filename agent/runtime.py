@@ -9,8 +9,10 @@ line it also covers the wire time of the longest planned request at the line's b
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
+from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from agent.config import (
 )
 from agent.homeassistant import discovery
 from agent.httpstatus import StatusServer, json_body, prometheus
+from agent.livestatus import LiveStatus
 from agent.messages import Message, MessageBuilder
 from agent.metrics.engine import MetricsEngine, MetricsStore
 from agent.outputs.influxdb import InfluxOutput
@@ -158,9 +161,15 @@ class _Pipeline:
     """The scheduler's sink: readings become contract messages for every output, and feed
     the metrics engine (whose block closings and threshold events are published at once)."""
 
-    def __init__(self, builder: MessageBuilder, engine: MetricsEngine | None = None) -> None:
+    def __init__(
+        self,
+        builder: MessageBuilder,
+        engine: MetricsEngine | None = None,
+        live: LiveStatus | None = None,
+    ) -> None:
         self.builder = builder
         self.engine = engine
+        self.live = live or LiveStatus()
         self.outputs: list[MqttOutput | InfluxOutput] = []
         self._failed_before: set[str] = set()
         self._metrics_failed: set[str] = set()
@@ -184,12 +193,13 @@ class _Pipeline:
             else:
                 for quantity, flag in flags.items():  # what the reading's values mean
                     result.quality.setdefault(quantity, flag)
+        self.live.reading(result)
         if self.outputs:
             self.emit(self.builder.telemetry(result))
         elif result.ok:
             log.info("%s: %s", result.device, result.values)
         for kind, message in events:
-            self.emit(self.builder.event(result.device, kind, message))
+            self.event(result.device, kind, message)
         if closed:  # a 15-minute block just closed: publish its demand now
             self.publish_metrics(result.device, result.ts)
 
@@ -197,14 +207,19 @@ class _Pipeline:
         assert self.engine is not None
         values = self.engine.values(device, now)
         if values:
+            self.live.metrics(device, values, now)
             self.emit(self.builder.metrics(device, values, now))
+
+    def event(self, device: str, kind: str, message: str) -> None:
+        self.live.event(device, kind, message, clock.now())
+        self.emit(self.builder.event(device, kind, message))
 
     def device_state(self, device: str, state: str, reason: str) -> None:
         self.emit(self.builder.status(device, state, reason=reason))
         if state == "degraded":
-            self.emit(self.builder.event(device, "device_degraded", reason))
+            self.event(device, "device_degraded", reason)
         elif device in self._failed_before:
-            self.emit(self.builder.event(device, "device_recovered", reason))
+            self.event(device, "device_recovered", reason)
         if state == "degraded":
             self._failed_before.add(device)
 
@@ -272,7 +287,14 @@ class Agent:
         self.http: StatusServer | None = None
         if cfg.http is not None:
             self.http = StatusServer(
-                cfg.http.host, cfg.http.port, {"/healthz": self._healthz, "/metrics": self._metrics}
+                cfg.http.host,
+                cfg.http.port,
+                {
+                    "/": self._status_page,
+                    "/api/status": self._status_json,
+                    "/healthz": self._healthz,
+                    "/metrics": self._metrics,
+                },
             )
 
     def _spool_dropped(self, n: int) -> None:
@@ -285,9 +307,7 @@ class Agent:
             total,
         )
         agent_id = self.loaded.config.agent_id
-        self.pipeline.emit(
-            self.builder.event(agent_id, "spool_dropped", f"{n} oldest message(s) dropped")
-        )
+        self.pipeline.event(agent_id, "spool_dropped", f"{n} oldest message(s) dropped")
 
     def _online(self) -> Message:
         cfg = self.loaded.config
@@ -410,13 +430,17 @@ class Agent:
         self.seq.close()
         log.info("stopped: %s", " ".join(f"{k}={v}" for k, v in self.stats().items()))
 
-    async def _healthz(self) -> tuple[int, str, str]:
+    def _problems(self) -> list[str]:
         problems = []
         stalled = self.scheduler.stalled()
         if stalled:
             problems.append(f"device loop(s) not going round: {', '.join(stalled)}")
         if self.mqtt is not None and not self.mqtt.stats.connected:
             problems.append(f"MQTT broker not connected: {self.mqtt.stats.last_error}")
+        return problems
+
+    async def _healthz(self) -> tuple[int, str, str]:
+        problems = self._problems()
         body = {
             "status": "unhealthy" if problems else "ok",
             "problems": problems,
@@ -424,6 +448,41 @@ class Agent:
             **{k: v for k, v in self.stats().items() if k in ("backlog", "influx_backlog")},
         }
         return (503 if problems else 200), "application/json", json_body(body)
+
+    async def _status_page(self) -> tuple[int, str, str]:
+        return 200, "text/html", status_page_html()
+
+    async def _status_json(self) -> tuple[int, str, str]:
+        """What the status page draws: no config values, so no secret can reach it."""
+        cfg = self.loaded.config
+        now = clock.now()
+        live = self.pipeline.live.snapshot(now)
+        seen: dict[str, dict[str, object]] = live.pop("devices")  # type: ignore[assignment]
+        devices = []
+        for d in self.scheduler.devices:
+            st = d.stats
+            last = seen.get(d.driver.name, {})
+            devices.append({
+                "name": d.driver.name, "where": d.where, "interval": d.interval,
+                "state": st.state, "reason": st.last_error if st.state != "online" else "",
+                "polls": st.polls, "failures": st.failures, "missed_ticks": st.missed_ticks,
+                "last_ts": last.get("last_ts"), "values": last.get("values", {}),
+                "quality": last.get("quality", {}), "metrics": last.get("metrics", {}),
+            })  # fmt: skip
+        outputs = []
+        if self.mqtt is not None:
+            state = "connected" if self.mqtt.stats.connected else "not connected"
+            outputs.append(f"MQTT {state}, {self.mqtt.backlog} in the spool")
+        if self.influx is not None:
+            outputs.append(f"InfluxDB {self.influx.written} points, {self.influx.backlog} waiting")
+        problems = self._problems()
+        body = {
+            "site": cfg.site, "agent": cfg.agent_id, "version": vatio_version(),
+            "now": now, "started": self.started, "outputs": outputs or ["no output configured"],
+            "health": {"status": "unhealthy" if problems else "ok", "problems": problems},
+            "devices": devices, **live,
+        }  # fmt: skip
+        return 200, "application/json", json_body(body)
 
     async def _metrics(self) -> tuple[int, str, str]:
         rows: list[tuple[str, str, str, dict[str, str], float]] = []
@@ -487,6 +546,11 @@ class Agent:
             out["influx_written"] = self.influx.written
             out["influx_backlog"] = self.influx.backlog
         return out
+
+
+@functools.cache
+def status_page_html() -> str:
+    return resources.files("agent").joinpath("web/status.html").read_text(encoding="utf-8")
 
 
 class StateDirError(Exception):
