@@ -16,10 +16,18 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
+from agent import sdnotify
 from agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
 from agent.httpstatus import PortTaken
 from agent.influx import WriteError
-from agent.runtime import Agent, StateDirError, bus_link, bus_timing, vatio_version
+from agent.runtime import (
+    Agent,
+    StateDirError,
+    bus_link,
+    bus_timing,
+    reload_blockers,
+    vatio_version,
+)
 from agent.spool import SpoolError
 from drivers import clock
 
@@ -112,32 +120,81 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     setup_logging(args.verbose)
     try:
-        return asyncio.run(_run(loaded))
+        return asyncio.run(_run(args.config, loaded))
     except (StateDirError, SpoolError, WriteError, PortTaken) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
 
-async def _run(loaded: LoadedConfig) -> int:
-    stop = asyncio.Event()
+async def _run(path: str, loaded: LoadedConfig) -> int:
+    """Run agents until SIGTERM/SIGINT. SIGHUP re-reads the config: a valid one replaces the
+    running agent (whose buffered messages are committed to the spool the next one reads);
+    an invalid one is reported and the agent goes on as it was."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    agent = Agent(loaded)
-    # `kill -USR1 <pid>` logs the counters without stopping (benchmarks, field checks)
-    loop.add_signal_handler(
-        signal.SIGUSR1,
-        lambda: log.info("stats: %s", " ".join(f"{k}={v}" for k, v in agent.stats().items())),
-    )
-    log.info(
-        "vatio %s: site %s, %d device(s) on %d bus(es)",
-        vatio_version(),
-        loaded.config.site,
-        len(loaded.devices),
-        len(agent.scheduler.workers),
-    )
-    await agent.run(stop)
-    return 0
+    previous: LoadedConfig | None = None
+    while True:
+        stop = asyncio.Event()
+        agent = Agent(loaded)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        # `kill -USR1 <pid>` logs the counters without stopping (benchmarks, field checks)
+        loop.add_signal_handler(signal.SIGUSR1, _log_stats, agent)
+        pending: list[LoadedConfig] = []
+        loop.add_signal_handler(signal.SIGHUP, _request_reload, path, loaded, agent, stop, pending)
+        log.info(
+            "vatio %s: site %s, %d device(s) on %d bus(es)",
+            vatio_version(),
+            loaded.config.site,
+            len(loaded.devices),
+            len(agent.scheduler.workers),
+        )
+        try:
+            await agent.run(stop)
+        except PortTaken as exc:
+            if previous is None:
+                raise
+            log.error("reload failed: %s; going back to the previous config", exc)
+            loaded, previous = previous, None
+            continue
+        if not pending:
+            return 0
+        previous, loaded = loaded, pending[0]
+        sdnotify.notify("READY=1\nSTATUS=reloaded")
+
+
+def _log_stats(agent: Agent) -> None:
+    log.info("stats: %s", " ".join(f"{k}={v}" for k, v in agent.stats().items()))
+
+
+def _request_reload(
+    path: str, running: LoadedConfig, agent: Agent, stop: asyncio.Event, pending: list[LoadedConfig]
+) -> None:
+    if pending:
+        return  # a reload is already under way
+    sdnotify.notify("RELOADING=1")
+    try:
+        new = load_config(path)
+    except ConfigError as exc:
+        log.error(
+            "reload refused, the agent goes on with its running config: %d problem(s) "
+            "in %s: %s",
+            len(exc.problems), path, "; ".join(map(str, exc.problems)),
+        )  # fmt: skip
+        sdnotify.notify("READY=1\nSTATUS=reload refused: the config has problems")
+        return
+    blockers = reload_blockers(running, new)
+    if blockers:
+        log.error(
+            "reload refused: %s; messages not yet delivered are kept there. Restart the service "
+            "to move them (systemctl restart vatio-agent)",
+            "; ".join(blockers),
+        )
+        sdnotify.notify("READY=1\nSTATUS=reload refused")
+        return
+    log.info("reloading %s: handing over to the new config", path)
+    pending.append(new)
+    agent.reloading = True
+    stop.set()
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from agent.config import (
     TcpBusConfig,
 )
 from agent.homeassistant import discovery
-from agent.httpstatus import StatusServer, json_body, prometheus
+from agent.httpstatus import PortTaken, StatusServer, json_body, prometheus
 from agent.livestatus import LiveStatus
 from agent.messages import Message, MessageBuilder
 from agent.metrics.engine import MetricsEngine, MetricsStore
@@ -284,6 +284,7 @@ class Agent:
             )
             self.pipeline.outputs.append(self.influx)
         self.started = clock.now()
+        self.reloading = False
         self.http: StatusServer | None = None
         if cfg.http is not None:
             self.http = StatusServer(
@@ -322,8 +323,15 @@ class Agent:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Poll and publish until ``stop`` is set. Set :attr:`reloading` before ``stop`` to
+        hand over to another agent (SIGHUP): everything buffered is committed to the spool,
+        and no ``offline`` status is published."""
         if self.http is not None:
-            await self.http.start()  # first: a port already taken stops the start, clearly
+            try:
+                await self.http.start()  # first: a port already taken stops the start, clearly
+            except PortTaken:
+                await self._close()
+                raise
         polling = asyncio.create_task(self.scheduler.run(), name="scheduler")
         workers: list[asyncio.Task[None]] = [polling]
         if self.mqtt is not None:
@@ -406,13 +414,23 @@ class Agent:
         if self.mqtt is not None:
             if not await self.mqtt.drain(timeout=3.0):
                 log.info("%d message(s) stay in the spool for the next start", self.mqtt.backlog)
-            await self.mqtt.announce_offline()
+            if not self.reloading:
+                await self.mqtt.announce_offline()
         if self.influx is not None and not await self.influx.drain(timeout=3.0):
             log.info("%d message(s) stay in the InfluxDB spool", self.influx.backlog)
         for t in outputs:
             t.cancel()
         if outputs:
             await asyncio.wait(outputs, timeout=5.0)
+        await self._close()
+        log.info(
+            "%s: %s",
+            "handed over" if self.reloading else "stopped",
+            " ".join(f"{k}={v}" for k, v in self.stats().items()),
+        )
+
+    async def _close(self) -> None:
+        """Commit and close what the agent holds: spools, metrics state, buses, ports."""
         if self.spool is not None:
             await self.spool.close()  # commits what is buffered and the last acknowledgements
         if self.influx is not None:
@@ -428,7 +446,6 @@ class Agent:
             if closer is not None:
                 await closer()
         self.seq.close()
-        log.info("stopped: %s", " ".join(f"{k}={v}" for k, v in self.stats().items()))
 
     def _problems(self) -> list[str]:
         problems = []
@@ -546,6 +563,18 @@ class Agent:
             out["influx_written"] = self.influx.written
             out["influx_backlog"] = self.influx.backlog
         return out
+
+
+def reload_blockers(running: LoadedConfig, new: LoadedConfig) -> list[str]:
+    """What a reload cannot change: the spools' files hold data not yet delivered, and an
+    agent reading them from another place would strand it."""
+    old_cfg, new_cfg = running.config, new.config
+    blockers = []
+    if Path(old_cfg.state_dir).resolve() != Path(new_cfg.state_dir).resolve():
+        blockers.append(f"state_dir changed ({old_cfg.state_dir} → {new_cfg.state_dir})")
+    if old_cfg.spool.path != new_cfg.spool.path:
+        blockers.append(f"spool.path changed ({old_cfg.spool.path} → {new_cfg.spool.path})")
+    return blockers
 
 
 @functools.cache
