@@ -12,14 +12,17 @@ import asyncio
 import logging
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from agent import sdnotify
 from agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
 from agent.httpstatus import PortTaken
 from agent.influx import WriteError
+from agent.logs import secrets_of, setup_logging
 from agent.runtime import (
     Agent,
     StateDirError,
@@ -30,18 +33,11 @@ from agent.runtime import (
 )
 from agent.spool import SpoolError
 from drivers import clock
+from drivers.i18n import tr
 
 log = logging.getLogger("vatio")
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def setup_logging(verbose: bool = False) -> None:
-    # under systemd the journal adds timestamps; elsewhere a terminal wants them
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if "JOURNAL_STREAM" not in os.environ:
-        fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt)
 
 
 def load_or_report(path: str) -> LoadedConfig | None:
@@ -55,7 +51,8 @@ def load_or_report(path: str) -> LoadedConfig | None:
 
 def report_problems(path: str, exc: ConfigError) -> None:
     n = len(exc.problems)
-    print(f"error: {n} problem{'s' if n != 1 else ''} in {path}:", file=sys.stderr)
+    head = "error: 1 problem in {path}:" if n == 1 else "error: {n} problems in {path}:"
+    print(tr(head, n=n, path=path), file=sys.stderr)
     for p in exc.problems:
         print(f"  {p}", file=sys.stderr)
 
@@ -81,13 +78,23 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     cfg = loaded.config
     warnings = []
-    print(f"ok: {args.config}")
-    print(f"site {cfg.site}, agent {cfg.agent_id}, state in {cfg.state_dir}")
+    exposed = exposed_secrets(args.config, loaded)
+    if exposed:
+        warnings.append(exposed)
+    print(tr("ok: {path}", path=args.config))
+    print(
+        tr(
+            "site {site}, agent {agent}, state in {state}",
+            site=cfg.site,
+            agent=cfg.agent_id,
+            state=cfg.state_dir,
+        )
+    )
     used = {d.bus for d in loaded.devices.values()}
-    print(f"buses ({len(cfg.buses)}):")
+    print(tr("buses ({n}):", n=len(cfg.buses)))
     for name, bus in cfg.buses.items():
         if name not in used:
-            warnings.append(f"bus '{name}' has no enabled device")
+            warnings.append(tr("bus '{bus}' has no enabled device", bus=name))
             continue
         line = f"  {name}: {bus.type} {bus_link(bus).describe()}"
         if not isinstance(bus, SerialBusConfig):
@@ -97,32 +104,60 @@ def cmd_check(args: argparse.Namespace) -> int:
                 line += f", schedule needs {timing.load:.1%} of the line"
             if timing.load > 1.0:
                 warnings.append(
-                    f"bus '{name}': the schedule needs {timing.load:.0%} of the line's time "
-                    f"at {getattr(bus, 'baudrate', '?')} baud; polls will be missed. Lengthen "
-                    "the intervals, raise the baud rate or move devices to another bus"
+                    tr(
+                        "bus '{bus}': the schedule needs {load} of the line's time at {baud} "
+                        "baud; polls will be missed. Lengthen the intervals, raise the baud "
+                        "rate or move devices to another bus",
+                        bus=name,
+                        load=f"{timing.load:.0%}",
+                        baud=getattr(bus, "baudrate", "?"),
+                    )
                 )
         print(line)
-    print(f"devices ({len(loaded.devices)} enabled):")
+    print(tr("devices ({n} enabled):", n=len(loaded.devices)))
     for name, entry in loaded.entries.items():
-        print(f"  {name}: every {entry.config.interval:g} s, {describe_device(name, entry)}")
+        every = tr("every {interval} s", interval=f"{entry.config.interval:g}")
+        print(f"  {name}: {every}, {describe_device(name, entry)}")
     mqtt = cfg.outputs.mqtt
-    print(f"outputs: {'mqtt ' + mqtt.url if mqtt else 'none'}")
+    print(tr("outputs: {outputs}", outputs="mqtt " + mqtt.url if mqtt else tr("none")))
     if mqtt is None:
-        warnings.append("no output configured: readings will only be logged")
+        warnings.append(tr("no output configured: readings will only be logged"))
     for w in warnings:
-        print(f"warning: {w}")
+        print(tr("warning: {text}", text=w))
     return 0
+
+
+def exposed_secrets(path: str, loaded: LoadedConfig) -> str | None:
+    """A warning when the config file itself holds a password or token and every user of the
+    machine can read it (a secret taken from the environment, ``${VAR}``, is not in it)."""
+    try:
+        mode = os.stat(path).st_mode
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    if not mode & stat.S_IROTH:
+        return None
+    if not any(secret in text for secret in secrets_of(loaded.config)):
+        return None
+    return tr(
+        "{path} can be read by every user of this machine and holds a password or token; make "
+        "it private: chmod 640 {path}",
+        path=path,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     loaded = load_or_report(args.config)
     if loaded is None:
         return 1
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.log_format, secrets_of(loaded.config))
+    exposed = exposed_secrets(args.config, loaded)
+    if exposed:
+        log.warning("%s", exposed)
     try:
         return asyncio.run(_run(args.config, loaded))
     except (StateDirError, SpoolError, WriteError, PortTaken) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(tr("error: {text}", text=exc), file=sys.stderr)
         return 1
 
 
@@ -208,7 +243,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 1
     if args.client_id:
         cfg.mqtt.client_id = args.client_id
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.log_format, secrets_of(cfg))
 
     async def run() -> int:
         stop = asyncio.Event()
@@ -221,7 +256,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run())
     except WriteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(tr("error: {text}", text=exc), file=sys.stderr)
         return 1
 
 
@@ -232,11 +267,13 @@ def cmd_read(args: argparse.Namespace) -> int:
     names = args.devices or list(loaded.entries)
     unknown = [n for n in names if n not in loaded.entries]
     if unknown:
-        print(
-            f"error: no enabled device named {', '.join(unknown)} in {args.config} "
-            f"(devices: {', '.join(loaded.entries)})",
-            file=sys.stderr,
+        text = tr(
+            "no enabled device named {names} in {path} (devices: {devices})",
+            names=", ".join(unknown),
+            path=args.config,
+            devices=", ".join(loaded.entries),
         )
+        print(tr("error: {text}", text=text), file=sys.stderr)
         return 1
     from agent.read import read_command
 
@@ -266,7 +303,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         low, _, high = args.units.partition("-")
         units = range(int(low), int(high or low) + 1)
     except ValueError:
-        print(f"error: --units {args.units}: write a range such as 1-247 or 5", file=sys.stderr)
+        text = tr("--units {units}: write a range such as 1-247 or 5", units=args.units)
+        print(tr("error: {text}", text=text), file=sys.stderr)
         return 1
     if serial_port:
         bus_yaml = (
@@ -288,15 +326,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
             timeout=args.timeout,
         )
         if not await client.connect():
-            print(
-                f"error: cannot open {target}: check the "
-                + (
-                    "port name and that no other program uses it"
-                    if serial_port
-                    else "address and port, and that the gateway is on the network"
-                ),
-                file=sys.stderr,
+            text = tr(
+                "cannot open {target}: check the port name and that no other program uses it"
+                if serial_port
+                else "cannot open {target}: check the address and port, and that the gateway "
+                "is on the network",
+                target=target,
             )
+            print(tr("error: {text}", text=text), file=sys.stderr)
             return 1
         try:
             found = await scan(client, units, progress=not args.quiet)
@@ -321,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the agent (what the service runs)")
     p.add_argument("-c", "--config", required=True, help="config file (YAML)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "journal", "text", "json"],
+        default="auto",
+        help="auto: journal under systemd, text on a terminal; json for log shippers",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="validate a config and show each device's poll plan")
@@ -345,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", required=True, help="ingest config file (YAML)")
     p.add_argument("--client-id", help="this bridge's MQTT client id (unique and stable)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "journal", "text", "json"],
+        default="auto",
+        help="auto: journal under systemd, text on a terminal; json for log shippers",
+    )
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("scan", help="find Modbus devices on a serial port or TCP gateway")
@@ -387,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         simulated = clock.use_environment()  # VATIO_SIMULATED_TIME: replays and tests
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(tr("error: {text}", text=exc), file=sys.stderr)
         return 2
     if simulated is not None:
         print(f"note: simulated time, {simulated.speed:g}× real time", file=sys.stderr)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.metrics.engine import MetricsStore
+from drivers.i18n import tr
 
 PERIODS = ("base", "intermedia", "punta")
 
@@ -33,7 +34,12 @@ def _row(kind: str, device: str, key: str, r: dict[str, Any]) -> list[str]:
 def history_command(state_dir: Path, kind: str, device: str | None, as_json: bool) -> int:
     path = state_dir / "metrics.sqlite"
     if not path.exists():
-        print(f"no history yet: {path} does not exist (the agent writes it while it runs)")
+        print(
+            tr(
+                "no history yet: {path} does not exist (the agent writes it while it runs)",
+                path=path,
+            )
+        )
         return 0
     try:
         store = MetricsStore(path)
@@ -47,7 +53,7 @@ def history_command(state_dir: Path, kind: str, device: str | None, as_json: boo
             print(json.dumps({"device": d, kind: key, **record}))
         return 0
     if not rows:
-        print(f"no closed {kind}s yet" + (f" for device '{device}'" if device else ""))
+        print(tr("no closed {kind}s yet", kind=kind) + (f": {device}" if device else ""))
         return 0
     head = [kind, "device", "kWh", "base", "intermedia", "punta"]
     head += ["peak kW", "kgCO2e"] if kind == "day" else ["billed kW", "FP %", "kgCO2e"]

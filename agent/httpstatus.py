@@ -13,6 +13,8 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
+from drivers.i18n import tr
+
 log = logging.getLogger(__name__)
 
 Route = Callable[[], Awaitable[tuple[int, str, str]]]  # → status, content type, body
@@ -36,9 +38,13 @@ class StatusServer:
             self._server = await asyncio.start_server(self._serve, self.host, self.port)
         except OSError as exc:
             raise PortTaken(
-                f"http.listen {self.host}:{self.port}: {exc.strerror or exc}: another program "
-                "uses this port; choose another one (e.g. 127.0.0.1:8090) or remove the http "
-                "block"
+                tr(
+                    "http.listen {host}:{port}: {reason}: another program uses this port; "
+                    "choose another one (e.g. 127.0.0.1:8090) or remove the http block",
+                    host=self.host,
+                    port=self.port,
+                    reason=exc.strerror or exc,
+                )
             ) from None
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]

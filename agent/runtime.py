@@ -44,6 +44,7 @@ from agent.seqstore import SeqStore
 from agent.spool import Spool
 from drivers import clock
 from drivers.base import Driver
+from drivers.i18n import tr
 from drivers.links import SerialLine, TcpEndpoint
 from drivers.modbus.planner import plan_reads
 from drivers.modbus.transport import ModbusTransport, read_wire_time
@@ -439,8 +440,8 @@ class Agent:
             self.engine.save()
             if self.engine.store is not None:
                 self.engine.store.close()
-        for tr in self.transports:
-            tr.close()
+        for transport in self.transports:
+            transport.close()
         for d in self.drivers:
             closer = getattr(d, "close", None)  # drivers that own a port (UART sensors)
             if closer is not None:
@@ -594,7 +595,11 @@ def _writable_dir(path: Path) -> Path:
         probe.unlink()
     except OSError as exc:
         raise StateDirError(
-            f"state_dir '{path}' is not writable ({exc.strerror}): set state_dir in the config "
-            "to a directory the agent's user can write (the service uses /var/lib/vatio)"
+            tr(
+                "state_dir '{path}' is not writable ({reason}): set state_dir in the config to a "
+                "directory the agent's user can write (the service uses /var/lib/vatio)",
+                path=path,
+                reason=exc.strerror,
+            )
         ) from None
     return path

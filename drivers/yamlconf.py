@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from drivers.i18n import tr
+
 PathPart = str | int
 
 
@@ -63,7 +65,11 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
-                f"duplicate key '{key}' (first at line {seen[key] + 1}); keep only one",
+                tr(
+                    "duplicate key '{key}' (first at line {line}); keep only one",
+                    key=key,
+                    line=seen[key] + 1,
+                ),
                 key_node.start_mark,
             )
         seen[key] = key_node.start_mark.line
@@ -120,7 +126,14 @@ def load_yaml_text(text: str, file: str) -> YamlDocument:
         line = mark.line + 1 if mark else None
         what = exc.problem or str(exc)
         raise ConfigError(
-            [Problem((), f"not valid YAML: {what} (check indentation and quoting)", file, line)]
+            [
+                Problem(
+                    (),
+                    tr("not valid YAML: {what} (check indentation and quoting)", what=what),
+                    file,
+                    line,
+                )
+            ]
         ) from None
     return YamlDocument(data, root, file)
 
@@ -129,9 +142,10 @@ def load_yaml_file(path: Path) -> YamlDocument:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([Problem((), "file not found; check the path", str(path))]) from None
+        raise ConfigError([Problem((), tr("file not found; check the path"), str(path))]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem((), f"cannot read the file: {exc}", str(path))]) from None
+        problem = Problem((), tr("cannot read the file: {error}", error=exc), str(path))
+        raise ConfigError([problem]) from None
     return load_yaml_text(text, str(path))
 
 
@@ -194,22 +208,31 @@ def _humanise(
         key = loc[-1] if loc else "?"
         allowed = (_allowed_keys(model, loc[:-1]) if model else []) + list(also_allowed)
         close = difflib.get_close_matches(str(key), allowed, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
-        return f"unknown key '{key}': {hint}"
+        hint = (
+            tr("did you mean '{close}'?", close=close[0])
+            if close
+            else tr("allowed keys: {keys}", keys=", ".join(allowed))
+        )
+        return tr("unknown key '{key}': {hint}", key=key, hint=hint)
     if kind == "missing":
-        return "required but missing; add it"
+        return tr("required but missing; add it")
     if kind == "string_pattern_mismatch":
-        return (
-            f"'{given}' is not a valid name: use letters, digits, '-', '_' or '.', no spaces "
-            "(names become MQTT topic levels)"
+        return tr(
+            "'{given}' is not a valid name: use letters, digits, '-', '_' or '.', no spaces "
+            "(names become MQTT topic levels)",
+            given=given,
         )
     if kind == "union_tag_invalid":
-        expected = err.get("ctx", {}).get("expected_tags", "")
-        return f"'{err.get('ctx', {}).get('tag', given)}' is not a known type: use {expected}"
+        ctx = err.get("ctx", {})
+        return tr(
+            "'{tag}' is not a known type: use {expected}",
+            tag=ctx.get("tag", given),
+            expected=ctx.get("expected_tags", ""),
+        )
     if kind.startswith("value_error"):
         return msg.removeprefix("Value error, ")
     if kind in ("enum", "literal_error"):
-        return f"'{given}' is not allowed: {msg.lower()}"
+        return tr("'{given}' is not allowed: {msg}", given=given, msg=msg.lower())
     return f"{msg} (got {given!r})" if given is not None and not isinstance(given, dict) else msg
 
 

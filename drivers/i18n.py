@@ -1,0 +1,103 @@
+"""Spanish for the messages technicians read: the CLI's output and the config's problems.
+
+gettext's model without its binary catalogues: the English text is the message id, and
+``ES`` maps it to Spanish; an id missing from ``ES`` stays English. Spanish is used when the
+first of LANGUAGE, LC_ALL, LC_MESSAGES, LANG that is set starts with ``es`` (gettext's order),
+so ``LANG=es_MX.UTF-8 vatio check -c vatio.yaml`` answers in Spanish. Logs stay English: they
+are searched and quoted in bug reports.
+
+To translate another message, wrap it as ``tr("text with {name}", name=value)`` and add the
+English text and its Spanish to ``ES``; ``tests/unit/test_i18n.py`` checks that both sides
+name the same placeholders.
+
+It lives in drivers/ because the YAML loader that both the agent's config and the device
+profiles use is here.
+"""
+
+from __future__ import annotations
+
+import os
+
+ES: dict[str, str] = {
+    # config and profile problems (drivers/yamlconf.py)
+    "unknown key '{key}': {hint}": "clave desconocida '{key}': {hint}",
+    "did you mean '{close}'?": "¿quiso decir '{close}'?",
+    "allowed keys: {keys}": "claves permitidas: {keys}",
+    "required but missing; add it": "obligatorio y falta; agréguelo",
+    "'{given}' is not a valid name: use letters, digits, '-', '_' or '.', no spaces "
+    "(names become MQTT topic levels)": "'{given}' no es un nombre válido: use letras, "
+    "dígitos, '-', '_' o '.', sin espacios (los nombres forman niveles de tópico MQTT)",
+    "'{tag}' is not a known type: use {expected}": "'{tag}' no es un tipo conocido: use {expected}",
+    "'{given}' is not allowed: {msg}": "'{given}' no está permitido: {msg}",
+    "not valid YAML: {what} (check indentation and quoting)": "YAML no válido: {what} "
+    "(revise la sangría y las comillas)",
+    "duplicate key '{key}' (first at line {line}); keep only one": "clave duplicada '{key}' "
+    "(la primera en la línea {line}); deje solo una",
+    "file not found; check the path": "no se encontró el archivo; revise la ruta",
+    "cannot read the file: {error}": "no se puede leer el archivo: {error}",
+    # the CLI (agent/cli.py)
+    "error: 1 problem in {path}:": "error: 1 problema en {path}:",
+    "error: {n} problems in {path}:": "error: {n} problemas en {path}:",
+    "ok: {path}": "correcto: {path}",
+    "site {site}, agent {agent}, state in {state}": "sitio {site}, agente {agent}, estado en "
+    "{state}",
+    "buses ({n}):": "buses ({n}):",
+    "devices ({n} enabled):": "equipos ({n} habilitados):",
+    "every {interval} s": "cada {interval} s",
+    "outputs: {outputs}": "salidas: {outputs}",
+    "none": "ninguna",
+    "warning: {text}": "aviso: {text}",
+    "error: {text}": "error: {text}",
+    "bus '{bus}' has no enabled device": "el bus '{bus}' no tiene equipos habilitados",
+    "no output configured: readings will only be logged": "no hay salida configurada: las "
+    "lecturas solo irán al registro (log)",
+    "bus '{bus}': the schedule needs {load} of the line's time at {baud} baud; polls will be "
+    "missed. Lengthen the intervals, raise the baud rate or move devices to another bus": (
+        "bus '{bus}': el programa de lecturas necesita {load} del tiempo de la línea a {baud} "
+        "baudios; se perderán lecturas. Alargue los intervalos, suba la velocidad o pase "
+        "equipos a otro bus"
+    ),
+    "no enabled device named {names} in {path} (devices: {devices})": "no hay un equipo "
+    "habilitado llamado {names} en {path} (equipos: {devices})",
+    "--units {units}: write a range such as 1-247 or 5": "--units {units}: escriba un rango "
+    "como 1-247 o 5",
+    "cannot open {target}: check the port name and that no other program uses it": (
+        "no se puede abrir {target}: revise el nombre del puerto y que ningún otro programa lo use"
+    ),
+    "cannot open {target}: check the address and port, and that the gateway is on the "
+    "network": "no se puede abrir {target}: revise la dirección y el puerto, y que la "
+    "pasarela esté en la red",
+    "state_dir '{path}' is not writable ({reason}): set state_dir in the config to a "
+    "directory the agent's user can write (the service uses /var/lib/vatio)": (
+        "no se puede escribir en state_dir '{path}' ({reason}): ponga en la configuración un "
+        "state_dir donde el usuario del agente pueda escribir (el servicio usa /var/lib/vatio)"
+    ),
+    "http.listen {host}:{port}: {reason}: another program uses this port; choose another one "
+    "(e.g. 127.0.0.1:8090) or remove the http block": (
+        "http.listen {host}:{port}: {reason}: otro programa usa este puerto; elija otro "
+        "(p. ej. 127.0.0.1:8090) o quite el bloque http"
+    ),
+    "no history yet: {path} does not exist (the agent writes it while it runs)": "aún no hay "
+    "historial: {path} no existe (el agente lo escribe mientras funciona)",
+    "no closed {kind}s yet": "aún no hay {kind}s cerrados",
+    "{path} can be read by every user of this machine and holds a password or token; make it "
+    "private: chmod 640 {path}": (
+        "cualquier usuario de esta máquina puede leer {path}, y contiene una contraseña o "
+        "token; hágalo privado: chmod 640 {path}"
+    ),
+}
+
+
+def spanish() -> bool:
+    for var in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(var)
+        if value:
+            return value.lower().startswith("es")
+    return False
+
+
+def tr(message: str, /, **values: object) -> str:
+    """``message`` in the user's language, its ``{name}`` placeholders filled from ``values``."""
+    if spanish():
+        message = ES.get(message, message)
+    return message.format(**values) if values else message
