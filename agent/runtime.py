@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import sdnotify
 from agent.config import (
@@ -25,12 +26,10 @@ from agent.config import (
     SerialBusConfig,
     TcpBusConfig,
 )
-from agent.homeassistant import discovery
 from agent.httpstatus import PortTaken, StatusServer, json_body, prometheus
 from agent.livestatus import LiveStatus
 from agent.messages import Message, MessageBuilder
 from agent.metrics.engine import MetricsEngine, MetricsStore
-from agent.outputs.influxdb import InfluxOutput
 from agent.outputs.mqtt import MqttOutput
 from agent.scheduler import (
     BusWorker,
@@ -49,6 +48,9 @@ from drivers.links import SerialLine, TcpEndpoint
 from drivers.modbus.planner import plan_reads
 from drivers.modbus.transport import ModbusTransport, read_wire_time
 from drivers.reading import PollResult
+
+if TYPE_CHECKING:  # imported only where configured, to keep the agent small
+    from agent.outputs.influxdb import InfluxOutput
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +265,8 @@ class Agent:
             )
             self.pipeline.outputs.append(self.mqtt)
             if cfg.outputs.mqtt.homeassistant:
+                from agent.homeassistant import discovery
+
                 for driver in self.drivers:
                     for msg in discovery(
                         cfg.site,
@@ -274,6 +278,8 @@ class Agent:
                         self.mqtt.submit(msg)  # retained: published on every connect
         self.influx: InfluxOutput | None = None
         if cfg.outputs.influxdb is not None:
+            from agent.outputs.influxdb import InfluxOutput
+
             self.influx_spool = Spool(
                 self.state_dir / "influx-spool.sqlite",
                 max_bytes=int(cfg.spool.max_mb * 2**20),
