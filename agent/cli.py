@@ -167,11 +167,12 @@ async def _run(path: str, loaded: LoadedConfig) -> int:
     an invalid one is reported and the agent goes on as it was."""
     loop = asyncio.get_running_loop()
     previous: LoadedConfig | None = None
-    while True:
+    terminate = asyncio.Event()  # one for the whole process: a SIGTERM mid-hand-over counts
+    while not terminate.is_set():
         stop = asyncio.Event()
         agent = Agent(loaded)
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, _terminate, terminate, stop)
         # `kill -USR1 <pid>` logs the counters without stopping (benchmarks, field checks)
         loop.add_signal_handler(signal.SIGUSR1, _log_stats, agent)
         pending: list[LoadedConfig] = []
@@ -192,9 +193,14 @@ async def _run(path: str, loaded: LoadedConfig) -> int:
             loaded, previous = previous, None
             continue
         if not pending:
-            return 0
-        previous, loaded = loaded, pending[0]
-        sdnotify.notify("READY=1\nSTATUS=reloaded")
+            break
+        previous, loaded = loaded, pending[0]  # the new agent says READY=1 once it polls
+    return 0
+
+
+def _terminate(terminate: asyncio.Event, stop: asyncio.Event) -> None:
+    terminate.set()
+    stop.set()
 
 
 def _log_stats(agent: Agent) -> None:
