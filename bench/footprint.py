@@ -10,11 +10,18 @@ read from /proc and its CPU time is measured over ``--seconds``.
 The floor, measured in the same run: a bare Python process that imports what the agent
 imports (``agent.cli`` and everything it pulls in) and then sleeps. Ratio: agent RSS / floor.
 Goal (issue 6): the agent with 10 devices and MQTT output under 40 MiB RSS.
+
+Where the floor goes: the RSS of a process importing a growing list of modules (the
+interpreter alone, then asyncio, paho, pymodbus, PyYAML + sqlite3, pydantic, Vatio itself).
+Every process runs from compiled bytecode, as an installed agent does: the bench compiles
+agent/ and drivers/ first and ignores PYTHONDONTWRITEBYTECODE (compiling at each start would
+add about 1 MiB that an installed agent does not pay).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import subprocess
 import sys
@@ -46,6 +53,32 @@ def measure(pid: int, seconds: float) -> tuple[float, float]:
     time.sleep(seconds)
     cpu = (cpu_seconds(pid) - c0) / (time.monotonic() - t0) * 100
     return rss_mib(pid), cpu
+
+
+LAYERS = [
+    ("python alone", []),
+    ("+ asyncio (and ssl)", ["asyncio"]),
+    ("+ paho-mqtt", ["paho.mqtt.client"]),
+    ("+ pymodbus client", ["pymodbus.client"]),
+    ("+ PyYAML, sqlite3", ["yaml", "sqlite3"]),
+    ("+ pydantic", ["pydantic"]),
+    ("+ vatio (config models, drivers, runtime)", ["agent.cli", "agent.runtime"]),
+]
+
+
+def layers() -> list[tuple[str, float]]:
+    out, imports = [], []
+    for label, modules in LAYERS:
+        imports += modules
+        code = f"import time{''.join(', ' + m for m in imports)}; time.sleep(60)"
+        proc = subprocess.Popen([sys.executable, "-c", code])
+        try:
+            time.sleep(3)
+            out.append((label, rss_mib(proc.pid)))
+        finally:
+            proc.kill()
+            proc.wait()
+    return out
 
 
 def floor(seconds: float) -> tuple[float, float]:
@@ -98,7 +131,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=30)
     args = ap.parse_args()
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    root = Path(__file__).resolve().parents[1]
+    for package in ("agent", "drivers", "simulators"):
+        compileall.compile_dir(root / package, quiet=1)
     print(f"bench/footprint: RSS after a 10 s warm-up, CPU over {args.seconds:g} s")
+    before = 0.0
+    for label, rss in layers():
+        print(f"  {label:44s} {rss:5.1f} MiB  ({rss - before:+.1f})")
+        before = rss
     floor_rss, floor_cpu = floor(args.seconds)
     print(f"  floor (python importing what the agent imports): {floor_rss:.1f} MiB, "
           f"{floor_cpu:.2f} % CPU")  # fmt: skip
