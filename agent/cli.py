@@ -261,7 +261,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(run())
-    except WriteError as exc:
+    except (WriteError, PortTaken) as exc:
         print(tr("error: {text}", text=exc), file=sys.stderr)
         return 1
 

@@ -32,6 +32,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from agent import sdnotify
+from agent.httpstatus import StatusServer, json_body, prometheus
 from agent.influx import Unavailable, Writer, make_writer, write_isolating
 from agent.ingest.config import IngestConfig
 from agent.ingest.lineproto import BadMessage, to_line
@@ -50,6 +51,7 @@ class IngestStats:
     write_failures: int = 0  # attempts that found the database unavailable
     connects: int = 0
     connected: bool = False
+    database_down: str = ""  # why the last write failed, until one succeeds again
     last_error: str = ""
     dead_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -112,11 +114,21 @@ class IngestBridge:
         period = sdnotify.watchdog_period()
         if period is not None:
             helpers.append(asyncio.create_task(self._watchdog_loop(period), name="watchdog"))
+        http = None
+        if self.cfg.http is not None:
+            http = StatusServer(
+                self.cfg.http.host,
+                self.cfg.http.port,
+                {"/healthz": self._healthz, "/metrics": self._metrics},
+            )
+            await http.start()  # a port already taken stops the start, with a clear message
         sdnotify.notify("READY=1")
         try:
             await self._batch_loop(stop)
         finally:
             sdnotify.notify("STOPPING=1")
+            if http is not None:
+                await http.close()
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -251,10 +263,11 @@ class IngestBridge:
                 rejected = await asyncio.to_thread(write_isolating, writer.write, batch.lines)
                 if backoff > self.BACKOFF_START:
                     log.info("%s takes writes again", self.cfg.influxdb.where)
+                self.stats.database_down = ""
                 return rejected
             except Unavailable as exc:
                 self.stats.write_failures += 1
-                self.stats.last_error = str(exc)
+                self.stats.last_error = self.stats.database_down = str(exc)
                 log.warning(
                     "%s; retrying in %.0f s (%d message(s) wait, unacknowledged, at the broker)",
                     exc,
@@ -311,6 +324,42 @@ class IngestBridge:
             f"{s.skipped} statuses skipped, {s.dead_letters} dead letters, "
             f"{len(self._inbox)} waiting"
         )
+
+    async def _healthz(self) -> tuple[int, str, str]:
+        problems = []
+        if not self.stats.connected:
+            problems.append(f"MQTT broker not connected: {self.stats.last_error}")
+        if self.stats.database_down:
+            problems.append(f"database not taking writes: {self.stats.database_down}")
+        body = {
+            "status": "unhealthy" if problems else "ok",
+            "problems": problems,
+            "waiting": len(self._inbox),
+        }
+        return (503 if problems else 200), "application/json", json_body(body)
+
+    async def _metrics(self) -> tuple[int, str, str]:
+        s = self.stats
+        rows: list[tuple[str, str, str, dict[str, str], float]] = [
+            ("vatio_ingest_received_total", "counter", "Messages received.", {}, s.received),
+            ("vatio_ingest_points_total", "counter", "Points written.", {}, s.written),
+            ("vatio_ingest_batches_total", "counter", "Batches written.", {}, s.batches),
+            ("vatio_ingest_skipped_total", "counter", "Statuses (no point).", {}, s.skipped),
+            ("vatio_ingest_write_failures_total", "counter",
+             "Writes that found the database unavailable.", {}, s.write_failures),
+            ("vatio_ingest_waiting_messages", "gauge", "Received, not yet written.", {},
+             len(self._inbox)),
+            ("vatio_ingest_mqtt_connected", "gauge", "1 while connected to the broker.", {},
+             float(s.connected)),
+            ("vatio_ingest_database_up", "gauge", "0 while writes fail.", {},
+             float(not s.database_down)),
+        ]  # fmt: skip
+        rows += [
+            ("vatio_ingest_dead_letters_total", "counter", "Messages sent to dead letters.",
+             {"reason": reason}, n)
+            for reason, n in sorted(s.dead_reasons.items())
+        ]  # fmt: skip
+        return 200, "text/plain; version=0.0.4", prometheus(rows)
 
     async def _watchdog_loop(self, period: float) -> None:
         """Keepalives for systemd (``WatchdogSec=``), from the event loop that does the

@@ -25,6 +25,7 @@ from pydantic import Field, ValidationError, model_validator
 from agent.config import (
     NAME_PATTERN,
     Duration,
+    HttpConfig,
     InfluxConfig,
     MqttConnectionConfig,
     _Strict,
@@ -56,6 +57,7 @@ class IngestConfig(_Strict):
     mqtt: IngestMqttConfig = IngestMqttConfig()
     influxdb: InfluxConfig
     dead_letter_topic: str = Field("vatio-deadletter", min_length=1)
+    http: HttpConfig | None = None  # /healthz and /metrics, off unless configured
 
     @model_validator(mode="after")
     def _window(self) -> IngestConfig:

@@ -12,10 +12,11 @@ import threading
 
 import pytest
 
-from simulators.brokers import MosquittoProcess
+from simulators.brokers import MosquittoProcess, free_port
 from simulators.configs import loopback_config
 from simulators.fleet import Fleet, publish
 from tests.helpers import wait_until
+from tests.integration.test_status_http import get
 
 pytestmark = pytest.mark.integration
 
@@ -93,15 +94,21 @@ def _written(log: str) -> int:
 async def test_the_database_stopped_under_the_bridge_loses_nothing(
     tmp_path, mosquitto, influxd, ingest_factory
 ):
+    """…and its /healthz says so meanwhile, while /metrics counts what was written."""
     fleet = Fleet(agents=20, devices=10)
     cfg = ingest_config(tmp_path, mosquitto.url, influxd.url, "v1")
+    http = f"127.0.0.1:{free_port()}"
+    cfg.write_text(cfg.read_text() + f"http: {{listen: '{http}'}}\n")
     bridge = ingest_factory(cfg, "bridge-1")
     await wait_until(lambda: "connected to MQTT broker" in bridge.output(), 20, "the bridge")
+    await wait_until(lambda: get(f"http://{http}/healthz")[0] == 200, 20, "healthy")
     messages = list(fleet.messages(30))
     thread, done = publish_in_background(mosquitto.url, messages, rate=1500)
     await wait_until(lambda: influxd.count("vatio", "telemetry", "seq") > 500, 20, "first points")
     influxd.pause()
     await wait_until(lambda: "retrying" in bridge.output(), 20, "the bridge to see the outage")
+    status, body = get(f"http://{http}/healthz")
+    assert status == 503 and "database not taking writes" in body
     await asyncio.sleep(2)
     influxd.start()
     await asyncio.to_thread(thread.join, 60)
@@ -110,6 +117,11 @@ async def test_the_database_stopped_under_the_bridge_loses_nothing(
         lambda: influxd.count("vatio", "telemetry", "seq") >= len(messages), 60, "every point"
     )
     assert influxd.count("vatio", "telemetry", "seq") == len(messages)
+    await wait_until(lambda: get(f"http://{http}/healthz")[0] == 200, 20, "healthy again")
+    metrics = get(f"http://{http}/metrics")[1]
+    assert f"vatio_ingest_points_total {len(messages)}\n" in metrics
+    assert "vatio_ingest_database_up 1\n" in metrics
+    assert "vatio_ingest_write_failures_total 0\n" not in metrics
     assert "database" in bridge.output() and "Traceback" not in bridge.output()
     assert bridge.stop() == 0
 
