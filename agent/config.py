@@ -50,6 +50,7 @@ from pydantic import (
     model_validator,
 )
 
+from drivers.i18n import tr
 from drivers.modbus.plugin import ModbusDriver
 from drivers.modbus.profile import Profile
 from drivers.plugin import DriverPlugin, PluginError, load_plugin
@@ -78,7 +79,9 @@ def parse_duration(value: Any) -> float:
         return float(value)
     if isinstance(value, str) and (m := _DURATION.match(value)):
         return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    raise ValueError(f"'{value}' is not a duration: write it like 1s, 500ms, 5m, 1h or 7d")
+    raise ValueError(
+        tr("'{value}' is not a duration: write it like 1s, 500ms, 5m, 1h or 7d", value=value)
+    )
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
@@ -220,7 +223,10 @@ class MqttConnectionConfig(_Strict):
         parts = urlsplit(value)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError(
-                f"'{value}' is not an MQTT URL: write mqtt://HOST:PORT (or mqtts:// for TLS)"
+                tr(
+                    "'{value}' is not an MQTT URL: write mqtt://HOST:PORT (or mqtts:// for TLS)",
+                    value=value,
+                )
             )
         return value
 
@@ -437,9 +443,10 @@ def substitute_env(
             problems.append(
                 doc.problem(
                     path,
-                    (
-                        f"environment variable {m.group(1)} is not set: set it (for the "
-                        f"service, in /etc/vatio/vatio.env) or write ${{{m.group(1)}:-default}}"
+                    tr(
+                        "environment variable {name} is not set: set it (for the service, in "
+                        "/etc/vatio/vatio.env) or write ${{{name}:-default}}",
+                        name=m.group(1),
                     ),
                 )
             )
@@ -485,14 +492,15 @@ def _resolve_device(
         return None
     bus = config.buses.get(dev.bus)
     if bus is None:
-        problems.append(doc.problem((*here, "bus"), (
-            f"unknown bus '{dev.bus}': define it under buses "
-            f"(defined: {', '.join(config.buses)})"
+        problems.append(doc.problem((*here, "bus"), tr(
+            "unknown bus '{bus}': define it under buses (defined: {defined})",
+            bus=dev.bus, defined=", ".join(config.buses),
         )))  # fmt: skip
     elif bus.type not in plugin.bus_types:
-        problems.append(doc.problem((*here, "bus"), (
-            f"driver '{dev.driver}' talks over {' or '.join(plugin.bus_types)}, but bus "
-            f"'{dev.bus}' is {bus.type}: choose a bus of the right type"
+        problems.append(doc.problem((*here, "bus"), tr(
+            "driver '{driver}' talks over {types}, but bus '{bus}' is {type}: choose a bus of "
+            "the right type",
+            driver=dev.driver, types=" or ".join(plugin.bus_types), bus=dev.bus, type=bus.type,
         )))  # fmt: skip
         return None
     context = {"base_dir": base_dir, "bus_type": bus.type if bus else None}

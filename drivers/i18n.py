@@ -35,6 +35,30 @@ ES: dict[str, str] = {
     "(la primera en la línea {line}); deje solo una",
     "file not found; check the path": "no se encontró el archivo; revise la ruta",
     "cannot read the file: {error}": "no se puede leer el archivo: {error}",
+    # config values (agent/config.py, drivers/modbus/)
+    "'{value}' is not a duration: write it like 1s, 500ms, 5m, 1h or 7d": "'{value}' no es "
+    "una duración: escríbala como 1s, 500ms, 5m, 1h o 7d",
+    "'{value}' is not an MQTT URL: write mqtt://HOST:PORT (or mqtts:// for TLS)": "'{value}' "
+    "no es una URL MQTT: escriba mqtt://HOST:PUERTO (o mqtts:// con TLS)",
+    "environment variable {name} is not set: set it (for the service, in "
+    "/etc/vatio/vatio.env) or write ${{{name}:-default}}": "la variable de entorno {name} no "
+    "está definida: defínala (para el servicio, en /etc/vatio/vatio.env) o escriba "
+    "${{{name}:-valor}}",
+    "unknown bus '{bus}': define it under buses (defined: {defined})": "bus desconocido "
+    "'{bus}': defínalo bajo buses (definidos: {defined})",
+    "driver '{driver}' talks over {types}, but bus '{bus}' is {type}: choose a bus of the "
+    "right type": "el driver '{driver}' usa {types}, pero el bus '{bus}' es {type}: elija un "
+    "bus del tipo correcto",
+    "unit id {unit} is out of range {low}–{high} for RS-485 (Modbus serial line): use the "
+    "address set on the device (often 1)": "la unidad {unit} está fuera del rango {low}–{high} "
+    "de RS-485 (Modbus serie): use la dirección configurada en el equipo (a menudo 1)",
+    "unit id {unit} is out of range {low}–{high}: use the address set on the device (often 1)": (
+        "la unidad {unit} está fuera del rango {low}–{high}: use la dirección configurada en "
+        "el equipo (a menudo 1)"
+    ),
+    "unknown profile '{ref}': {hint} (built-in: {builtin})": "perfil desconocido '{ref}': "
+    "{hint} (incluidos: {builtin})",
+    "or give the path of a profile .yaml file": "o dé la ruta de un archivo de perfil .yaml",
     # the CLI (agent/cli.py)
     "error: 1 problem in {path}:": "error: 1 problema en {path}:",
     "error: {n} problems in {path}:": "error: {n} problemas en {path}:",

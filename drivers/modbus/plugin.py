@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
 
+from drivers.i18n import tr
 from drivers.modbus.device import ModbusDevice
 from drivers.modbus.profile import Profile, load_profile
 from drivers.modbus.transport import ModbusTransport
@@ -40,9 +41,16 @@ class ModbusOptions(BaseModel):
         low, high = (1, 247) if serial else (0, 255)
         if not low <= unit <= high:
             raise ValueError(
-                f"unit id {unit} is out of range {low}–{high}"
-                + (" for RS-485 (Modbus serial line)" if serial else "")
-                + ": use the address set on the device (often 1)"
+                tr(
+                    "unit id {unit} is out of range {low}–{high} for RS-485 (Modbus serial "
+                    "line): use the address set on the device (often 1)"
+                    if serial
+                    else "unit id {unit} is out of range {low}–{high}: use the address set on "
+                    "the device (often 1)",
+                    unit=unit,
+                    low=low,
+                    high=high,
+                )
             )
         return unit
 

@@ -26,6 +26,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from drivers.i18n import tr
 from drivers.modbus.register_codec import DataType, Order
 from drivers.vocabulary import UnknownQuantityError, check_quantity
 from drivers.yamlconf import ConfigError, YamlDocument, load_yaml_file, validation_problems
@@ -220,5 +221,16 @@ def load_profile(ref: str, base_dir: Path | None = None) -> Profile:
     if ref in builtin_profiles():
         return _load_path(PROFILE_DIR / f"{ref}.yaml", ref)
     close = difflib.get_close_matches(ref, builtin_profiles(), n=1)
-    hint = f"did you mean '{close[0]}'?" if close else "or give the path of a profile .yaml file"
-    raise ValueError(f"unknown profile '{ref}': {hint} (built-in: {', '.join(builtin_profiles())})")
+    hint = (
+        tr("did you mean '{close}'?", close=close[0])
+        if close
+        else tr("or give the path of a profile .yaml file")
+    )
+    raise ValueError(
+        tr(
+            "unknown profile '{ref}': {hint} (built-in: {builtin})",
+            ref=ref,
+            hint=hint,
+            builtin=", ".join(builtin_profiles()),
+        )
+    )

@@ -65,6 +65,19 @@ def test_vatio_check_answers_in_spanish(tmp_path):
     assert "Traceback" not in es.stderr + en.stderr
 
 
+def test_value_problems_answer_in_spanish_too(tmp_path):
+    cfg = tmp_path / "vatio.yaml"
+    head = "site: s\nbuses: {b: {type: modbus-rtu, port: /dev/null}}\n"
+    cfg.write_text(head + "devices: {m: {bus: b, unit: 1, profile: x, interval: 5 minutos}}\n")
+    es = run_cli("check", "-c", str(cfg), lang="es_MX.UTF-8").stderr
+    assert "'5 minutos' no es una duración" in es
+    cfg.write_text(head + "devices: {m: {bus: b, unit: 300, profile: eastron_sdm63}}\n")
+    es = run_cli("check", "-c", str(cfg), lang="es_MX.UTF-8").stderr
+    assert "perfil desconocido 'eastron_sdm63': ¿quiso decir 'eastron_sdm630'?" in es
+    assert "la unidad 300 está fuera del rango 1–247 de RS-485" in es
+    assert "Traceback" not in es
+
+
 def test_a_password_everyone_can_read_is_warned_about_in_both_languages(tmp_path):
     cfg = tmp_path / "vatio.yaml"
     cfg.write_text(
