@@ -33,7 +33,7 @@ def status(base: str) -> dict:
         return json.load(r)
 
 
-def chromium(tmp_path: Path):
+def chromium(tmp_path: Path, lang: str = "en-US"):
     binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if binary is None or driver is None:
         pytest.fail("chromium and chromedriver are not installed: run ./scripts/test as root")
@@ -48,9 +48,11 @@ def chromium(tmp_path: Path):
         "--disable-dev-shm-usage",
         "--disable-gpu",
         "--window-size=1280,1400",
-        f"--user-data-dir={tmp_path / 'chromium'}",
+        f"--user-data-dir={tmp_path / ('chromium-' + lang)}",
+        f"--lang={lang}",
     ):
         options.add_argument(arg)
+    options.add_experimental_option("prefs", {"intl.accept_languages": lang})
     # an explicit driver path: Selenium Manager (which would download one) is never asked
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
@@ -149,6 +151,19 @@ async def _check_page(tmp_path: Path, cfg: Path, env: dict[str, str], http_port:
         assert browser.save_screenshot(str(shot))
         shutil.copy(shot, ARTIFACTS / "status-page.png")
         assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    finally:
+        browser.quit()
+    browser = chromium(tmp_path, "es-MX")  # a technician's browser set to Spanish
+    try:
+        browser.get(base + "/")
+        await wait_until(
+            lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"),
+            20,
+            "the Spanish page's first render",
+        )
+        headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
+        assert headings == ["Equipos", "Potencia, última hora (kW)",
+                            "PM2.5, última hora (µg/m³)", "Eventos recientes"]  # fmt: skip
     finally:
         browser.quit()
     assert agent.stop() == 0
