@@ -17,12 +17,13 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import get_args
 
 from agent import sdnotify
 from agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
 from agent.httpstatus import PortTaken
 from agent.influx import WriteError
-from agent.logs import secrets_of, setup_logging
+from agent.logs import LogFormat, secrets_of, setup_logging
 from agent.runtime import (
     Agent,
     StateDirError,
@@ -363,13 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the agent (what the service runs)")
     p.add_argument("-c", "--config", required=True, help="config file (YAML)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument(
-        "--log-format",
-        choices=["auto", "journal", "text", "json"],
-        default="auto",
-        help="auto: journal under systemd, text on a terminal; json for log shippers",
-    )
+    _logging_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="validate a config and show each device's poll plan")
@@ -393,13 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="the ingest bridge: MQTT → InfluxDB / VictoriaMetrics")
     p.add_argument("-c", "--config", required=True, help="ingest config file (YAML)")
     p.add_argument("--client-id", help="this bridge's MQTT client id (unique and stable)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument(
-        "--log-format",
-        choices=["auto", "journal", "text", "json"],
-        default="auto",
-        help="auto: journal under systemd, text on a terminal; json for log shippers",
-    )
+    _logging_options(p)
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("scan", help="find Modbus devices on a serial port or TCP gateway")
@@ -423,6 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         register(sub)
     return parser
+
+
+def _logging_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "--log-format",
+        choices=get_args(LogFormat),
+        default="auto",
+        help="auto: journal under systemd, text on a terminal; json for log shippers",
+    )
 
 
 def _unavailable(name: str, missing: str) -> Command:

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
 
 from simulators.brokers import free_port
 from tests.conftest import AgentProcess
@@ -55,6 +56,16 @@ def chromium(tmp_path: Path, lang: str = "en-US"):
     options.add_experimental_option("prefs", {"intl.accept_languages": lang})
     # an explicit driver path: Selenium Manager (which would download one) is never asked
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+
+
+async def open_page(browser, url: str) -> None:
+    """Load the page and wait for its first render from /api/status."""
+    browser.get(url)
+    await wait_until(
+        lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"),
+        20,
+        "the page's first render",
+    )
 
 
 async def test_the_status_page_shows_devices_events_and_an_hour_of_charts(
@@ -113,14 +124,7 @@ async def _check_page(tmp_path: Path, cfg: Path, env: dict[str, str], http_port:
 
     browser = chromium(tmp_path)
     try:
-        browser.get(base + "/")
-        from selenium.webdriver.common.by import By
-
-        await wait_until(
-            lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"),
-            20,
-            "the page's first render",
-        )
+        await open_page(browser, base + "/")
         rows = browser.find_elements(By.CSS_SELECTOR, "#devices tr")
         text = {r.find_element(By.TAG_NAME, "strong").text: r.text for r in rows}
         assert set(text) == {"tablero-principal", "compresor", "pm-patio"}
@@ -155,12 +159,7 @@ async def _check_page(tmp_path: Path, cfg: Path, env: dict[str, str], http_port:
         browser.quit()
     browser = chromium(tmp_path, "es-MX")  # a technician's browser set to Spanish
     try:
-        browser.get(base + "/")
-        await wait_until(
-            lambda: browser.find_element(By.TAG_NAME, "body").get_attribute("data-loaded"),
-            20,
-            "the Spanish page's first render",
-        )
+        await open_page(browser, base + "/")
         headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
         assert headings == ["Equipos", "Potencia, última hora (kW)",
                             "PM2.5, última hora (µg/m³)", "Eventos recientes"]  # fmt: skip
