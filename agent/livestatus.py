@@ -60,8 +60,8 @@ class LiveStatus:
             return
         dev = self._device(result.device)
         dev.last_ts = result.ts
-        dev.values = dict(result.values)
-        dev.quality = dict(result.quality)
+        dev.values = result.values  # each poll makes new dicts: no copy needed
+        dev.quality = result.quality
         for quantity, by_device in self._series.items():
             value = result.values.get(quantity)
             if value is None:
@@ -75,7 +75,7 @@ class LiveStatus:
 
     def metrics(self, device: str, values: dict[str, float | None], ts: float) -> None:
         dev = self._device(device)
-        dev.metrics = dict(values)
+        dev.metrics = values
         dev.metrics_ts = ts
 
     def event(self, device: str, kind: str, message: str, ts: float) -> None:

@@ -172,7 +172,7 @@ class _Pipeline:
     ) -> None:
         self.builder = builder
         self.engine = engine
-        self.live = live or LiveStatus()
+        self.live = live  # what the status page shows; None when it is off
         self.outputs: list[MqttOutput | InfluxOutput] = []
         self._failed_before: set[str] = set()
         self._metrics_failed: set[str] = set()
@@ -196,7 +196,8 @@ class _Pipeline:
             else:
                 for quantity, flag in flags.items():  # what the reading's values mean
                     result.quality.setdefault(quantity, flag)
-        self.live.reading(result)
+        if self.live is not None:
+            self.live.reading(result)
         if self.outputs:
             self.emit(self.builder.telemetry(result))
         elif result.ok:
@@ -210,11 +211,13 @@ class _Pipeline:
         assert self.engine is not None
         values = self.engine.values(device, now)
         if values:
-            self.live.metrics(device, values, now)
+            if self.live is not None:
+                self.live.metrics(device, values, now)
             self.emit(self.builder.metrics(device, values, now))
 
     def event(self, device: str, kind: str, message: str) -> None:
-        self.live.event(device, kind, message, clock.now())
+        if self.live is not None:
+            self.live.event(device, kind, message, clock.now())
         self.emit(self.builder.event(device, kind, message))
 
     def device_state(self, device: str, state: str, reason: str) -> None:
@@ -243,7 +246,9 @@ class Agent:
                 {n: d.metrics for n, d in loaded.devices.items()},
                 MetricsStore(self.state_dir / "metrics.sqlite"),
             )
-        self.pipeline = _Pipeline(self.builder, self.engine)
+        self.pipeline = _Pipeline(
+            self.builder, self.engine, LiveStatus() if cfg.http is not None else None
+        )
         self.scheduler, self.transports, self.drivers = build_scheduler(loaded, self.pipeline)
         self.mqtt: MqttOutput | None = None
         self.spool: Spool | None = None
@@ -480,6 +485,7 @@ class Agent:
         """What the status page draws: no config values, so no secret can reach it."""
         cfg = self.loaded.config
         now = clock.now()
+        assert self.pipeline.live is not None  # made with the http endpoint
         live = self.pipeline.live.snapshot(now)
         seen: dict[str, dict[str, object]] = live.pop("devices")  # type: ignore[assignment]
         devices = []
