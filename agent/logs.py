@@ -5,8 +5,9 @@ place it goes to reads best, and never a secret.
   priority (``<3>`` for an error, sd-daemon(3)), so ``journalctl -p warning`` filters by level;
   journald adds the time itself.
 * ``text``: a terminal: time, level, logger, message.
-* ``json``: one JSON object per line (``ts``, ``level``, ``logger``, ``message``, and
-  ``exception`` when there is one) for log shippers.
+* ``json``: one JSON object per line (``ts``, ``level``, ``logger``, ``message``, the
+  fields a call passed as ``extra=`` such as ``device`` and ``state``, and ``exception``
+  when there is one) for log shippers.
 
 Every secret of the config (each ``SecretStr`` field: MQTT and InfluxDB passwords, tokens) is
 replaced by ``***`` in the finished line, tracebacks included, whatever code logged it.
@@ -51,6 +52,10 @@ def secrets_of(model: BaseModel) -> list[str]:
     return found
 
 
+# what every LogRecord has; anything else came from a call's ``extra=``
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
 class _Formatter(logging.Formatter):
     def __init__(self, style: LogFormat, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -74,6 +79,9 @@ class _Formatter(logging.Formatter):
                 "logger": record.name,
                 "message": self._redact(message),
             }
+            for key, value in record.__dict__.items():  # `extra=` fields: device, state…
+                if key not in _STANDARD and not key.startswith("_"):
+                    body[key] = self._redact(str(value))
             if exception:
                 body["exception"] = self._redact(exception)
             return json.dumps(body, ensure_ascii=False)

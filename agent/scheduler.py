@@ -179,9 +179,17 @@ class BusWorker:
     def _transition(self, dev: ScheduledDevice, state: str, reason: str) -> None:
         previous, dev.stats.state = dev.stats.state, state
         if state == "degraded":
-            log.warning("device '%s' (%s): %s", dev.driver.name, dev.where, reason)
+            log.warning(
+                "device '%s' (%s): %s",
+                dev.driver.name, dev.where, reason,
+                extra={"device": dev.driver.name, "state": state},
+            )  # fmt: skip
         elif previous == "degraded":
-            log.info("device '%s' (%s) answers again", dev.driver.name, dev.where)
+            log.info(
+                "device '%s' (%s) answers again",
+                dev.driver.name, dev.where,
+                extra={"device": dev.driver.name, "state": state},
+            )  # fmt: skip
         self.sink.device_state(dev.driver.name, state, reason)
 
 

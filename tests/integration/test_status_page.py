@@ -68,9 +68,7 @@ async def open_page(browser, url: str) -> None:
     )
 
 
-async def test_the_status_page_shows_devices_events_and_an_hour_of_charts(
-    tmp_path, mosquitto, agent_factory
-):
+async def test_the_status_page_shows_devices_events_and_an_hour_of_charts(tmp_path, mosquitto):
     modbus_port, http_port, closed_port = free_port(), free_port(), free_port()
     devices = (
         "  tablero-principal: {bus: meters, unit: 1, profile: eastron_sdm630, interval: 1m}\n"
@@ -94,17 +92,19 @@ async def test_the_status_page_shows_devices_events_and_an_hour_of_charts(
     )
     env = {"VATIO_SIMULATED_TIME": f"2026-11-23T09:00:00-06:00,{SPEED},{time.time() + 2}"}
     sim = AgentProcess(simulated, env, ("simulate",), tmp_path / "simulate.log")
+    agent = None
     try:
-        await _check_page(tmp_path, cfg, env, http_port, agent_factory)
+        await wait_until(lambda: (tmp_path / "ttyPM").exists(), 20, "the simulated sensor's pty")
+        # JSON logs here, so the degraded device's line can be checked for its fields too
+        agent = AgentProcess(cfg, env, ("run", "--log-format", "json"))
+        await _check_agent(tmp_path, agent, http_port)
     finally:
+        if agent is not None:
+            agent.stop()
         sim.stop()
 
 
-async def _check_page(tmp_path: Path, cfg: Path, env: dict[str, str], http_port: int,
-                      agent_factory) -> None:  # fmt: skip
-    pty = tmp_path / "ttyPM"
-    await wait_until(lambda: pty.exists(), 20, "the simulated sensor's pty")
-    agent = agent_factory(cfg, env)
+async def _check_agent(tmp_path: Path, agent: AgentProcess, http_port: int) -> None:
     base = f"http://127.0.0.1:{http_port}"
     await wait_until(lambda: "status on http" in agent.output(), 20, "the status endpoint")
 
@@ -167,3 +167,7 @@ async def _check_page(tmp_path: Path, cfg: Path, env: dict[str, str], http_port:
         browser.quit()
     assert agent.stop() == 0
     assert "hunter2-secret" not in agent.output()
+    lines = agent.output().splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    down = [r for r in records if r.get("device") == "compresor" and r.get("state") == "degraded"]
+    assert len(down) == 1 and down[0]["level"] == "warning", down

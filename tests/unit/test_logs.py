@@ -79,3 +79,14 @@ def test_the_environment_decides_auto(monkeypatch, lines):
     setup_logging()
     logging.getLogger("v").info("hi")
     assert lines() == ["<6>INFO v: hi"]
+
+
+def test_json_lines_carry_the_fields_a_call_passed(lines):
+    setup_logging(style="json", secrets=["pw-9"])
+    logging.getLogger("agent.scheduler").warning(
+        "device 'm1' down", extra={"device": "m1", "state": "degraded", "note": "pw-9"}
+    )
+    (line,) = map(json.loads, lines())
+    assert line["device"] == "m1" and line["state"] == "degraded"
+    assert line["note"] == "***"
+    assert "args" not in line and "msg" not in line  # LogRecord's own attributes stay out
