@@ -19,7 +19,13 @@ log = logging.getLogger(__name__)
 
 Route = Callable[[], Awaitable[tuple[int, str, str]]]  # → status, content type, body
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 class PortTaken(Exception):
@@ -72,7 +78,11 @@ class StatusServer:
                     f"no {path} here: try / (the status page), /healthz or /metrics\n",
                 )
             else:
-                status, ctype, body = await route()
+                try:
+                    status, ctype, body = await route()
+                except Exception:  # a bug behind one page must not look like a dead agent
+                    log.exception("GET %s failed", path)
+                    status, ctype, body = 500, "text/plain", "internal error: see the log\n"
             data = body.encode()
             head = (
                 f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
