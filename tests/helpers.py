@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from drivers.modbus.register_codec import DataType
@@ -22,6 +26,22 @@ async def wait_until(condition: Callable[[], Any], timeout: float = 15.0, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what or condition}")
         await asyncio.sleep(0.1)
+
+
+def run_cli(
+    *args: str, lang: str = "C.UTF-8", cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``vatio ARGS`` in a child process, in the language ``lang`` (English by default, so a
+    developer's Spanish locale cannot change what the tests read)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**env, "LANG": lang},
+        timeout=60,
+    )
 
 
 def expected_on_wire(profile, served: dict[str, float]) -> dict[str, float]:

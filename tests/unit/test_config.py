@@ -1,13 +1,12 @@
 """Config and profile errors: each names its place and says what to do."""
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from agent.config import ConfigError, load_config, parse_config_text, parse_duration
+from tests.helpers import run_cli
 
 GOOD = """\
 site: planta-norte
@@ -157,16 +156,6 @@ def test_missing_config_file():
     with pytest.raises(ConfigError) as info:
         load_config("/nonexistent/vatio.yaml")
     assert "file not found" in str(info.value)
-
-
-def run_cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=60,
-    )
 
 
 def test_check_prints_plan(tmp_path: Path):

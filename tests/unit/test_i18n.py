@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import stat
-import subprocess
-import sys
 
 import pytest
 
 from drivers.i18n import ES, spanish, tr
+from tests.helpers import run_cli
 
 BAD = "site: s\nbuses: {b: {type: modbus-tcp, host: 127.0.0.1}}\ndevices: {}\nnonsense: 1\n"
 
@@ -41,17 +39,6 @@ def test_the_language_follows_gettexts_variables(monkeypatch, env, expected):
         monkeypatch.setenv(k, v)
     assert spanish() is expected
     assert tr("ok: {path}", path="a.yaml") == ("correcto: a.yaml" if expected else "ok: a.yaml")
-
-
-def run_cli(*args: str, lang: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**env, "LANG": lang},
-        timeout=60,
-    )
 
 
 def test_vatio_check_answers_in_spanish(tmp_path):
