@@ -302,6 +302,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from agent.scan import make_client, report, scan
+    from drivers.reading import DeviceError
 
     target: str = args.target
     serial_port = target if target.startswith(("/", "COM")) else None
@@ -315,7 +316,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return 1
     if serial_port:
         bus_yaml = (
-            f"{{type: modbus-rtu, port: {serial_port}, baudrate: {args.baudrate}, "
+            f"{{type: modbus-rtu, port: {serial_port}, baudrate: {args.baudrate or 9600}, "
             f"parity: {args.parity}}}"
         )
     else:
@@ -332,22 +333,18 @@ def cmd_scan(args: argparse.Namespace) -> int:
             rtu_over_tcp=args.rtu_over_tcp,
             timeout=args.timeout,
         )
-        if not await client.connect():
-            text = tr(
-                "cannot open {target}: check the port name and that no other program uses it"
-                if serial_port
-                else "cannot open {target}: check the address and port, and that the gateway "
-                "is on the network",
-                target=target,
-            )
-            print(tr("error: {text}", text=text), file=sys.stderr)
+        try:
+            await client.open()
+        except DeviceError as exc:  # the port or address, and which setting, with the fix
+            client.close()
+            print(tr("error: {text}", text=f"{exc}: {exc.hint}"), file=sys.stderr)
             return 1
         try:
             found = await scan(client, units, progress=not args.quiet)
         finally:
             client.close()
-        print(report(found, "scanned", bus_yaml))
-        return 0
+        print(report(found, "scanned", bus_yaml, client.garbled))
+        return 0 if found or not client.garbled else 1
 
     try:
         return asyncio.run(run())
@@ -393,11 +390,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scan", help="find Modbus devices on a serial port or TCP gateway")
     p.add_argument("target", help="serial port (/dev/ttyUSB0) or HOST[:PORT] of a gateway")
-    p.add_argument("--baudrate", type=int, default=9600)
+    p.add_argument(
+        "--baudrate",
+        type=int,
+        help="the line's baud rate (default 9600 on a serial port; for a gateway, its "
+        "RS-485 side: each read then waits for its time on the wire)",
+    )
     p.add_argument("--parity", choices=["N", "E", "O"], default="N")
     p.add_argument("--rtu-over-tcp", action="store_true", help="the gateway speaks RTU over TCP")
     p.add_argument("--units", default="1-247", help="unit ids to probe (default 1-247)")
-    p.add_argument("--timeout", type=float, default=0.2, help="seconds to wait per probe")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=0.2,
+        help="seconds a device may take to answer, on top of each read's time on the wire",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_scan)
 

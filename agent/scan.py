@@ -5,6 +5,14 @@ reads the *signature* of every built-in profile (a few values that must fall in 
 e.g. a frequency of 45–65 Hz) to name the model. The most specific match wins; equally good
 matches are all listed. Ctrl-C stops the scan and still prints what was found. The result is
 a table and a YAML snippet ready to paste into the config.
+
+Reads go through the agent's own :class:`~drivers.modbus.transport.ModbusTransport`, so every
+reply is checked against its request (a late reply to an earlier, smaller read is refused by
+its register count, never decoded) and the line keeps its inter-frame silence. Each read's
+timeout is its time on the wire at the line's baud rate plus a device turnaround
+(``--timeout``, 0.2 s by default): an 80-register read at 2400 baud takes ~0.9 s on the wire,
+which a fixed 0.2 s would call silence. Units whose replies arrive garbled (bytes, but no
+valid frame) are reported as such, with "check baud rate and parity", not as absent.
 """
 
 from __future__ import annotations
@@ -13,15 +21,65 @@ import asyncio
 import sys
 from dataclasses import dataclass, field
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
-from pymodbus.framer import FramerType
-
+from drivers.links import SerialLine, TcpEndpoint
 from drivers.modbus.planner import plan_reads
 from drivers.modbus.profile import Profile, RegisterType, builtin_profiles, load_profile
 from drivers.modbus.register_codec import NotANumber, decode
+from drivers.modbus.transport import ModbusTransport, read_wire_time
+from drivers.reading import (
+    BadReply,
+    BusUnavailable,
+    DeviceExceptionReply,
+    DeviceTimeout,
+    GarbledReply,
+)
 
-Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+class ScanBus:
+    """The scanned line: the agent's transport, with a timeout sized for each read."""
+
+    def __init__(self, transport: ModbusTransport, baudrate: int | None, turnaround: float):
+        self.transport = transport
+        self.baudrate = baudrate  # None: unknown (a Modbus/TCP device): no wire time
+        self.turnaround = turnaround
+        self.garbled: dict[int, str] = {}  # unit -> what arrived instead of a frame
+        self.bad: dict[int, str] = {}  # unit -> why its reply was refused
+
+    def timeout(self, count: int) -> float:
+        """The read's time on the wire (request, reply, two t3.5) plus the turnaround."""
+        wire = read_wire_time(count, self.baudrate) if self.baudrate else 0.0
+        return wire + self.turnaround
+
+    async def read(self, rtype: RegisterType, start: int, count: int, unit: int) -> list[int]:
+        try:
+            return await self.transport.read(
+                rtype, start, count, unit, timeout=self.timeout(count)
+            )
+        except GarbledReply as exc:
+            self.garbled[unit] = str(exc)
+            raise
+        except BadReply as exc:
+            self.bad[unit] = str(exc)
+            raise
+
+    async def open(self) -> None:
+        """Connect now, so a port or address that fails is reported before scanning."""
+        try:
+            await self.transport.connect()
+        except BusUnavailable as exc:
+            link = self.transport.link
+            if isinstance(link, SerialLine):  # the transport named the port and the setting
+                raise BusUnavailable(str(exc).split("): ", 1)[-1], exc.hint) from None
+            raise BusUnavailable(
+                f"cannot open {link.host}:{link.port}",
+                "check the address and port, and that the gateway is on the network",
+            ) from None
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+Client = ScanBus
 
 # Exception replies that mean "nobody with this id": a gateway's "no path" / "no answer".
 ABSENT_CODES = {10, 11}
@@ -37,19 +95,13 @@ class Found:
 async def _read(
     client: Client, rtype: RegisterType, start: int, count: int, unit: int
 ) -> list[int] | None:
-    """Registers, or None when the unit refuses or stays silent."""
+    """Registers, or None when the unit refuses, stays silent or answers wrongly."""
     try:
-        if rtype is RegisterType.INPUT:
-            rr = await client.read_input_registers(start, count=count, device_id=unit)
-        else:
-            rr = await client.read_holding_registers(start, count=count, device_id=unit)
-    except ModbusException:
-        if not client.connected:  # pymodbus drops a TCP link after a few silences
-            await client.connect()
+        return await client.read(rtype, start, count, unit)
+    except (DeviceExceptionReply, DeviceTimeout):  # BadReply and GarbledReply included
         return None
-    if rr.isError():
-        return None
-    return list(rr.registers)
+    except BusUnavailable:
+        return None  # a dropped TCP link: the next read reconnects
 
 
 async def _signature(client: Client, unit: int, profile: Profile) -> dict[str, float] | None:
@@ -82,19 +134,22 @@ async def _signature(client: Client, unit: int, profile: Profile) -> dict[str, f
 
 
 async def _alive(client: Client, unit: int) -> bool:
-    """Does anything answer at this id? Any reply counts, even an exception (but 10/11)."""
+    """Does anything answer at this id? Any reply counts, even an exception (but 10/11) or
+    a wrong reply from this unit; garbled bytes do not (nobody can tell who sent them)."""
     for rtype in (RegisterType.HOLDING, RegisterType.INPUT):
         try:
-            if rtype is RegisterType.INPUT:
-                rr = await client.read_input_registers(0, count=1, device_id=unit)
-            else:
-                rr = await client.read_holding_registers(0, count=1, device_id=unit)
-        except ModbusException:
-            if not client.connected:
-                await client.connect()
+            await client.read(rtype, 0, 1, unit)
+        except DeviceExceptionReply as exc:
+            if exc.exception_code not in ABSENT_CODES | {4}:
+                return True
+            continue
+        except GarbledReply:
             return False
-        if not rr.isError() or getattr(rr, "exception_code", 0) not in ABSENT_CODES | {4}:
+        except BadReply:
             return True
+        except (DeviceTimeout, BusUnavailable):
+            return False
+        return True
     return False
 
 
@@ -131,13 +186,28 @@ async def scan(client: Client, units: range, progress: bool = True) -> list[Foun
     return found
 
 
-def report(found: list[Found], bus_name: str, bus_yaml: str) -> str:
+def report(
+    found: list[Found], bus_name: str, bus_yaml: str, garbled: dict[int, str] | None = None
+) -> str:
+    garbled = garbled or {}
+    warning: list[str] = []
+    if garbled:
+        units = ", ".join(str(u) for u in sorted(garbled)[:10])
+        more = f" and {len(garbled) - 10} more" if len(garbled) > 10 else ""
+        warning = [
+            f"replies are garbled: check baud rate and parity. Bytes came back at unit(s) "
+            f"{units}{more} but never a valid Modbus frame "
+            f"(e.g. {next(iter(garbled.values()))})."
+        ]
     if not found:
-        return (
-            "no device answered. Check the wiring (A/B), the baud rate and parity, and "
-            "that the devices are powered."
+        return "\n".join(
+            warning
+            or [
+                "no device answered. Check the wiring (A/B), the baud rate and parity, and "
+                "that the devices are powered."
+            ]
         )
-    lines = [f"{'unit':>4}  {'model (profile)':<40} values read"]
+    lines = [*warning, f"{'unit':>4}  {'model (profile)':<40} values read"]
     for f in found:
         model = " or ".join(f.profiles) if f.profiles else "answers, model not recognised"
         vals = ", ".join(f"{k}={v:g}" for k, v in f.values.items())
@@ -157,26 +227,21 @@ def make_client(
     host: str | None,
     tcp_port: int,
     serial_port: str | None,
-    baudrate: int,
+    baudrate: int | None,
     parity: str,
     rtu_over_tcp: bool,
     timeout: float,
-) -> Client:
+) -> ScanBus:
+    """The line to scan. ``timeout`` is the device turnaround added to each read's wire time
+    at ``baudrate`` (a serial line's, or a gateway's RS-485 side when given)."""
+    link: SerialLine | TcpEndpoint
     if serial_port is not None:
-        return AsyncModbusSerialClient(
-            serial_port,
-            baudrate=baudrate,
-            parity=parity,
-            timeout=timeout,
-            retries=0,
-            reconnect_delay=0,
-        )
-    assert host is not None
-    return AsyncModbusTcpClient(
-        host,
-        port=tcp_port,
-        timeout=timeout,
-        retries=0,
-        reconnect_delay=0,
-        framer=FramerType.RTU if rtu_over_tcp else FramerType.SOCKET,
+        baudrate = baudrate or 9600
+        link = SerialLine(serial_port, baudrate, parity)
+    else:
+        assert host is not None
+        link = TcpEndpoint(host, tcp_port, rtu_framing=rtu_over_tcp)
+    transport = ModbusTransport(
+        "scan", link, timeout=timeout, retries=0, keep_open_on_silence=True
     )
+    return ScanBus(transport, baudrate, timeout)

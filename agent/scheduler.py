@@ -156,7 +156,18 @@ class BusWorker:
         stats.polls += 1
         try:
             result = await dev.driver.poll()
-        except DeviceError as exc:
+        except Exception as exc:
+            # A DeviceError is the driver's word for a failed poll. Anything else (a bug, an
+            # error a driver did not foresee) fails this device the same way: escaping, it
+            # would end the bus's TaskGroup and, through the scheduler's, every bus.
+            unexpected = not isinstance(exc, DeviceError)
+            code = "error" if unexpected else exc.code  # type: ignore[attr-defined]
+            reason = (
+                f"unexpected {type(exc).__name__} in its driver: {exc}: report this to the "
+                "driver's authors"
+                if unexpected
+                else f"{exc}: {exc.hint}"  # type: ignore[attr-defined]
+            )
             stats.failures += 1
             stats.consecutive_failures += 1
             stats.last_error = str(exc)
@@ -164,11 +175,13 @@ class BusWorker:
                 dev.driver.name,
                 self.clock(),
                 dict.fromkeys(dev.driver.quantities),
-                dict.fromkeys(dev.driver.quantities, exc.code),
-                error=str(exc),
+                dict.fromkeys(dev.driver.quantities, code),
+                error=str(exc) or type(exc).__name__,
             )
             if stats.state != "degraded":
-                self._transition(dev, "degraded", f"{exc}: {exc.hint}")
+                if unexpected:  # the traceback once per state change, for the bug report
+                    log.debug("device '%s': poll failed", dev.driver.name, exc_info=exc)
+                self._transition(dev, "degraded", reason)
         else:
             if stats.state != "online":
                 self._transition(dev, "online", "answering")

@@ -60,3 +60,30 @@ class BusUnavailable(DeviceError):
 
     code = "unavailable"
     default_hint = "check the connection to the bus"
+
+
+class BadReply(DeviceTimeout):
+    """An answer came, but not a valid one to the request: wrong function code, unit id,
+    byte count or length, bytes after the frame. No value of it is ever decoded.
+
+    A subclass of :class:`DeviceTimeout` because, for the poll, it is the same thing: this
+    request got no usable answer (a driver that keeps a partial poll on a timeout keeps it
+    here too).
+    """
+
+    code = "bad_reply"
+    default_hint = (
+        "the reply does not match the request: check the unit id, that the profile matches "
+        "the device, and that no other device or master answers on this line or gateway"
+    )
+
+
+class GarbledReply(BadReply):
+    """Bytes arrived but never formed a valid frame (broken CRC, noise, cut short): on a
+    serial line the usual cause is a baud rate or parity that differs from the device's."""
+
+    code = "garbled"
+    default_hint = (
+        "check baud rate and parity (and stop bits) against the device's settings, then the "
+        "wiring (A/B swapped, termination, shield)"
+    )

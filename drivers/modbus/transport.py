@@ -9,23 +9,36 @@ A bus is what one request at a time travels on: a serial line (RS-485), or a TCP
   device's own minimum (Eastron wants 60 ms), whichever is longer;
 * reconnects with exponential backoff instead of pymodbus's own reconnect task, so a dead
   gateway costs one failed connect per backoff step, not one per read;
-* turns pymodbus results into :mod:`drivers.reading` errors with the device named.
+* checks every reply against its request (:mod:`drivers.modbus.replycheck`): a wrong one is a
+  :class:`~drivers.reading.BadReply`, bytes that never form a frame a
+  :class:`~drivers.reading.GarbledReply`, and nothing of either is decoded;
+* turns pymodbus results into :mod:`drivers.reading` errors with the device named; a port
+  that cannot be opened or refuses a setting is a located
+  :class:`~drivers.reading.BusUnavailable`, never an exception out of the bus.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import termios
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 
-from drivers.links import SerialLine, TcpEndpoint
+from drivers.links import SerialLine, TcpEndpoint, explain_serial_error
 from drivers.modbus.profile import RegisterType
-from drivers.reading import BusUnavailable, DeviceExceptionReply, DeviceTimeout
+from drivers.modbus.replycheck import ReplyGuard, ReplyRejected
+from drivers.reading import (
+    BadReply,
+    BusUnavailable,
+    DeviceExceptionReply,
+    DeviceTimeout,
+    GarbledReply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +96,7 @@ class _Connection:
     """One pymodbus client and its reconnect backoff."""
 
     client: Client
+    guard: ReplyGuard = field(default_factory=lambda: ReplyGuard(rtu=False))
     backoff: float = 0.0  # seconds to wait after the last failed connect
     retry_at: float = 0.0  # monotonic time of the next connect attempt
 
@@ -100,7 +114,12 @@ class ModbusTransport:
         *,
         timeout: float,
         retries: int,
+        keep_open_on_silence: bool = False,
     ) -> None:
+        """``keep_open_on_silence``: never drop a TCP link because units stay silent
+        (pymodbus closes it after ``retries + 3`` silences in a row; a scan of empty unit
+        ids would otherwise reconnect every few probes)."""
+        self.keep_open_on_silence = keep_open_on_silence
         self.name = name
         self.link = link
         self.timeout = timeout
@@ -119,7 +138,33 @@ class ModbusTransport:
     def describe(self) -> str:
         return self.link.describe()
 
-    def _make_client(self) -> Client:
+    def _make_connection(self) -> _Connection:
+        guard = ReplyGuard(
+            rtu=self.is_serial or (isinstance(self.link, TcpEndpoint) and self.link.rtu_framing),
+            on_receive=self._on_receive if self.is_serial else None,
+        )
+        client = self._make_client(guard)
+        guard.attach(client)
+        if self.keep_open_on_silence:
+            client.set_max_no_responses(1 << 30)
+        return _Connection(client, guard)
+
+    def _ensure_connections(self) -> None:
+        if not self._connections:
+            self._connections = [self._make_connection() for _ in range(self._size)]
+            for c in self._connections:
+                self._idle.put_nowait(c)
+
+    async def connect(self) -> None:
+        """Open the bus now (else the first read does); raises :class:`BusUnavailable`."""
+        self._ensure_connections()
+        conn = await self._idle.get()
+        try:
+            await self._ensure_connected(conn)
+        finally:
+            self._idle.put_nowait(conn)
+
+    def _make_client(self, guard: ReplyGuard) -> Client:
         # reconnect_delay=0 turns pymodbus's background reconnect off: _ensure_connected owns it
         if isinstance(self.link, SerialLine):
             return AsyncModbusSerialClient(
@@ -131,7 +176,7 @@ class ModbusTransport:
                 timeout=self.timeout,
                 retries=self.retries,
                 reconnect_delay=0,
-                trace_packet=self._on_packet,
+                trace_packet=guard,
             )
         return AsyncModbusTcpClient(
             self.link.host,
@@ -140,14 +185,13 @@ class ModbusTransport:
             timeout=self.timeout,
             retries=self.retries,
             reconnect_delay=0,
+            trace_packet=guard,
         )
 
-    def _on_packet(self, sending: bool, data: bytes) -> bytes:
+    def _on_receive(self) -> None:
         # the line is silent from the moment the reply's last byte arrived, not from when
         # pymodbus finished decoding it: count t3.5 from here
-        if not sending and data:
-            self._last_end = time.monotonic()
-        return data
+        self._last_end = time.monotonic()
 
     async def _ensure_connected(self, conn: _Connection) -> None:
         if conn.client.connected:
@@ -158,20 +202,25 @@ class ModbusTransport:
                 f"bus '{self.name}' ({self.describe()}) is down; next reconnect in "
                 f"{conn.retry_at - now:.0f} s"
             )
+        error: BaseException | None = None
         try:
             ok = await asyncio.wait_for(conn.client.connect(), self.timeout + 1.0)
-        except (TimeoutError, OSError, ModbusException):
-            ok = False
+        except (TimeoutError, OSError, ModbusException, termios.error, ValueError) as exc:
+            # termios.error is not an OSError: a port that refuses a setting (a pty and
+            # parity E) raises it straight out of pymodbus's connect
+            ok, error = False, exc
         if ok:
             conn.backoff = conn.retry_at = 0.0
             return
         conn.backoff = min(max(conn.backoff * 2, self.BACKOFF_START), self.BACKOFF_MAX)
         conn.retry_at = time.monotonic() + conn.backoff
-        hint = (
-            "check the cable, that the port exists and that no other program holds it"
-            if self.is_serial
-            else "check the address, port and network, and that the device accepts Modbus/TCP"
-        )
+        if isinstance(self.link, SerialLine):
+            # pymodbus swallows the reason of a failed open: find it, and which setting
+            reason, hint = explain_serial_error(self.link, error)
+            raise BusUnavailable(
+                f"cannot connect to bus '{self.name}' ({self.describe()}): {reason}", hint
+            )
+        hint = "check the address, port and network, and that the device accepts Modbus/TCP"
         raise BusUnavailable(f"cannot connect to bus '{self.name}' ({self.describe()})", hint)
 
     async def read(
@@ -181,16 +230,22 @@ class ModbusTransport:
         count: int,
         unit: int,
         min_gap: float = 0.0,
+        timeout: float | None = None,
     ) -> list[int]:
-        """Read ``count`` registers from ``unit``; raises a :class:`DeviceError` subclass."""
-        if not self._connections:
-            self._connections = [_Connection(self._make_client()) for _ in range(self._size)]
-            for c in self._connections:
-                self._idle.put_nowait(c)
+        """Read ``count`` registers from ``unit``; raises a :class:`DeviceError` subclass.
+
+        ``timeout`` replaces the bus's own for this read (``vatio scan`` sizes it per read).
+        """
+        self._ensure_connections()
         conn = await self._idle.get()
         client = conn.client
+        guard = conn.guard
+        wait_s = self.timeout if timeout is None else timeout
+        what = f"{register_type.value} registers {start}..{start + count - 1}"
         try:
             await self._ensure_connected(conn)
+            # pymodbus reads its per-request timeout from here on every attempt
+            client.ctx.comm_params.timeout_connect = wait_s
             if self.is_serial:
                 # silence after the last frame: the line's t3.5, the last device's own minimum
                 # (in _quiet_until) and this device's minimum, whichever ends last
@@ -204,6 +259,8 @@ class ModbusTransport:
                     rr = await client.read_input_registers(start, count=count, device_id=unit)
                 else:
                     rr = await client.read_holding_registers(start, count=count, device_id=unit)
+            except ReplyRejected as exc:
+                raise BadReply(f"bad reply reading {what}: {exc}") from None
             except ConnectionException as exc:
                 raise BusUnavailable(f"bus '{self.name}' ({self.describe()}) lost: {exc}") from None
             except ModbusIOException:
@@ -211,16 +268,22 @@ class ModbusTransport:
                     # a late reply may still be on its way: keep the line quiet a little
                     # longer, so it lands (and is discarded) before the next request instead
                     # of being taken for the next device's answer
-                    self._late_guard = 0.5 * self.timeout
-                raise DeviceTimeout(
-                    f"no answer within {self.timeout:g} s"
-                    + (f" after {self.retries} retries" if self.retries else "")
-                ) from None
+                    self._late_guard = 0.5 * wait_s
+                retries = f" after {self.retries} retries" if self.retries else ""
+                problem = guard.silence_problem()
+                if problem and guard.rtu:
+                    raise GarbledReply(
+                        f"replies are garbled: {guard.received} bytes arrived reading {what} "
+                        f"but no valid frame ({problem}){retries}"
+                    ) from None
+                if problem:
+                    raise BadReply(f"bad reply reading {what}: {problem}{retries}") from None
+                raise DeviceTimeout(f"no answer within {wait_s:g} s{retries}") from None
             except ModbusException as exc:
                 raise DeviceTimeout(f"bad or no answer: {exc}") from None
             finally:
                 if self.is_serial:
-                    # a reply received sets _last_end in _on_packet; silence or an error
+                    # a reply received sets _last_end in _on_receive; silence or an error
                     # counts from now
                     if self._last_end < started:
                         self._last_end = time.monotonic()
@@ -236,9 +299,21 @@ class ModbusTransport:
                     code,
                     EXCEPTION_HINTS.get(code, ""),
                 )
+            # the guard already held the bytes to the request; the decoded reply is checked
+            # again because a wrong value published is worse than a poll lost
+            fc = 4 if register_type is RegisterType.INPUT else 3
             registers = list(rr.registers)
-            if len(registers) != count:
-                raise DeviceTimeout(f"short answer: {len(registers)} of {count} registers")
+            if rr.function_code != fc or len(registers) != count or (unit and rr.dev_id != unit):
+                raise BadReply(
+                    f"bad reply reading {what}: function code {rr.function_code}, unit "
+                    f"{rr.dev_id}, {len(registers)} registers"
+                )
+            if self.is_serial:
+                # an RTU frame ends with t3.5 of silence: bytes right after it mean the
+                # "frame" was part of something longer (noise, another device talking)
+                await asyncio.sleep(self._frame_gap)
+                if guard.stray:
+                    raise BadReply(f"bad reply reading {what}: {guard.stray} bytes after it")
             return registers
         finally:
             self._idle.put_nowait(conn)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import termios
 import time
 from collections import deque
 
 import serial
 import serial_asyncio_fast
 
-from drivers.links import SerialLine
+from drivers.links import SerialLine, explain_serial_error
 from drivers.reading import BusUnavailable, DeviceTimeout
 from drivers.uart.frames import FrameScanner
 
@@ -63,14 +64,12 @@ class UartLink:
                 stopbits=self.line.stopbits,
                 bytesize=self.line.bytesize,
             )
-        except (OSError, serial.SerialException) as exc:
+        except (OSError, serial.SerialException, termios.error, ValueError) as exc:
+            # termios.error (a port refusing a setting) is not an OSError: caught by name
             self._backoff = min(max(self._backoff * 2, 1.0), self.BACKOFF_MAX)
             self._retry_at = time.monotonic() + self._backoff
-            raise BusUnavailable(
-                f"cannot open serial port {self.line.port}: {exc}",
-                "check the port name (ls /dev/serial/by-id/), that the sensor is plugged in, "
-                "that the agent's user is in the dialout group and no other program holds it",
-            ) from None
+            reason, hint = explain_serial_error(self.line, exc)
+            raise BusUnavailable(reason, hint) from None
         self._backoff = 0.0
         self._writer = writer
         self.opened += 1
