@@ -52,9 +52,7 @@ class ScanBus:
 
     async def read(self, rtype: RegisterType, start: int, count: int, unit: int) -> list[int]:
         try:
-            return await self.transport.read(
-                rtype, start, count, unit, timeout=self.timeout(count)
-            )
+            return await self.transport.read(rtype, start, count, unit, timeout=self.timeout(count))
         except GarbledReply as exc:
             self.garbled[unit] = str(exc)
             raise
@@ -241,7 +239,5 @@ def make_client(
     else:
         assert host is not None
         link = TcpEndpoint(host, tcp_port, rtu_framing=rtu_over_tcp)
-    transport = ModbusTransport(
-        "scan", link, timeout=timeout, retries=0, keep_open_on_silence=True
-    )
+    transport = ModbusTransport("scan", link, timeout=timeout, retries=0, keep_open_on_silence=True)
     return ScanBus(transport, baudrate, timeout)

@@ -54,7 +54,8 @@ def explain_serial_error(line: SerialLine, error: BaseException | None) -> tuple
         if code == errno.ENOENT:
             return (
                 f"serial port {port} does not exist",
-                "check that the port exists (ls /dev/serial/by-id/) and that the adapter is plugged in",
+                "check that the port exists (ls /dev/serial/by-id/) and that the adapter is "
+                "plugged in",
             )
         if code == errno.EACCES:
             return (
@@ -84,7 +85,6 @@ def explain_serial_error(line: SerialLine, error: BaseException | None) -> tuple
     finally:
         probe.close()
     return (
-        f"cannot open serial port {port} ({line.describe()})"
-        + (f": {error}" if error else ""),
+        f"cannot open serial port {port} ({line.describe()})" + (f": {error}" if error else ""),
         "check that no other program holds the port and that the adapter works",
     )

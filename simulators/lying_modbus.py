@@ -108,14 +108,18 @@ class LyingModbusServer:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
+        rtu: bool = False,
     ) -> None:
+        """``rtu``: requests come as RTU frames over TCP (8 bytes each, for ``respond``)."""
         self.lies = list(lies)
         self.respond = respond
         self.host = host
         self.port = port
         self.rng = random.Random(seed)
+        self.rtu = rtu
         self.sent: dict[str, int] = {}  # lie -> replies sent
         self.requests = 0
+        self.last_request = b""
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
@@ -133,9 +137,13 @@ class LyingModbusServer:
             self._handlers.add(task)
         try:
             while True:
-                head = await reader.readexactly(6)
-                body = await reader.readexactly(int.from_bytes(head[4:6], "big"))
-                request = head + body
+                if self.rtu:  # a read request: unit, fc, start, count, CRC
+                    request = await reader.readexactly(8)
+                else:
+                    head = await reader.readexactly(6)
+                    body = await reader.readexactly(int.from_bytes(head[4:6], "big"))
+                    request = head + body
+                self.last_request = request
                 out = self.reply(request)
                 self.requests += 1
                 if out:
