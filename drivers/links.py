@@ -4,6 +4,7 @@ except :func:`explain_serial_error`, which opens a port that failed to say why."
 from __future__ import annotations
 
 import errno
+import gc
 import termios
 from dataclasses import dataclass
 
@@ -38,14 +39,17 @@ class SerialLine:
         return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
 
 
-def explain_serial_error(line: SerialLine, error: BaseException | None) -> tuple[str, str]:
+def explain_serial_error(line: SerialLine, error: str = "") -> tuple[str, str]:
     """Why ``line`` cannot be opened, naming the port and the setting: (message, hint).
 
     Called only after an open failed (pymodbus hides the reason, and ``termios.error`` is
     not even an OSError). It opens the port at plain 9600 8N1, then applies each configured
     setting in turn, so the one the port refuses is named, e.g. "serial port /dev/ttyUSB0
-    refuses parity E".
+    refuses parity E". ``error`` is the failure's text: callers pass text, not the exception,
+    because pymodbus's half-opened port (still open and locked) lives in that exception's
+    traceback; it is closed when the traceback is collected, here, before probing.
     """
+    gc.collect()
     port = line.port
     try:
         probe = serial.Serial(port, exclusive=True)

@@ -202,13 +202,13 @@ class ModbusTransport:
                 f"bus '{self.name}' ({self.describe()}) is down; next reconnect in "
                 f"{conn.retry_at - now:.0f} s"
             )
-        error: BaseException | None = None
+        error = ""
         try:
             ok = await asyncio.wait_for(conn.client.connect(), self.timeout + 1.0)
         except (TimeoutError, OSError, ModbusException, termios.error, ValueError) as exc:
             # termios.error is not an OSError: a port that refuses a setting (a pty and
             # parity E) raises it straight out of pymodbus's connect
-            ok, error = False, exc
+            ok, error = False, str(exc)  # text only: see explain_serial_error
         if ok:
             conn.backoff = conn.retry_at = 0.0
             return

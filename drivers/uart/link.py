@@ -56,6 +56,7 @@ class UartLink:
                 f"{self._retry_at - now:.0f} s",
                 "check that the sensor is plugged in and no other program uses the port",
             )
+        error = ""
         try:
             reader, writer = await serial_asyncio_fast.open_serial_connection(
                 url=self.line.port,
@@ -65,11 +66,15 @@ class UartLink:
                 bytesize=self.line.bytesize,
             )
         except (OSError, serial.SerialException, termios.error, ValueError) as exc:
-            # termios.error (a port refusing a setting) is not an OSError: caught by name
+            # termios.error (a port refusing a setting) is not an OSError: caught by name.
+            # Text only, explained outside this block, once the exception (and the
+            # half-opened port in its traceback) is gone: see explain_serial_error.
+            error = str(exc) or type(exc).__name__
+        if error:
             self._backoff = min(max(self._backoff * 2, 1.0), self.BACKOFF_MAX)
             self._retry_at = time.monotonic() + self._backoff
-            reason, hint = explain_serial_error(self.line, exc)
-            raise BusUnavailable(reason, hint) from None
+            reason, hint = explain_serial_error(self.line, error)
+            raise BusUnavailable(reason, hint)
         self._backoff = 0.0
         self._writer = writer
         self.opened += 1
