@@ -109,8 +109,11 @@ class LyingModbusServer:
         port: int = 0,
         seed: int = 0,
         rtu: bool = False,
+        hold: Callable[[bytes], float] | None = None,
     ) -> None:
-        """``rtu``: requests come as RTU frames over TCP (8 bytes each, for ``respond``)."""
+        """``rtu``: requests come as RTU frames over TCP (8 bytes each, for ``respond``).
+        ``hold(request)``: seconds to wait before answering (a late reply)."""
+        self.hold = hold
         self.lies = list(lies)
         self.respond = respond
         self.host = host
@@ -146,6 +149,9 @@ class LyingModbusServer:
                 self.last_request = request
                 out = self.reply(request)
                 self.requests += 1
+                delay = self.hold(request) if self.hold is not None else 0.0
+                if delay:
+                    await asyncio.sleep(delay)
                 if out:
                     writer.write(out)  # one write: a lie arrives in one piece on loopback
                     await writer.drain()

@@ -220,3 +220,37 @@ def test_a_correct_reply_decodes_to_its_registers(loop):
         loop.run_until_complete(server.stop())
     assert regs == [POISON_WORDS[0], POISON_WORDS[1]] * 2
     assert struct.unpack(">f", struct.pack(">HH", *regs[:2]))[0] == 12345.0
+
+
+def test_a_late_reply_is_never_taken_for_the_next_reads_answer(loop):
+    """RTU frames carry no transaction id: a reply that comes after its timeout lands in
+    the next read. Its register count gives it away; it is refused, never decoded."""
+    rtu_reply = FramerRTU(None)  # type: ignore[arg-type]  # only its encode() is used
+
+    def answer(request: bytes) -> bytes:
+        count = int.from_bytes(request[4:6], "big")
+        pdu = bytes([request[1], 2 * count]) + b"\x11\x11" * count
+        return rtu_reply.encode(pdu, request[0], 0)
+
+    # the 2-register read is answered after 0.3 s (its timeout is 0.2 s), the rest at once
+    server = LyingModbusServer(respond=answer, rtu=True, hold=lambda r: 0.3 if r[5] == 2 else 0.0)
+    port = loop.run_until_complete(server.start())
+    bus = ModbusTransport(
+        "late", TcpEndpoint("127.0.0.1", port, rtu_framing=True), timeout=0.2, retries=0,
+        keep_open_on_silence=True,
+    )  # fmt: skip
+    outcomes: list[str] = []
+    try:
+        for count in (2, 10):
+            try:
+                regs = loop.run_until_complete(bus.read(RegisterType.INPUT, 0, count, UNIT))
+                outcomes.append(f"{len(regs)} registers")
+            except DeviceError as exc:
+                outcomes.append(type(exc).__name__ + ": " + str(exc))
+    finally:
+        bus.close()
+        loop.run_until_complete(server.stop())
+    assert outcomes[0].startswith("DeviceTimeout")
+    # the late 2-register reply arrives while the 10-register read waits (here together
+    # with the right one, which the server sends straight after it): refused, not decoded
+    assert outcomes[1].startswith("BadReply"), outcomes
