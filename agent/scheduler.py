@@ -115,7 +115,21 @@ class BusWorker:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             for dev in self.devices:
-                tasks.create_task(self._device_loop(dev), name=f"poll:{dev.driver.name}")
+                tasks.create_task(self._guarded_loop(dev), name=f"poll:{dev.driver.name}")
+
+    async def _guarded_loop(self, dev: ScheduledDevice) -> None:
+        # An exception escaping one device loop would end this bus's TaskGroup, and through
+        # the scheduler's, every bus. A failed poll never gets here (see _poll); this is for
+        # a bug elsewhere in the loop: it stops this device only, its heartbeat stops, and
+        # the watchdog (stalled) has systemd restart the agent.
+        try:
+            await self._device_loop(dev)
+        except Exception:
+            log.exception(
+                "device '%s' (%s): its poll loop stopped on an unexpected error; the other "
+                "devices go on",
+                dev.driver.name, dev.where,
+            )  # fmt: skip
 
     async def _device_loop(self, dev: ScheduledDevice) -> None:
         interval, phase = dev.interval, dev.phase

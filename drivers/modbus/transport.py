@@ -311,7 +311,9 @@ class ModbusTransport:
             if self.is_serial:
                 # an RTU frame ends with t3.5 of silence: bytes right after it mean the
                 # "frame" was part of something longer (noise, another device talking)
-                await asyncio.sleep(self._frame_gap)
+                rest = self._last_end + self._frame_gap - time.monotonic()
+                if rest > 0:
+                    await asyncio.sleep(rest)
                 if guard.stray:
                     raise BadReply(f"bad reply reading {what}: {guard.stray} bytes after it")
             return registers

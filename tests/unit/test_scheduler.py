@@ -193,3 +193,29 @@ async def test_a_poll_that_hangs_past_every_timeout_shows_as_stalled():
         scheduler.stop()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class BuggyDriver(FakeDriver):
+    async def poll(self):
+        self.poll_times.append(time.time())
+        raise RuntimeError("a bug in a driver")
+
+
+async def test_an_unexpected_exception_degrades_its_device_not_every_bus():
+    # issue 12 item 9: an exception that is not a DeviceError used to end the bus's
+    # TaskGroup and, through the scheduler's, every bus
+    buggy, neighbour, other_bus = BuggyDriver("buggy"), FakeDriver("n"), FakeDriver("o")
+    sink = Sink()
+    workers = [
+        BusWorker(
+            "b1", [ScheduledDevice(buggy, 0.2, "t"), ScheduledDevice(neighbour, 0.2, "t")], sink
+        ),
+        BusWorker("b2", [ScheduledDevice(other_bus, 0.2, "t")], sink),
+    ]
+    await run_for(Scheduler(workers), 1.1)
+    assert len(buggy.poll_times) >= 3  # polled again (with backoff), not dead
+    assert len(neighbour.poll_times) >= 4 and len(other_bus.poll_times) >= 4
+    degraded = [s for s in sink.states if s[0] == "buggy" and s[1] == "degraded"]
+    assert len(degraded) == 1 and "unexpected RuntimeError" in degraded[0][2]
+    failed = [r for r in sink.results if r.device == "buggy"]
+    assert failed and all(r.error and r.quality == {"active_power_w": "error"} for r in failed)
