@@ -157,3 +157,23 @@ async def test_a_port_that_refuses_a_setting_degrades_only_its_bus(
         assert "Traceback" not in scan.stdout + scan.stderr
     finally:
         await healthy.stop()
+
+
+async def test_a_uart_sensor_port_that_refuses_a_setting_is_named(serial_pair):
+    from drivers.links import SerialLine
+    from drivers.reading import BusUnavailable
+    from drivers.uart import sds011
+    from drivers.uart.frames import FrameScanner
+    from drivers.uart.link import UartLink
+
+    scanner = FrameScanner(bytes([sds011.HEAD]), sds011.frame_length, sds011.frame_valid)
+    link = UartLink("pm", SerialLine(serial_pair.b, 9600, "E"), scanner)
+    with pytest.raises(BusUnavailable) as err:  # termios.error used to escape from here
+        await link.ensure_open()
+    assert f"serial port {serial_pair.b} refuses parity E" in str(err.value)
+    assert "parity" in err.value.hint
+    await link.close()
+    # the half-opened port was released: the same port opens with a setting it accepts
+    ok = UartLink("pm", SerialLine(serial_pair.b, 9600, "N"), scanner)
+    assert await ok.ensure_open()
+    await ok.close()
