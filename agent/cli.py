@@ -343,7 +343,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             found = await scan(client, units, progress=not args.quiet)
         finally:
             client.close()
-        print(report(found, "scanned", bus_yaml, client.garbled))
+        print(report(found, "scanned", bus_yaml, client.garbled, client.bad))
         return 0 if found or not client.garbled else 1
 
     try:

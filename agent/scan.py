@@ -185,9 +185,14 @@ async def scan(client: Client, units: range, progress: bool = True) -> list[Foun
 
 
 def report(
-    found: list[Found], bus_name: str, bus_yaml: str, garbled: dict[int, str] | None = None
+    found: list[Found],
+    bus_name: str,
+    bus_yaml: str,
+    garbled: dict[int, str] | None = None,
+    bad: dict[int, str] | None = None,
 ) -> str:
     garbled = garbled or {}
+    bad = bad or {}
     warning: list[str] = []
     if garbled:
         units = ", ".join(str(u) for u in sorted(garbled)[:10])
@@ -205,11 +210,15 @@ def report(
                 "that the devices are powered."
             ]
         )
-    lines = [*warning, f"{'unit':>4}  {'model (profile)':<40} values read"]
+    lines = [f"{'unit':>4}  {'model (profile)':<40} values read"]
     for f in found:
         model = " or ".join(f.profiles) if f.profiles else "answers, model not recognised"
+        if not f.profiles and f.unit in bad:
+            model = "answers with bad replies"
+            warning.append(f"unit {f.unit}: {bad[f.unit]}")
         vals = ", ".join(f"{k}={v:g}" for k, v in f.values.items())
         lines.append(f"{f.unit:>4}  {model:<40} {vals}")
+    lines = [*warning, *lines]
     lines += ["", "# paste into your config:", "buses:", f"  {bus_name}: {bus_yaml}", "devices:"]
     for f in found:
         profile = f.profiles[0] if f.profiles else "PROFILE  # write or choose a profile"

@@ -35,7 +35,14 @@ MAX_MBAP_LENGTH = 254  # unit id + the largest PDU (253 bytes)
 
 
 class ReplyRejected(Exception):
-    """A reply that does not answer the request (raised out of the pymodbus call)."""
+    """A reply that does not answer the request (raised out of the pymodbus call).
+
+    ``garbled``: the line, not the device, is the likely cause (on a serial line, a valid
+    frame followed by more bytes is what a parity or baud mismatch often leaves)."""
+
+    def __init__(self, reason: str, garbled: bool = False) -> None:
+        super().__init__(reason)
+        self.garbled = garbled
 
 
 class ReplyGuard:
@@ -166,7 +173,9 @@ class ReplyGuard:
             self.problem = "a frame with a wrong CRC"
             return b""
         if len(data) > size:
-            return self._reject(f"{len(data) - size} trailing bytes after the reply frame")
+            return self._reject(
+                f"{len(data) - size} trailing bytes after the reply frame", garbled=True
+            )
         error = self._check_pdu(data[0], data[1 : size - 2])
         if error:
             return self._reject(error)
@@ -199,12 +208,12 @@ class ReplyGuard:
             return f"byte count {byte_count} but {len(pdu) - 2} data bytes"
         return ""
 
-    def _reject(self, reason: str) -> bytes:
+    def _reject(self, reason: str, garbled: bool = False) -> bytes:
         self.rejected = reason
         self.rejects += 1
         future = getattr(self.ctx, "response_future", None)
         if future is not None and not future.done():
-            future.set_exception(ReplyRejected(reason))
+            future.set_exception(ReplyRejected(reason, garbled))
         return b""
 
     def silence_problem(self) -> str:

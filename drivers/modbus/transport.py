@@ -260,6 +260,8 @@ class ModbusTransport:
                 else:
                     rr = await client.read_holding_registers(start, count=count, device_id=unit)
             except ReplyRejected as exc:
+                if exc.garbled:
+                    raise GarbledReply(f"replies are garbled reading {what}: {exc}") from None
                 raise BadReply(f"bad reply reading {what}: {exc}") from None
             except ConnectionException as exc:
                 raise BusUnavailable(f"bus '{self.name}' ({self.describe()}) lost: {exc}") from None
@@ -315,7 +317,10 @@ class ModbusTransport:
                 if rest > 0:
                     await asyncio.sleep(rest)
                 if guard.stray:
-                    raise BadReply(f"bad reply reading {what}: {guard.stray} bytes after it")
+                    raise GarbledReply(
+                        f"replies are garbled reading {what}: {guard.stray} bytes right after "
+                        "the reply frame"
+                    )
             return registers
         finally:
             self._idle.put_nowait(conn)

@@ -177,3 +177,16 @@ async def test_a_uart_sensor_port_that_refuses_a_setting_is_named(serial_pair):
     ok = UartLink("pm", SerialLine(serial_pair.b, 9600, "N"), scanner)
     assert await ok.ensure_open()
     await ok.close()
+
+
+async def test_scan_names_a_device_that_answers_with_bad_replies():
+    liar = LyingModbusServer(["wrong_fc"])
+    port = await liar.start()
+    try:
+        res = await vatio("scan", f"127.0.0.1:{port}", "--units", "1", "-q")
+    finally:
+        await liar.stop()
+    assert res.returncode == 0, res
+    assert "answers with bad replies" in res.stdout
+    assert "unit 1: bad reply reading" in res.stdout and "function code" in res.stdout
+    assert "Traceback" not in res.stderr

@@ -183,3 +183,20 @@ async def _wait_for(condition, timeout: float):  # type: ignore[no-untyped-def]
             raise AssertionError("timed out")
         await asyncio.sleep(0.1)
     return value
+
+
+async def test_scan_on_a_line_with_the_wrong_parity_says_garbled(tmp_path):
+    agent_end, device_end = tmp_path / "agent", tmp_path / "meter"
+    with LineEmulator(agent_end, device_end, device=LineEnd(parity="E")):
+        sim = ModbusSerialSimulator(
+            [SimulatedMeter(1, load_profile("eastron_sdm120"))], str(device_end), baudrate=9600
+        )
+        await sim.start()
+        try:
+            res = await vatio("scan", str(agent_end), "--units", "1-2", "-q")
+        finally:
+            await sim.stop()
+    assert res.returncode == 1, res
+    assert res.stdout.startswith("replies are garbled: check baud rate and parity"), res.stdout
+    assert "unit(s) 1" in res.stdout and "no device answered" not in res.stdout
+    assert "Traceback" not in res.stderr
