@@ -43,14 +43,17 @@ async def poll_once(driver: Driver) -> PollResult:
     try:
         return await driver.poll()
     except DeviceError as exc:
-        q = driver.quantities
-        return PollResult(
-            driver.name,
-            time.time(),
-            dict.fromkeys(q),
-            dict.fromkeys(q, exc.code),
-            error=f"{exc}: {exc.hint}",
+        code, error = exc.code, f"{exc}: {exc.hint}"
+    except Exception as exc:  # a driver's bug: one located line, as `vatio run` logs it
+        code = "error"
+        error = (
+            f"unexpected {type(exc).__name__} in its driver: {exc}: report this to the "
+            "driver's authors"
         )
+    q = driver.quantities
+    return PollResult(
+        driver.name, time.time(), dict.fromkeys(q), dict.fromkeys(q, code), error=error
+    )
 
 
 def table(results: list[PollResult]) -> str:
