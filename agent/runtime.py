@@ -41,6 +41,7 @@ from agent.scheduler import (
 )
 from agent.seqstore import SeqStore
 from agent.spool import Spool
+from agent.storage import DISK_STATES, StorageHealth
 from drivers import clock
 from drivers.base import Driver
 from drivers.i18n import tr
@@ -237,14 +238,17 @@ class Agent:
         self.loaded = loaded
         cfg = loaded.config
         self.state_dir = Path(cfg.state_dir)
-        self.seq = SeqStore(_writable_dir(self.state_dir) / "seq.sqlite")
-        self.builder = MessageBuilder(cfg.site, cfg.agent_id, self.seq)
+        # one health for every file of the agent: one line when the disk refuses, one when
+        # it takes writes again (agent/storage.py)
+        self.storage = StorageHealth()
+        self.seq = SeqStore(_writable_dir(self.state_dir) / "seq.sqlite", health=self.storage)
+        self.builder = MessageBuilder(cfg.site, cfg.agent_id, self.seq, self.storage)
         self.engine: MetricsEngine | None = None
         if cfg.metrics.enabled:
             self.engine = MetricsEngine(
                 cfg.metrics,
                 {n: d.metrics for n, d in loaded.devices.items()},
-                MetricsStore(self.state_dir / "metrics.sqlite"),
+                MetricsStore(self.state_dir / "metrics.sqlite", self.storage),
             )
         self.pipeline = _Pipeline(
             self.builder, self.engine, LiveStatus() if cfg.http is not None else None
@@ -258,6 +262,7 @@ class Agent:
                 max_bytes=int(cfg.spool.max_mb * 2**20),
                 max_age_s=cfg.spool.max_age,
                 durability=cfg.spool.durability,
+                health=self.storage,
             )
             self.mqtt = MqttOutput(
                 cfg.outputs.mqtt,
@@ -290,6 +295,8 @@ class Agent:
                 max_bytes=int(cfg.spool.max_mb * 2**20),
                 max_age_s=cfg.spool.max_age,
                 durability=cfg.spool.durability,
+                health=self.storage,
+                name="InfluxDB spool",
             )
             self.influx = InfluxOutput(
                 cfg.outputs.influxdb, self.influx_spool, cfg.spool.commit_interval
@@ -332,6 +339,7 @@ class Agent:
             devices=sorted(self.loaded.devices),
             backlog=self.spool.backlog if self.spool else 0,
             spool_dropped=self.spool.dropped if self.spool else 0,
+            storage=self.storage.problem or "ok",
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -448,7 +456,10 @@ class Agent:
         if self.influx is not None:
             await self.influx_spool.close()
         if self.engine is not None:
-            self.engine.save()
+            try:
+                self.engine.save()  # a full disk is handled inside; this is for a bug
+            except Exception:
+                log.exception("saving the metrics state failed")
             if self.engine.store is not None:
                 self.engine.store.close()
         for transport in self.transports:
@@ -456,7 +467,10 @@ class Agent:
         for d in self.drivers:
             closer = getattr(d, "close", None)  # drivers that own a port (UART sensors)
             if closer is not None:
-                await closer()
+                try:
+                    await closer()
+                except Exception as exc:  # one driver's port must not keep the rest open
+                    log.warning("device '%s': closing failed: %s", d.name, exc)
         self.seq.close()
 
     def _problems(self) -> list[str]:
@@ -466,6 +480,8 @@ class Agent:
             problems.append(f"device loop(s) not going round: {', '.join(stalled)}")
         if self.mqtt is not None and not self.mqtt.stats.connected:
             problems.append(f"MQTT broker not connected: {self.mqtt.stats.last_error}")
+        if self.storage.failing:
+            problems.append(f"cannot store: {self.storage.problem}")
         return problems
 
     async def _healthz(self) -> tuple[int, str, str]:
@@ -532,6 +548,15 @@ class Agent:
             ]  # fmt: skip
         rows.append(("vatio_uptime_seconds", "gauge", "Since the agent started.", {},
                      clock.now() - self.started))  # fmt: skip
+        rows += [
+            ("vatio_storage_ok", "gauge", "1 while state_dir takes writes.", {},
+             float(not self.storage.failing)),
+            ("vatio_storage_failures_total", "counter", "Writes the disk refused.", {},
+             self.storage.failures),
+            ("vatio_unnumbered_messages_total", "counter",
+             "Messages sent without seq: no number could be reserved on disk.", {},
+             self.seq.unnumbered),
+        ]  # fmt: skip
         if self.mqtt is not None and self.spool is not None:
             m = self.mqtt.stats
             rows += [
@@ -539,6 +564,8 @@ class Agent:
                  {}, self.spool.backlog),
                 ("vatio_spool_dropped_total", "counter", "Oldest messages dropped by the bounds.",
                  {}, self.spool.dropped),
+                ("vatio_spool_held_messages", "gauge",
+                 "Messages only in memory: the disk refused them.", {}, self.spool.held),
                 ("vatio_mqtt_connected", "gauge", "1 while connected to the broker.", {},
                  float(m.connected)),
                 ("vatio_mqtt_published_total", "counter", "Messages the broker acknowledged.", {},
@@ -572,6 +599,8 @@ class Agent:
             out["published"] = self.mqtt.stats.published
             out["backlog"] = self.mqtt.backlog
             out["dropped"] = self.spool.dropped if self.spool else 0
+        if self.seq.unnumbered:
+            out["unnumbered"] = self.seq.unnumbered
         if self.influx is not None:
             out["influx_written"] = self.influx.written
             out["influx_backlog"] = self.influx.backlog
@@ -600,12 +629,19 @@ class StateDirError(Exception):
 
 
 def _writable_dir(path: Path) -> Path:
+    """``path``, made if missing; a mistake (no permission, a file in the way) stops the
+    start with a clear message, while a full or read-only disk is a state the agent runs
+    through (agent/storage.py)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        try:
+            probe.write_text("x")  # a full disk may still make an empty file
+        finally:
+            probe.unlink(missing_ok=True)
     except OSError as exc:
+        if exc.errno in DISK_STATES and path.is_dir():
+            return path
         raise StateDirError(
             tr(
                 "state_dir '{path}' is not writable ({reason}): set state_dir in the config to a "
