@@ -361,12 +361,19 @@ class Spool:
             log.warning("%s: cannot read the backlog from %s: %s", self.name, self.path, exc)
             return []
 
-    async def close(self) -> None:
-        """Commit what is buffered and close the file; say what could not be stored."""
+    async def close(self, hand_over: bool = False) -> list[Message]:
+        """Commit what is buffered and close the file. What the disk still refuses is lost
+        with the process (said in the log), or, with ``hand_over`` (a reload), returned for
+        the next agent's spool to take."""
         self._retry_at = 0.0  # one last try, whatever the last failure
         if self.dirty:
             await self.commit()
-        if self._held:
+        left = [m for _, m in self._held.values()]
+        if left and hand_over:
+            log.warning(
+                "%s: %d message(s) held in memory go to the reloaded agent", self.name, len(left)
+            )
+        elif left:
             log.error(
                 "%s: %d message(s) could not be written to %s (disk full or read-only) and "
                 "are lost with this stop",
@@ -377,6 +384,7 @@ class Spool:
         if self._db is not None:
             await self._run(self._db.close)
         self._pool.shutdown(wait=True)
+        return left if hand_over else []
 
 
 def _strerror(code: int) -> str:
