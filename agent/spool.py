@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -41,7 +42,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from agent.messages import Message
-from agent.storage import DISK_STATES, StorageHealth, disk_state, explain, transaction
+from agent.storage import (
+    DISK_STATES,
+    StorageHealth,
+    disk_state,
+    explain,
+    read_only_query,
+    transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +118,7 @@ class Spool:
         code = disk_state(path)
         if code is not None and code not in DISK_STATES:
             raise SpoolError(
-                f"cannot write the spool {path} ({_strerror(code)}): give the agent's user "
+                f"cannot write the spool {path} ({os.strerror(code)}): give the agent's user "
                 "write access to that directory, or set spool.path to a writable place"
             )
         try:
@@ -387,31 +395,17 @@ class Spool:
         return left if hand_over else []
 
 
-def _strerror(code: int) -> str:
-    import os
-
-    return os.strerror(code)
-
-
 def _last_id_read_only(path: Path) -> int:
     """The last id in a spool that cannot be opened for writing (a read-only disk), so ids
-    stay above the file's even before it can be written again."""
+    stay above the file's even before it can be written again (see _renumber_after)."""
     if not path.exists():
         return 0
-    for mode in ("ro", "ro&immutable=1"):  # immutable: no -shm can be made on a read-only disk
-        try:
-            db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
-            try:
-                row = db.execute(
-                    "SELECT max(coalesce((SELECT max(id) FROM q), 0),"
-                    " coalesce((SELECT v FROM meta WHERE k = 'last_id'), 0))"
-                ).fetchone()
-            finally:
-                db.close()
-            return int(row[0])
-        except sqlite3.Error:
-            continue
-    return 0
+    rows = read_only_query(
+        path,
+        "SELECT max(coalesce((SELECT max(id) FROM q), 0),"
+        " coalesce((SELECT v FROM meta WHERE k = 'last_id'), 0))",
+    )
+    return int(rows[0][0]) if rows else 0
 
 
 async def keep_committing(

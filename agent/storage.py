@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,23 @@ def explain(path: Path, exc: BaseException) -> str:
             "read-only): readings are kept in memory meanwhile; check the card"
         )
     return f"cannot write {path} ({text})"
+
+
+def read_only_query(path: Path, sql: str) -> list[Any] | None:
+    """Rows of ``sql`` from a database that cannot be opened for writing (a read-only
+    disk); ``None`` if it cannot be read at all. Falls back to ``immutable``, which needs no
+    ``-shm`` file (none can be made on a read-only disk) but ignores an uncheckpointed WAL:
+    after a clean stop the WAL is empty, after a crash the answer may be a little old."""
+    for mode in ("ro", "ro&immutable=1"):
+        try:
+            db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
+            try:
+                return db.execute(sql).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            continue
+    return None
 
 
 class StorageHealth:

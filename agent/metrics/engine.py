@@ -22,7 +22,7 @@ from agent.config import DeviceMetricsConfig, MetricsConfig
 from agent.metrics.air import AirQualityMetrics
 from agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from agent.metrics.emissions import MEXICO_SEN, Factor
-from agent.storage import StorageHealth, explain, transaction
+from agent.storage import StorageHealth, explain, read_only_query, transaction
 from drivers.reading import PollResult
 
 log = logging.getLogger(__name__)
@@ -123,18 +123,11 @@ def _read_only_states(path: Path) -> dict[str, dict[str, object]]:
     """The saved states of a file that cannot be opened for writing (a read-only disk)."""
     if not path.exists():
         return {}
-    for mode in ("ro", "ro&immutable=1"):  # immutable: no -shm can be made on a read-only disk
-        try:
-            db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
-            try:
-                rows = db.execute("SELECT device, json FROM state").fetchall()
-            finally:
-                db.close()
-            return {d: json.loads(j) for d, j in rows}
-        except (sqlite3.Error, ValueError):
-            continue
-    log.error("cannot read the saved metrics state in %s: energy and demand start from zero", path)
-    return {}
+    rows = read_only_query(path, "SELECT device, json FROM state")
+    if rows is None:
+        log.error("cannot read the saved metrics state in %s: energy and demand restart", path)
+        return {}
+    return {d: json.loads(j) for d, j in rows}
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Sequence numbers on a real disk that fills up or turns read-only: a number is handed out
-only below a ceiling already on disk, so no crash can hand it out again (issue 12)."""
+"""The agent's state on a real disk that fills up or turns read-only (issue 12): a sequence
+number is handed out only below a ceiling already on disk, so no crash can hand it out again;
+the metrics state is written whole or not at all, and read back from a read-only disk."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sqlite3
 import pytest
 
 from agent.messages import MessageBuilder
+from agent.metrics.engine import MetricsStore
 from agent.seqstore import SeqStore
 from agent.storage import StorageHealth
 from drivers.reading import PollResult
@@ -71,3 +73,25 @@ def test_a_store_on_a_read_only_disk_numbers_nothing_until_it_can(disk):
     store._retry_at = 0.0
     assert store.next("m", "telemetry") == used[-1] + 1  # the exact value of the clean close
     assert not health.failing
+
+
+def test_the_metrics_state_survives_a_full_then_read_only_disk(disk):
+    path = disk.path / "metrics.sqlite"
+    health = StorageHealth()
+    store = MetricsStore(path, health)
+    assert store.save({"m": {"energy": 1.0}}, [("m", "day", "2026-11-30", {"kwh": 5.0})])
+    disk.fill()
+    big = {f"m{i}": {"energy": float(i), "pad": "x" * 2000} for i in range(400)}
+    assert not store.save(big, [("m", "day", "2026-12-01", {"kwh": 7.0})])
+    assert health.failing and "full" in health.problem
+    assert store.load("m") == {"energy": 1.0}  # rolled back whole: the last good state
+    assert [k for _, k, _ in store.history("day")] == ["2026-11-30"]
+    disk.free()
+    assert store.save({"m": {"energy": 2.0}}, [("m", "day", "2026-12-01", {"kwh": 7.0})])
+    assert not health.failing
+    store.close()
+    disk.read_only()
+    again = MetricsStore(path, StorageHealth())  # starts, reads what was saved
+    assert again.load("m") == {"energy": 2.0}
+    assert not again.save({"m": {"energy": 3.0}})
+    again.close()
