@@ -47,6 +47,8 @@ from agent.storage import (
     StorageHealth,
     disk_state,
     explain,
+    is_corrupt,
+    quarantine,
     read_only_query,
     transaction,
 )
@@ -122,13 +124,23 @@ class Spool:
                 "write access to that directory, or set spool.path to a writable place"
             )
         try:
-            self._last_id = self._open()
+            self._last_id = self._open_or_replace()
         except (sqlite3.Error, OSError) as exc:
             if code is None:  # the directory takes files: the database itself is the problem
                 raise SpoolError(f"spool {path}: {exc}") from None
             self._last_id = _last_id_read_only(path)
             self._failed(exc)
         self._committed_below = self._last_id + 1
+
+    def _open_or_replace(self) -> int:
+        try:
+            return self._open()
+        except sqlite3.Error as exc:
+            if not is_corrupt(exc):
+                raise
+        # its messages cannot be read back; a spool that cannot start would stop every reading
+        quarantine(self.path)
+        return self._open()
 
     def _open(self) -> int:
         """Open (or create) the file; returns the last id it knows."""
@@ -240,7 +252,7 @@ class Spool:
         acked, self._acked = self._acked, []
         try:
             if self._db is None:
-                pending = self._renumber_after(await self._run(self._open), pending)
+                pending = self._renumber_after(await self._run(self._open_or_replace), pending)
             batch = [(i, c, m) for i, (c, m) in self._held.items()] + pending
             self._writing = set(self._held)
             result: tuple[list[Row], _Delta] = await self._run(self._commit, batch, acked)

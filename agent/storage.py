@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -94,6 +95,28 @@ def read_only_query(path: Path, sql: str) -> list[Any] | None:
         except sqlite3.Error:
             continue
     return None
+
+
+CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """The file is damaged (a power cut on a card that lies about fsync, or not SQLite at
+    all): no retry will open it."""
+    return getattr(exc, "sqlite_errorcode", None) in CORRUPT
+
+
+def quarantine(path: Path) -> Path:
+    """Move a damaged database (and its WAL files) aside, so a new one can start in its place
+    and the old one stays for a post-mortem. Returns the new name."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        old = path.with_name(path.name + suffix)
+        if old.exists():
+            old.rename(aside.with_name(aside.name + suffix))
+    log.error("%s is damaged: moved it to %s and started a new one", path, aside)
+    return aside
 
 
 class StorageHealth:

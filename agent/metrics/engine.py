@@ -22,7 +22,14 @@ from agent.config import DeviceMetricsConfig, MetricsConfig
 from agent.metrics.air import AirQualityMetrics
 from agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from agent.metrics.emissions import MEXICO_SEN, Factor
-from agent.storage import StorageHealth, explain, read_only_query, transaction
+from agent.storage import (
+    StorageHealth,
+    explain,
+    is_corrupt,
+    quarantine,
+    read_only_query,
+    transaction,
+)
 from drivers.reading import PollResult
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,7 @@ class MetricsStore:
         self.path = path
         self.health = health or StorageHealth()
         self._db: sqlite3.Connection | None = None
+        self._db_replaced = False
         self._saved: dict[str, dict[str, object]] = {}  # read without writing, at start
         if not self._open():
             self._saved = _read_only_states(path)
@@ -61,6 +69,10 @@ class MetricsStore:
         except (sqlite3.Error, OSError) as exc:
             if db is not None:
                 db.close()
+            if is_corrupt(exc) and not self._db_replaced:
+                self._db_replaced = True  # once: a disk that damages every file is a disk error
+                quarantine(self.path)
+                return self._open()
             self.health.failed("metrics", explain(self.path, exc))
             return False
         self._db = db

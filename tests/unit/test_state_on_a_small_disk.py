@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import pytest
 
-from agent.messages import MessageBuilder
+from agent.messages import Message, MessageBuilder
 from agent.metrics.engine import MetricsStore
 from agent.seqstore import SeqStore
+from agent.spool import Spool
 from agent.storage import StorageHealth
 from drivers.reading import PollResult
 from tests.smalldisk import small_disk
@@ -95,3 +97,29 @@ def test_the_metrics_state_survives_a_full_then_read_only_disk(disk):
     assert again.load("m") == {"energy": 2.0}
     assert not again.save({"m": {"energy": 3.0}})
     again.close()
+
+
+async def test_damaged_files_are_moved_aside_and_the_agent_starts_anyway(tmp_path, caplog):
+    """A card that lies about fsync can leave garbage after a power cut: that must not stop
+    every later start (a crash loop under systemd, nothing delivered ever again)."""
+    for name in ("spool.sqlite", "seq.sqlite", "metrics.sqlite"):
+        (tmp_path / name).write_bytes(b"\x13not a database" * 500)
+    spool = Spool(tmp_path / "spool.sqlite")
+    spool.put(Message("t", b"x"))
+    assert (await spool.commit()).on_disk
+    await spool.close()
+    before = int(time.time() * 1000)
+    seq = SeqStore(tmp_path / "seq.sqlite", block=10)
+    first = seq.next("m", "telemetry")
+    assert first is not None and first >= before  # above any number the lost file gave out
+    seq.close()
+    again = SeqStore(tmp_path / "seq.sqlite", block=10)
+    assert again.next("m", "telemetry") == first + 1
+    assert again.next("other", "events") >= before  # a stream new since then starts above too
+    again.close()
+    store = MetricsStore(tmp_path / "metrics.sqlite")
+    assert store.save({"m": {"e": 1.0}}) and store.load("m") == {"e": 1.0}
+    store.close()
+    aside = sorted(p.name.split(".corrupt-")[0] for p in tmp_path.glob("*.corrupt-*"))
+    assert aside == ["metrics.sqlite", "seq.sqlite", "spool.sqlite"]
+    assert sum("is damaged" in r.getMessage() for r in caplog.records) == 3
