@@ -71,7 +71,7 @@ class SeqStore:
             # numbers handed out from memory meanwhile (none: nothing was known) stay below
             self._next[key] = max(self._next.get(key, 1), nxt)
             self._ceiling[key] = nxt
-        self.health.ok("seq")
+        self.health.ok("seq", self.path)
         return True
 
     def _start_above_everything(self) -> bool:
@@ -89,7 +89,7 @@ class SeqStore:
 
     def _failed(self, exc: BaseException) -> None:
         self._retry_at = time.monotonic() + self.RETRY_S
-        self.health.failed("seq", explain(self.path, exc))
+        self.health.failed("seq", self.path, explain(self.path, exc))
 
     def next(self, device: str, stream: str) -> int | None:
         """The next number for (device, stream), or ``None`` while none can be reserved."""
@@ -116,7 +116,7 @@ class SeqStore:
             self._failed(exc)
             return
         self._ceiling[key] = ceiling  # only now: the numbers below it are on disk
-        self.health.ok("seq")
+        self.health.ok("seq", self.path)
 
     def _write(self, key: tuple[str, str], value: int) -> None:
         assert self._db is not None
@@ -136,6 +136,6 @@ class SeqStore:
                 for key, value in self._next.items():
                     self._write(key, value)
         except sqlite3.Error as exc:
-            self.health.failed("seq", explain(self.path, exc))
+            self.health.failed("seq", self.path, explain(self.path, exc))
         self._db.close()
         self._db = None

@@ -187,7 +187,7 @@ class Spool:
         self.failing = True
         self.failed_commits += 1
         self._retry_at = time.monotonic() + self.RETRY_S
-        self.health.failed(self.name, explain(self.path, exc))
+        self.health.failed(self.name, self.path, explain(self.path, exc))
 
     # -- called on the event loop: cheap, no I/O ------------------------------------------
 
@@ -272,7 +272,7 @@ class Spool:
             held = self._held.pop(i, None)
             if held is not None:
                 self._held_bytes -= len(held[1].payload)
-        self.health.ok(self.name)
+        self.health.ok(self.name, self.path)
         self.failing = False
         self._retry_at = 0.0
         kept = {i for i, _, _ in survivors}

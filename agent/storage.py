@@ -121,26 +121,35 @@ def quarantine(path: Path) -> Path:
 
 class StorageHealth:
     """Which stores cannot write now. Logs one line when the first one fails and one when
-    all write again, whatever the number of stores and attempts in between."""
+    all write again, whatever the number of stores and attempts in between.
+
+    A store that writes again vouches for the others in the same directory (the same disk):
+    the metrics state is saved once a minute, and the disk should not be reported full for
+    a minute after the spool found room."""
 
     def __init__(self) -> None:
-        self._failing: dict[str, str] = {}  # store name → why
+        self._failing: dict[str, tuple[Path, str]] = {}  # store name → (its directory, why)
         self.failures = 0  # failed write attempts, all stores
 
-    def failed(self, store: str, why: str) -> None:
+    def failed(self, store: str, path: Path, why: str) -> None:
         self.failures += 1
         if not self._failing:
             log.error("%s", why)
-        self._failing[store] = why
+        self._failing[store] = (path.parent, why)
 
-    def ok(self, store: str) -> None:
-        if self._failing.pop(store, None) is not None and not self._failing:
+    def ok(self, store: str, path: Path) -> None:
+        if not self._failing:
+            return
+        for name, (where, _) in list(self._failing.items()):
+            if name == store or where == path.parent:
+                del self._failing[name]
+        if not self._failing:
             log.warning("the disk takes writes again: the state and the spool are stored")
 
     @property
     def problem(self) -> str:
         """Why the agent cannot store now, or ``""``."""
-        return next(iter(self._failing.values()), "")
+        return next((why for _, why in self._failing.values()), "")
 
     @property
     def failing(self) -> bool:

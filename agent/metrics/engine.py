@@ -73,7 +73,7 @@ class MetricsStore:
                 self._db_replaced = True  # once: a disk that damages every file is a disk error
                 quarantine(self.path)
                 return self._open()
-            self.health.failed("metrics", explain(self.path, exc))
+            self.health.failed("metrics", self.path, explain(self.path, exc))
             return False
         self._db = db
         return True
@@ -107,9 +107,9 @@ class MetricsStore:
                     [(d, kind, key, json.dumps(r)) for d, kind, key, r in history],
                 )
         except sqlite3.Error as exc:
-            self.health.failed("metrics", explain(self.path, exc))
+            self.health.failed("metrics", self.path, explain(self.path, exc))
             return False
-        self.health.ok("metrics")
+        self.health.ok("metrics", self.path)
         return True
 
     def history(

@@ -80,7 +80,7 @@ async def test_a_disk_full_through_a_broker_outage_loses_nothing_and_heals(
             await reconnected(agent, 2)
             await asyncio.sleep(2)
             disk.free()  # space returns: everything held goes to disk; then one more outage
-            await wait_until(lambda: "takes writes again" in agent.output(), 15, "the heal")
+            await wait_until(lambda: "takes writes again" in agent.output(), 30, "the heal")
             broker._stop_process()
             await asyncio.sleep(3)
             broker.start()
