@@ -26,8 +26,11 @@ and space escaped by a backslash, nothing else escaped), then reading it back
 (``SHOW TAG VALUES``/``SHOW FIELD KEYS``; VictoriaMetrics' label values and metric names):
 
 - every code point from U+0020 to U+10FFFF except the backslash and the C1 controls (all of
-  the BMP, and samples of planes 1 and 14) comes back unchanged from both, at every position:
-  spaces, commas, equals signs, quotes, accents, CJK, emoji, U+00A0, U+2028, U+FEFF;
+  the BMP, and samples of planes 1 and 14) comes back unchanged from both, at every position,
+  one name per line: spaces, commas, equals signs, accents, CJK, emoji, U+00A0, U+2028, U+FEFF;
+- a **double quote** is safe in a tag, but not in a field key once another ``"`` follows on
+  the line: VictoriaMetrics then reads a string from the first quote (``a"b=1,c"d=2`` becomes
+  one sample ``a"b`` = 0; with a string field after it the whole line is dropped, silently);
 - a **backslash** cannot be written so both read it back: InfluxDB 1.6 keeps ``\\\\`` as two
   backslashes where VictoriaMetrics reads one; a name *ending* in a backslash escapes the
   separator after it (InfluxDB: HTTP 400; VictoriaMetrics: the line silently dropped);
@@ -51,7 +54,8 @@ and space escaped by a backslash, nothing else escaped), then reading it back
   dropped by VictoriaMetrics.
 
 Hence the rules: a name (site, device, agent, value name) is 1…``max_name_length``
-characters, with no control character (U+0000–U+001F, U+007F–U+009F), no backslash and no
+characters, with no control character (U+0000–U+001F, U+007F–U+009F), no backslash, no double
+quote (one rule for every name: a site is a tag in one place and may be more elsewhere) and no
 lone surrogate, and matches ``name_pattern`` when one is configured; a value name is also not
 ``time`` or ``seq`` and does not start with ``_`` (InfluxDB 2.x/3.x reserve that prefix:
 documented there, not measurable here). Event text may hold anything but a newline or a lone
@@ -94,8 +98,9 @@ MIN_MS = 1
 MAX_MS = 9_223_372_036_854  # 2262-04-11T23:47:16.854Z: int64 nanoseconds
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-# Control characters (C0, DEL, C1), the backslash, lone surrogates: see the module docstring.
-_FORBIDDEN_IN_NAME = re.compile("[\x00-\x1f\x7f-\x9f\\\\\ud800-\udfff]")
+# Control characters (C0, DEL, C1), the backslash, the double quote, lone surrogates: see the
+# module docstring.
+_FORBIDDEN_IN_NAME = re.compile('[\x00-\x1f\x7f-\x9f"\\\\\ud800-\udfff]')
 _FORBIDDEN_IN_TEXT = re.compile("[\n\ud800-\udfff]")
 _RESERVED_FIELDS = frozenset({"time", "seq"})
 # A JSON string (skipped whole) or a bracket: enough to measure nesting without parsing.
@@ -133,6 +138,8 @@ def show(text: str, limit: int = 60) -> str:
 def _describe(char: str) -> str:
     if char == "\\":
         return "a backslash"
+    if char == '"':
+        return "a double quote"
     if "\ud800" <= char <= "\udfff":
         return f"a lone surrogate (U+{ord(char):04X}, not UTF-8)"
     if char == "\n":

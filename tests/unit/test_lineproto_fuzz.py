@@ -134,9 +134,9 @@ def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, Any], int]:
         return measurement, tags, fields, int(rest[1:])
 
 
-# names as the rules allow them: any character but controls, backslash and surrogates
+# names as the rules allow them: any character but controls, backslash, quote, surrogates
 NAME_CHARS = st.characters(
-    blacklist_categories=("Cc", "Cs"), blacklist_characters="\\/+#\x85"
+    blacklist_categories=("Cc", "Cs"), blacklist_characters='\\/+#"'
 )
 NAMES = st.text(NAME_CHARS, min_size=1, max_size=20)
 VALUE_NAMES = NAMES.filter(lambda n: n not in ("time", "seq") and not n.startswith("_"))
