@@ -324,9 +324,7 @@ class IngestBridge:
         self.stats.received += len(messages)
         return _Batch(messages, lines, owner, dead, skipped)
 
-    async def _write(
-        self, batch: _Batch, stop: asyncio.Event
-    ) -> list[tuple[int, str, str]] | None:
+    async def _write(self, batch: _Batch, stop: asyncio.Event) -> list[tuple[int, str, str]] | None:
         """Write until it worked; the lines the server rejected (index, reason, kind), or
         None if ``stop`` came first."""
         if not batch.lines:
@@ -407,9 +405,7 @@ class IngestBridge:
             if generation == self._generation and msg.qos > 0:
                 conn.client.ack(msg.mid, msg.qos)
 
-    def _dead_letter(
-        self, conn: Connection, msg: mqtt.MQTTMessage, reason: str, kind: str
-    ) -> None:
+    def _dead_letter(self, conn: Connection, msg: mqtt.MQTTMessage, reason: str, kind: str) -> None:
         self.stats.dead_letters += 1
         # counted by kind (a fixed set), not by reason: a reason quotes the offending name
         self.stats.dead_reasons[kind] = self.stats.dead_reasons.get(kind, 0) + 1

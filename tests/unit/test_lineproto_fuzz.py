@@ -135,9 +135,7 @@ def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, Any], int]:
 
 
 # names as the rules allow them: any character but controls, backslash, quote, surrogates
-NAME_CHARS = st.characters(
-    blacklist_categories=("Cc", "Cs"), blacklist_characters='\\/+#"'
-)
+NAME_CHARS = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters='\\/+#"')
 NAMES = st.text(NAME_CHARS, min_size=1, max_size=20)
 VALUE_NAMES = NAMES.filter(lambda n: n not in ("time", "seq") and not n.startswith("_"))
 NUMBERS = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**70), 2**70)
