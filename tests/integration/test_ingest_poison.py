@@ -16,13 +16,16 @@ from pathlib import Path
 
 import pytest
 
+from simulators.brokers import free_port
 from simulators.fleet import publish
 from tests.helpers import wait_until
+from tests.integration.test_status_http import get
 
 pytestmark = pytest.mark.integration
 
 TS0 = 1_795_000_000_000  # ms, in the past: visible to both databases at once
 VALID_COUNT = 300
+FLOOD = 500
 # stored exactly as sent by both databases (measured: agent/ingest/lineproto.py)
 HOSTILE_VALID_NAMES = ["a'b", "a,b", "a b", "a=b", " lead", "trail ", "énergía_中_😀", "x" * 256]
 
@@ -111,15 +114,19 @@ def poison_messages() -> list[tuple[str, bytes, str]]:
             {"ts": ok_ts, "seq": 1, "event": "x", "message": "two\nlines"}).encode(), "text"),
         (t, b"[1, 2]", "not_json"),
         (t, b"", "not_json"),
+        # a flood of one kind, each quoting another name: counted under one label, logged 3 times
+        *[(t, body({f"flood\\{i}": 1}), "name") for i in range(FLOOD)],
     ]  # fmt: skip
 
 
-def bridge_config(tmp_path: Path, name: str, broker: str, db: str, api: str) -> Path:
+def bridge_config(
+    tmp_path: Path, name: str, broker: str, db: str, api: str, http: str = ""
+) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(
         f"mqtt:\n  url: {broker}\n  group: {name}\n"
         f"influxdb:\n  url: {db}\n  api: {api}\n  batch_size: 500\n  flush_interval: 200ms\n"
-        f"dead_letter_topic: dl-{name}\n"
+        f"dead_letter_topic: dl-{name}\n" + (f"http: {{listen: '{http}'}}\n" if http else "")
     )
     return path
 
@@ -144,9 +151,10 @@ async def test_poison_messages_become_dead_letters_and_every_valid_one_lands_onc
     inputs = [(t, p, None) for t, p in valid] + poison
     rng.shuffle(inputs)  # poison interleaved with valid messages
 
+    http = f"127.0.0.1:{free_port()}"
     bridges = {
         "influx": ingest_factory(
-            bridge_config(tmp_path, "influx", mosquitto.url, influxd.url, "v1"), "b-influx"
+            bridge_config(tmp_path, "influx", mosquitto.url, influxd.url, "v1", http), "b-influx"
         ),
         "vm": ingest_factory(
             bridge_config(tmp_path, "vm", mosquitto.url, victoria.url, "v2"), "b-vm"
@@ -231,7 +239,19 @@ async def test_poison_messages_become_dead_letters_and_every_valid_one_lands_onc
         assert any("'a\\nb'" in r and "newline" in r for r in names), names
         assert any("'m\\\\1'" in r for r in names), names
 
+    # counted by kind: a fixed set of labels, whatever the names in the reasons
+    metrics = get(f"http://{http}/metrics")[1]
+    counted = {
+        line.split('reason="')[1].split('"')[0]: int(float(line.split()[-1]))
+        for line in metrics.splitlines()
+        if line.startswith("vatio_ingest_dead_letters_total{")
+    }
+    assert counted == dict(expected), metrics
+    assert get(f"http://{http}/healthz")[0] == 200
+
     for name, bridge in bridges.items():
         assert bridge.proc.poll() is None, f"the {name} bridge died:\n{bridge.output()[-3000:]}"
+        logged = bridge.output().count("dead letter from")
+        assert logged <= 3 * len(expected), logged  # the first 3 of each kind, no flood
         assert "Traceback" not in bridge.output()
         assert bridge.stop() == 0
