@@ -255,3 +255,44 @@ async def test_poison_messages_become_dead_letters_and_every_valid_one_lands_onc
         assert logged <= 3 * len(expected), logged  # the first 3 of each kind, no flood
         assert "Traceback" not in bridge.output()
         assert bridge.stop() == 0
+
+
+async def test_a_point_the_database_refuses_is_a_dead_letter_and_the_rest_land(
+    tmp_path, mosquitto, influxd, ingest_factory, capture_factory
+):
+    """InfluxDB 1.6 answers 400 (field type conflict) for one point of a batch: that message
+    is a dead letter saying why, the others of its batch are written, the bridge goes on."""
+    import urllib.request
+
+    create = urllib.request.Request(
+        f"{influxd.url}/query", data=b"q=CREATE+DATABASE+vatio", method="POST"
+    )
+    urllib.request.urlopen(create).close()
+    # an older writer made "p" an integer field of telemetry: a float p is refused from now on
+    old = urllib.request.Request(
+        f"{influxd.url}/write?db=vatio&precision=ms",
+        data=b"telemetry,site=old,device=m p=1i 1795000000000",
+        method="POST",
+    )
+    urllib.request.urlopen(old).close()
+    bridge = ingest_factory(
+        bridge_config(tmp_path, "influx", mosquitto.url, influxd.url, "v1"), "b-influx"
+    )
+    await wait_until(lambda: "connected to MQTT broker" in bridge.output(), 20, "the bridge")
+    dead = capture_factory(mosquitto.port, "dl-influx/#")
+    good = [
+        (f"vatio/v1/c/m{i % 3}/telemetry", message(f"m{i % 3}", i, {"q": i})) for i in range(1, 61)
+    ]
+    inputs = [*good[:30], ("vatio/v1/c/m9/telemetry", message("m9", 1, {"p": 2.5})), *good[30:]]
+    assert await asyncio.to_thread(publish, mosquitto.url, inputs, connections=1) == len(inputs)
+    await wait_until(lambda: len(dead.messages) >= 1, 20, "the dead letter")
+    await wait_until(
+        lambda: influxd.count("vatio", "telemetry", "seq", "site = 'c'") >= len(good), 20, "points"
+    )
+    await asyncio.sleep(0.5)
+    lost = len(good) - influxd.count("vatio", "telemetry", "seq", "site = 'c'")
+    print(f"\nrefused-point test: {len(inputs)} inputs, 1 refused by the database, {lost} lost")
+    assert lost == 0
+    [(_, letter, _)] = dead.messages
+    assert letter["kind"] == "refused_by_database" and "field type conflict" in letter["reason"]
+    assert bridge.proc.poll() is None and bridge.stop() == 0
