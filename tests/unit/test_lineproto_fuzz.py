@@ -34,8 +34,27 @@ def check(topic: str, payload: bytes) -> str | None:
         return None
 
 
+TOPICS = st.text(max_size=60) | st.builds(
+    lambda site, device, stream: f"vatio/v1/{site}/{device}/{stream}", LEVEL, LEVEL, STREAMS
+)
+# bytes that are mostly JSON: a contract-shaped message with a few bytes changed
+NEAR_JSON = st.builds(
+    lambda body, cuts: _mutate(json.dumps(body).encode(), cuts),
+    st.fixed_dictionaries({"ts": st.just("2026-11-23T15:04:05Z"), "values": st.dictionaries(
+        st.text(max_size=6), st.integers() | st.floats(), max_size=4)}),
+    st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=4),
+)  # fmt: skip
+
+
+def _mutate(data: bytes, cuts: list[tuple[int, int]]) -> bytes:
+    out = bytearray(data)
+    for at, byte in cuts:
+        out[at % len(out)] = byte
+    return bytes(out)
+
+
 @SETTINGS
-@given(st.text(max_size=60), st.binary(max_size=300))
+@given(TOPICS, st.binary(max_size=300) | NEAR_JSON)
 @example("vatio/v1/s/m/telemetry", b'{"ts":"2026-11-23T15:04:05Z","values":{"p":%s}}' % HUGE)
 @example("vatio/v1/s/m/telemetry", b"[" * 100_000)
 @example("vatio/v1/s/m/telemetry", b'{"a":' * 3000)
