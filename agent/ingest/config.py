@@ -69,12 +69,12 @@ class IngestLimits(_Strict):
     """What one message may hold; a message beyond a limit is a dead letter with the reason.
 
     Every default is at least ten times what Vatio itself sends, and small enough that one
-    hostile message costs little: the largest real message is telemetry of a meter with the
-    whole vocabulary (80 quantities, with their quality reasons: ~5 KB, nested 2 deep), names
-    are at most 64 characters (sites, devices, agents: agent/config.py's NAME_PATTERN) or 31
-    (quantities: drivers/vocabulary.py)."""
+    hostile message costs little. The largest real message is telemetry of a meter with the
+    whole vocabulary: 80 quantities, each with a quality reason, 64-character names, 5.8 KB,
+    nested 2 deep (a usual one is ~300 bytes). Names are at most 64 characters (sites,
+    devices, agents: agent/config.py's NAME_PATTERN) or 31 (quantities: drivers/vocabulary.py)."""
 
-    # ~5 KB is the largest real message; 64 KiB also bounds what receive_maximum (10,000)
+    # 5.8 KB is the largest real message; 64 KiB also bounds what receive_maximum (10,000)
     # unacknowledged messages can take in memory: 640 MiB at worst, not gigabytes
     max_payload_bytes: int = Field(_DEFAULT.max_payload_bytes, ge=1024, le=268_435_455)
     # real messages nest 2 deep (values, quality); checked before parsing, and kept far from
