@@ -170,7 +170,13 @@ class BusWorker:
             if stats.state != "degraded":
                 self._transition(dev, "degraded", f"{exc}: {exc.hint}")
         else:
-            if stats.state != "online":
+            if result.degraded:
+                # it answers, but part of its profile is never read: degraded (not backed
+                # off: what it gives is polled on schedule), once per change of reason
+                if stats.state != "degraded" or stats.last_error != result.degraded:
+                    stats.last_error = result.degraded
+                    self._transition(dev, "degraded", result.degraded)
+            elif stats.state != "online":
                 self._transition(dev, "online", "answering")
             stats.consecutive_failures = 0
         stats.last_poll_s = time.monotonic() - started
