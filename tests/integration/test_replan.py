@@ -107,18 +107,22 @@ async def test_the_agent_learns_what_a_strict_meter_refuses_and_keeps_it(
             lambda: all(len(cap.on(f"/{n}/telemetry")) >= 3 for n in names), 20, "3 polls each"
         )
         tried = lost = 0
+        wrong = []
         for name, meter in names.items():
             expected = expected_on_wire(meter.profile, meter.served)
             for body in cap.on(f"/{name}/telemetry"):  # from the very first poll on
                 for q, v in body["values"].items():
                     tried += 1
                     if name == "old630" and q == "current_n_a":
-                        assert v is None and body["quality"] == {q: "exception 2"}
+                        assert v is None and body["quality"][q] == "exception 2"
                         continue
                     lost += v is None
-                    assert v == pytest.approx(expected[q], rel=1e-9, abs=1e-9), (name, q)
-        print(f"first run: {tried} values received, {lost} lost")  # 54 good values per round
-        assert lost == 0
+                    if v != pytest.approx(expected[q], rel=1e-9, abs=1e-9):
+                        wrong.append((name, q, v))
+        # 92 values per round, 91 of them readable (main: 43 lost per round, 29 of them of
+        # the sdm630 + sdm120 pair)
+        print(f"first run: {tried} values received, {lost} lost")
+        assert lost == 0 and not wrong, wrong[:5]
         statuses = {n: cap.on(f"/{n}/status")[-1] for n in names}
         assert statuses["sdm630"]["state"] == "online" and statuses["sdm120"]["state"] == "online"
         assert statuses["old630"]["state"] == "degraded"
