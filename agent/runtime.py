@@ -532,6 +532,10 @@ class Agent:
                 ("vatio_poll_duration_seconds", "gauge", "Duration of the last poll.", labels,
                  st.last_poll_s),
             ]  # fmt: skip
+            counters = getattr(d.driver, "counters", None)  # optional (drivers/plugin.py)
+            if counters is not None:
+                rows += [(f"vatio_{name}", kind, text, labels, value)
+                         for name, (kind, text, value) in counters().items()]  # fmt: skip
         rows.append(("vatio_uptime_seconds", "gauge", "Since the agent started.", {},
                      clock.now() - self.started))  # fmt: skip
         if self.mqtt is not None and self.spool is not None:

@@ -35,6 +35,9 @@ Optional: ``use_state(store)`` on the driver. The agent then hands it a
 driver learns about its device and must keep across restarts (the Modbus driver keeps the
 read plan a device taught it). Writes are atomic and never raise.
 
+Optional: ``counters()`` on the driver, ``{name: (kind, help, value)}`` with kind "counter" or
+"gauge": the agent's ``/metrics`` serves each as ``vatio_<name>{device="…"}``.
+
 Options models may read ``info.context`` in their validators: it holds ``base_dir`` (the
 config file's folder) and ``bus_type``.
 """

@@ -50,6 +50,20 @@ class ModbusDevice:
             f"{len(self.plan)} request(s) per poll"
         )
 
+    def counters(self) -> dict[str, tuple[str, str, float]]:
+        """For the agent's /metrics (see drivers/plugin.py)."""
+        plan = self.read_plan
+        refused = sum(len(r.points) for r in plan.final)
+        return {
+            "read_plan_splits_total": (
+                "counter", "Requests split after the device refused them.", plan.replans),
+            "exception_replies_total": (
+                "counter", "Requests the device answered with a Modbus exception.",
+                plan.refusals),
+            "values_refused": (
+                "gauge", "Values the device keeps refusing (null every poll).", refused),
+        }  # fmt: skip
+
     def plan_lines(self) -> list[str]:
         """How the plan differs from the profile's, and why (empty when it does not)."""
         return self.read_plan.lines()

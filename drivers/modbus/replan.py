@@ -101,7 +101,7 @@ class ReadPlan:
         self.store: StateFile | None = None
         self.learned_at: float | None = None
         self.replans = 0  # requests split
-        self.refusals = 0  # refused requests (exception 2 or 3), every poll counted
+        self.refusals = 0  # requests answered with an exception (any code), every poll
         self.degraded: str | None = None  # why the device is not fully read, or None
         self.untried: set[ReadRequest] = set()  # pieces not read yet
         self.final: dict[ReadRequest, int] = {}  # refused and not to be split again: code

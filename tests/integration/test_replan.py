@@ -133,6 +133,13 @@ async def test_the_agent_learns_what_a_strict_meter_refuses_and_keeps_it(
         assert health["devices"] == {"sdm630": "online", "sdm120": "online", "old630": "degraded"}
         page = {d["name"]: d for d in get_json(http_port, "/api/status")["devices"]}
         assert "current_n_a" in page["old630"]["reason"] and page["sdm630"]["reason"] == ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert 'vatio_values_refused{device="old630"} 1\n' in metrics
+        assert 'vatio_values_refused{device="sdm630"} 0\n' in metrics
+        assert 'vatio_read_plan_splits_total{device="sdm630"} 5\n' in metrics
+        assert 'vatio_read_plan_splits_total{device="sdm120"} 7\n' in metrics
+        assert 'vatio_device_up{device="old630"} 0\n' in metrics
         events = cap.on("/old630/events")
         assert [e["event"] for e in events] == ["device_degraded"]
         log = agents[0].output()

@@ -220,14 +220,18 @@ async def test_a_device_that_keeps_refusing_values_is_degraded_once_per_change_n
     worker = BusWorker("b", [dev], sink)
     for _ in range(9):
         await worker._poll(dev)
-    assert [(state, reason[:14]) for _, state, reason in sink.states] == [
-        ("online", "answering"),
-        ("degraded", refused[:14]),
-        ("degraded", "no answer with"),  # silent now: said, not hidden behind the old reason
-        ("degraded", refused[:14]),
-        ("online", "answering"),
-        ("degraded", refused[:14]),
-    ]
+    states = [(state, reason[:14]) for _, state, reason in sink.states]
+    assert (
+        states
+        == [
+            ("online", "answering"),
+            ("degraded", refused[:14]),
+            ("degraded", "no answer with"),  # silent now: said, not hidden
+            ("degraded", refused[:14]),
+            ("online", "answering"),
+            ("degraded", refused[:14]),
+        ]
+    )
     assert dev.stats.failures == 2 and dev.stats.consecutive_failures == 0
     assert dev.stats.last_error == refused  # what the status page shows as the reason
     assert [r.degraded for r in sink.results][1] == refused
