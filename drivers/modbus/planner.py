@@ -121,16 +121,19 @@ def _plan_one_type(
 # device does cannot be told from a data sheet. So the device (drivers/modbus/device.py)
 # splits a refused request at its gaps, a bisection that ends at the gap-free plan: each
 # piece then reads only runs of back-to-back values (plus the alignment the limits force).
+# Exception 3 (illegal data value) is some firmwares' answer to a count they dislike: then
+# the bisection goes on between back-to-back values too, down to single values.
 
 
-def _gap_cuts(points: Sequence[Point]) -> list[int]:
-    """Indices ``i`` of ``points`` (sorted) where a gap starts before ``points[i]``: the
-    registers between the end of everything before it and its address serve no value."""
+def _cuts(points: Sequence[Point], at_values: bool = False) -> list[int]:
+    """Indices ``i`` of ``points`` (sorted) where a request may be cut before ``points[i]``:
+    where a gap starts (the registers between the end of everything before it and its
+    address serve no value), or, with ``at_values``, at any boundary between values."""
     cuts = []
     end = points[0].end
     for i in range(1, len(points)):
         p = points[i]
-        if p.address > end:
+        if p.address > end or (at_values and p.address == end):
             cuts.append(i)
         end = max(end, p.end)
     return cuts
@@ -140,16 +143,20 @@ def is_gap_free(req: ReadRequest) -> bool:
     """True when no register between the request's first and last value is unmapped: a
     refusal of it cannot be avoided by splitting at gaps."""
     points = sorted(req.points, key=lambda p: (p.address, p.end))
-    return not _gap_cuts(points)
+    return not _cuts(points)
 
 
-def split_request(req: ReadRequest, limits: Limits) -> list[ReadRequest] | None:
+def split_request(
+    req: ReadRequest, limits: Limits, at_values: bool = False
+) -> list[ReadRequest] | None:
     """Two requests covering ``req``'s values, cut at the gap nearest the middle of its
     registers (a bisection: a hole that is refused is found in log2(gaps) steps), or None
-    when ``req`` is gap-free. Each piece honours ``limits`` (a subset of a valid request
+    when ``req`` is gap-free. ``at_values`` also cuts between back-to-back values (for a
+    device that refuses a count, not an address), so only a single value (or values that
+    overlap) is left whole. Each piece honours ``limits`` (a subset of a valid request
     always fits; ``max_gap`` does not apply, the pieces only shrink the gaps)."""
     points = sorted(req.points, key=lambda p: (p.address, p.end))
-    cuts = _gap_cuts(points)
+    cuts = _cuts(points, at_values)
     if not cuts:
         return None
     middle = req.start + req.count / 2

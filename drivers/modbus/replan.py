@@ -4,11 +4,12 @@ The profile's plan (drivers/modbus/planner.py) may read through registers no val
 When the device answers such a request with exception 2 (illegal data address) or 3
 (illegal data value, which some firmwares use for a count they dislike), the request is
 split at its gaps (``split_request``, a bisection) and the pieces are tried, in the same
-poll while the bus time allows, else from the next one. It ends at the gap-free plan: a
-gap-free request that is still refused is read every poll (a device may start answering,
-e.g. after a firmware update or a replacement), its values are null with the reason, and the
-device reports itself degraded. If no piece of a split request answers, splitting gained
-nothing, so the request is read as planned again (one refused request per poll, not many).
+poll while the bus time allows, else from the next one. It ends at the gap-free plan (for
+exception 3, which may be about the count, at single values). A request there that is still
+refused is read every poll (a device may start answering, e.g. after a firmware update or a
+replacement), its values are null with the reason, and the device reports itself degraded.
+If no piece of a split request answers, splitting gained nothing, so the request is read as
+planned again (one refused request per poll, not many).
 
 One log line per adjustment (per device and poll in which learning settled), never per
 poll. The learned plan is written to a :class:`~drivers.statefile.StateFile`, keyed by a hash
@@ -127,8 +128,9 @@ class ReadPlan:
             return 0
         root = self._root.get(req, req)
         self._exploring.setdefault(root, code)
-        pieces = split_request(req, self.profile.limits)
-        if pieces is None:  # gap-free: nothing left to leave out
+        # exception 3 may be about the count, not the addresses: cut between values too
+        pieces = split_request(req, self.profile.limits, at_values=code == 3)
+        if pieces is None:  # nothing left to leave out (or, for 3, a single value)
             self.final[req] = code
             return 0
         self.replans += 1

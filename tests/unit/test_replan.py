@@ -84,6 +84,30 @@ def test_splitting_covers_every_value_once_within_limits_and_ends_gap_free(case)
         assert len(leaves) <= len(req.points)
 
 
+@settings(max_examples=200, deadline=None)
+@given(refusing_map())
+def test_splitting_for_a_refused_count_ends_at_single_values(case):
+    points, limits = case
+    for req in plan_reads(points, limits):
+        leaves, todo = [], [req]
+        while todo:
+            piece = todo.pop()
+            assert request_fits(piece, limits)
+            halves = split_request(piece, limits, at_values=True)
+            if halves is None:
+                leaves.append(piece)
+            else:
+                assert len(halves) == 2
+                todo += halves
+        covered_once(leaves, list(req.points))
+        for leaf in leaves:  # one value, or values that overlap (aliases) in a chain
+            chain = sorted(leaf.points, key=lambda p: (p.address, p.end))
+            end = chain[0].end
+            for p in chain[1:]:
+                assert p.address < end
+                end = max(end, p.end)
+
+
 def profile_of(points: list[Point], limits: Limits) -> Profile:
     return Profile(
         name="t", model="T", manufacturer="Test", source="test", limits=limits,
@@ -98,8 +122,9 @@ def poll(plan: ReadPlan, refuse, budget: int = 1000) -> tuple[set[str], int]:
     while index < len(plan.requests):
         req = plan.requests[index]
         sent += 1
-        if refuse(req):
-            n = plan.refused(index, 2)
+        code = refuse(req)
+        if code:
+            n = plan.refused(index, 2 if code is True else code)
             if n and sent < budget:
                 continue
             index += max(n, 1)
@@ -195,6 +220,22 @@ def test_a_value_the_device_lacks_stays_null_and_degrades_it():
         "1 of 38 values refused by the device (exception 2 (illegal data address)): current_n_a"
     )
     assert any("224..225 refused with exception 2" in x for x in plan.lines())
+
+
+@settings(max_examples=100, deadline=None)
+@given(refusing_map(), st.integers(10, 40))
+def test_a_device_that_refuses_long_reads_with_exception_3_gets_short_ones(case, longest):
+    points, limits = case
+    plan = ReadPlan("dev", profile_of(points, limits), 1)
+    refuse = lambda r: 3 if r.count > longest else 0  # noqa: E731
+    for _ in range(len(points) + 2):
+        read, _ = poll(plan, refuse, budget=3)
+        if not plan.learning:
+            break
+    assert not plan.learning
+    read, sent = poll(plan, refuse)
+    assert read == {p.quantity for p in points} and plan.degraded is None
+    assert all(r.count <= longest for r in plan.requests) and sent == len(plan.requests)
 
 
 def test_a_device_that_refuses_everything_keeps_the_profiles_plan():
