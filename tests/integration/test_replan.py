@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import struct
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -236,3 +239,125 @@ async def test_scan_read_and_check_on_a_strict_gateway(tmp_path):
     assert "input 52..87 split into 52..53, 56..57, 60..63, 70..79, 84..87" in out
     assert "sdm120: every 0.5 s, Eastron SDM120 unit 2 on 'gw': 16 values in 10 request(s)" in out
     assert "input 224..225 refused with exception 2 (illegal data address): current_n_a" in out
+
+
+# ---- the issue's reproduction: a libmodbus (C) server, not pymodbus ------------------------
+
+LIBMODBUS_SERVER = Path(__file__).parent.parent / "fixtures" / "libmodbus_strict_server.c"
+
+
+@pytest.fixture(scope="module")
+def libmodbus_server(tmp_path_factory) -> Path:
+    """tests/fixtures/libmodbus_strict_server.c, compiled against Debian's libmodbus."""
+    cc = shutil.which("cc")
+    flags = subprocess.run(
+        ["pkg-config", "--cflags", "--libs", "libmodbus"], capture_output=True, text=True
+    )
+    if cc is None or flags.returncode != 0:
+        pytest.fail(
+            "a C compiler and libmodbus are needed: run ./scripts/test as root, or "
+            "apt-get install gcc libmodbus-dev"
+        )
+    binary = tmp_path_factory.mktemp("libmodbus") / "strict_server"
+    subprocess.run(
+        [cc, "-O1", "-Wall", "-Werror", "-o", str(binary), str(LIBMODBUS_SERVER),
+         *flags.stdout.split()],
+        check=True,
+    )  # fmt: skip
+    return binary
+
+
+def register_image(unit: int, meter: SimulatedMeter) -> tuple[list[str], dict[str, float]]:
+    """Lines for the C server's stdin and the values they hold (floats packed here, big-endian
+    ABCD, as Eastron sends them)."""
+    lines, expected = [], {}
+    for p, v in zip(meter.profile.points, meter.values_at(FROZEN_T).values(), strict=True):
+        assert p.data_type.value == "f32" and p.word_order == p.byte_order == "big"
+        hi, lo = struct.unpack(">HH", struct.pack(">f", v))
+        fc = 4 if p.register_type.value == "input" else 3
+        lines += [f"{unit} {fc} {p.address} {hi}", f"{unit} {fc} {p.address + 1} {lo}"]
+        expected[p.quantity] = struct.unpack(">f", struct.pack(">f", v))[0]
+    return lines, expected
+
+
+async def test_the_issue_reproduction_on_a_libmodbus_server(
+    tmp_path, libmodbus_server, mosquitto, capture_factory
+):
+    meters = strict_meters()[:2]  # an SDM630 (unit 1) and an SDM120 (unit 2): 54 values
+    image, expected = [], {}
+    for name, meter in zip(("sdm630", "sdm120"), meters, strict=True):
+        lines, expected[name] = register_image(meter.unit, meter)
+        image += lines
+    port = free_port()
+    served = tmp_path / "server.log"
+    with served.open("w") as out:
+        server = subprocess.Popen([str(libmodbus_server), str(port)], stdin=subprocess.PIPE,
+                                  stdout=out, text=True)  # fmt: skip
+    assert server.stdin is not None
+    server.stdin.write("\n".join(image) + "\n")
+    server.stdin.close()
+    agents: list[AgentProcess] = []
+    try:
+        await wait_until(lambda: "listening" in served.read_text(), 10, "the libmodbus server")
+
+        def refused(unit: int) -> int:
+            return sum(
+                1 for line in served.read_text().splitlines()
+                if line.startswith(f"{unit} ") and "exception 2" in line
+            )  # fmt: skip
+
+        scan = await vatio("scan", f"127.0.0.1:{port}", "--units", "1-3", "-q", "--timeout", "0.2")
+        assert scan.returncode == 0, scan.stderr
+        rows = {int(x.split()[0]): x for x in scan.stdout.splitlines() if x[:4].strip().isdigit()}
+        assert set(rows) == {1, 2}, scan.stdout  # unit 3: "gateway target did not answer"
+        assert "eastron_sdm630" in rows[1] and "eastron_sdm120" in rows[2], scan.stdout
+        scan_refusals = refused(1) + refused(2)
+
+        cfg = tmp_path / "vatio.yaml"
+        cfg.write_text(
+            loopback_config(
+                "s", "gw", tmp_path / "state", {"gw": port},
+                [("sdm630", "gw", 1, "eastron_sdm630", "500ms"),
+                 ("sdm120", "gw", 2, "eastron_sdm120", "500ms")],
+                f"mqtt://127.0.0.1:{mosquitto.port}", "keepalive: 5",
+            )
+        )  # fmt: skip
+        cap = capture_factory(mosquitto.port)
+        tried = lost = 0
+        for run in (1, 2):
+            seen = {n: len(cap.on(f"/{n}/telemetry")) for n in expected}
+            before = refused(1) + refused(2)
+            agents.append(AgentProcess(cfg, log=tmp_path / f"run{run}.log"))
+            await wait_until(
+                lambda: all(len(cap.on(f"/{n}/telemetry")) >= seen[n] + 3 for n in expected),  # noqa: B023
+                20, "3 polls of each meter",
+            )  # fmt: skip
+            assert agents[-1].stop() == 0
+            for name, values in expected.items():
+                for body in cap.on(f"/{name}/telemetry")[seen[name] :]:
+                    for q, v in body["values"].items():
+                        tried += 1
+                        lost += v is None
+                        assert v is None or v == pytest.approx(values[q], rel=1e-9), (name, q)
+            log = agents[-1].output()
+            if run == 1:  # learned in the first poll, said once per meter
+                # 2 + 2 requests of the profiles' plans refused, then the bisection's
+                # pieces with holes: 5 refusals for the SDM630, 7 for the SDM120
+                assert refused(1) + refused(2) - before == 12
+                assert log.count("device 'sdm630' unit 1: input registers 52..87 refused") == 1
+                assert log.count("device 'sdm120' unit 2: input registers 0..37 refused") == 1
+            else:  # the learned plan from the first poll on: nothing refused again
+                assert refused(1) + refused(2) == before, served.read_text()[-500:]
+                assert "refused with" not in log
+        print(f"libmodbus: {tried} values received, {lost} lost; scan refused {scan_refusals}")
+        assert lost == 0
+
+        check = await vatio("check", "-c", str(cfg))
+        assert "38 values in 9 request(s) per poll" in check.stdout
+        assert "16 values in 10 request(s) per poll" in check.stdout
+        assert "input 0..37 split into 0..1, 6..7, 12..13" in check.stdout
+    finally:
+        for a in agents:
+            a.stop()
+        server.kill()
+        server.wait(10)
