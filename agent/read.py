@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -81,6 +82,8 @@ def table(results: list[PollResult], plans: dict[str, list[str]] | None = None) 
 async def read_command(
     loaded: LoadedConfig, names: list[str], as_json: bool, watch: bool, out: TextIO = sys.stdout
 ) -> int:
+    # what a device taught the plan is shown with its values: not also as a log line
+    logging.getLogger("drivers.modbus.device").setLevel(logging.ERROR)
     drivers, transports = build_drivers(loaded, names)
     try:
         while True:
