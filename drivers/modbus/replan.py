@@ -123,9 +123,9 @@ class ReadPlan:
         its place (0 if it is not split)."""
         req = self.requests[index]
         self.refusals += 1
-        self.untried.discard(req)
         if code not in REPLAN_CODES or req in self.final:
-            return 0
+            return 0  # busy, device failure …: says nothing about the plan (still untried)
+        self.untried.discard(req)
         root = self._root.get(req, req)
         self._exploring.setdefault(root, code)
         # exception 3 may be about the count, not the addresses: cut between values too

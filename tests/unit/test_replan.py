@@ -269,3 +269,21 @@ def test_an_unwritable_state_dir_keeps_the_plan_in_memory(tmp_path, caplog):
         assert sum("cannot write" in r.message for r in caplog.records) == 1
     finally:
         ro.chmod(0o700)
+
+
+def test_a_busy_reply_while_learning_says_nothing_about_the_plan():
+    profile = load_profile("eastron_sdm120")
+    points = list(profile.points)
+    plan = ReadPlan("m", profile, 1)
+    busy = {"left": 1}
+
+    def refuse(r):
+        if len(r.points) == 1 and r.start == 6 and busy["left"]:  # a piece, once: busy
+            busy["left"] -= 1
+            return 6
+        return strict_refuses(r, points)
+
+    read, _ = poll(plan, refuse)
+    assert "current_a" not in read and plan.learning  # the busy piece is tried again
+    read, _ = poll(plan, refuse)
+    assert len(read) == 16 and not plan.learning and plan.degraded is None
