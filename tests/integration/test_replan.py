@@ -12,17 +12,22 @@ import json
 import shutil
 import struct
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
+from drivers.links import SerialLine
+from drivers.modbus.device import ModbusDevice
 from drivers.modbus.planner import plan_reads
 from drivers.modbus.profile import load_profile
+from drivers.modbus.transport import ModbusTransport
 from simulators.brokers import free_port
 from simulators.configs import loopback_config
-from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
+from simulators.modbus_server import ModbusSerialSimulator, ModbusTcpSimulator, SimulatedMeter
+from simulators.serial_pair import SerialPair
 from tests.conftest import AgentProcess
 from tests.helpers import expected_on_wire, wait_until
 from tests.integration.test_commissioning import vatio
@@ -362,3 +367,46 @@ async def test_the_issue_reproduction_on_a_libmodbus_server(
             a.stop()
         server.kill()
         server.wait(10)
+
+
+async def test_on_a_9600_baud_line_learning_is_spread_over_polls_that_keep_their_time(
+    tmp_path, caplog
+):
+    """RS-485 time is scarce: pieces are tried in a poll only for a timeout's worth of bus
+    time, the rest from the next poll, so no poll outgrows its interval while learning."""
+    if not SerialPair.available():
+        pytest.fail("socat is not installed: run ./scripts/test as root (apt-get install socat)")
+    meter = SimulatedMeter(1, load_profile("eastron_sdm120"), seed=2, strict=True,
+                           clock=lambda: FROZEN_T)  # fmt: skip
+    with SerialPair(tmp_path) as pair:
+        sim = ModbusSerialSimulator([meter], pair.a, baudrate=9600, baud_faithful=True)
+        await sim.start()
+        bus = ModbusTransport("line", SerialLine(pair.b, 9600), timeout=0.3, retries=0)
+        device = ModbusDevice("sdm120", 1, meter.profile, bus)
+        try:
+            durations, lost, tried = [], 0, 0
+            for _ in range(8):
+                started = time.monotonic()
+                result = await device.poll()
+                durations.append(time.monotonic() - started)
+                tried += len(result.values)
+                lost += sum(v is None for v in result.values.values())
+                if not device.read_plan.learning:
+                    break
+            learning_polls = len(durations)
+            refusals = meter.exception_replies
+            result = await device.poll()  # learned: every value, nothing refused
+        finally:
+            bus.close()
+            await sim.stop()
+    print(f"9600 baud: learned in {learning_polls} polls, {lost} of {tried} values null "
+          f"meanwhile, polls took {', '.join(f'{d:.2f}' for d in durations)} s")  # fmt: skip
+    assert 2 <= learning_polls <= 6 and len(device.plan) == 10
+    # the first poll: the profile's 3 requests (~0.1 s each with Eastron's 60 ms gap), the
+    # pieces for 0.3 s of bus time (the transport's timeout), the one that passes it. (Once
+    # learned, the 10 requests take ~0.9 s a poll at 9600 baud: the price of such a meter.)
+    # ~0.6 s here; all 17 requests in one poll would take ~1.5 s.
+    assert durations[0] < 1.0
+    assert all(v is not None for v in result.values.values()) and result.degraded is None
+    assert meter.exception_replies == refusals == 7
+    assert sum("now read as" in r.message for r in caplog.records) == 1
