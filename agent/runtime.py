@@ -48,6 +48,7 @@ from drivers.i18n import tr
 from drivers.links import SerialLine, TcpEndpoint
 from drivers.modbus.planner import plan_reads
 from drivers.modbus.transport import ModbusTransport, read_wire_time
+from drivers.plugin import attach_state
 from drivers.reading import PollResult
 
 if TYPE_CHECKING:  # imported only where configured, to keep the agent small
@@ -139,6 +140,7 @@ def build_scheduler(
         for n, entry in members.items():
             try:
                 driver = entry.plugin.create(n, bus, entry.options)
+                attach_state(driver, Path(loaded.config.state_dir))
             except Exception as exc:  # a bug in a (third-party) driver must not stop the rest
                 log.error(
                     "device '%s': driver '%s' failed to start (%r); it is skipped, the other "
@@ -570,6 +572,10 @@ class Agent:
                 ("vatio_poll_duration_seconds", "gauge", "Duration of the last poll.", labels,
                  st.last_poll_s),
             ]  # fmt: skip
+            counters = getattr(d.driver, "counters", None)  # optional (drivers/plugin.py)
+            if counters is not None:
+                rows += [(f"vatio_{name}", kind, text, labels, value)
+                         for name, (kind, text, value) in counters().items()]  # fmt: skip
         rows.append(("vatio_uptime_seconds", "gauge", "Since the agent started.", {},
                      clock.now() - self.started))  # fmt: skip
         rows += [

@@ -14,6 +14,11 @@
 * A device whose poll fails is *degraded* (one log line, one status and one event per change,
   not per poll). After three failures in a row it is polled less often (backoff up to
   ``BACKOFF_MAX``), so a dead meter does not eat the bus time of its healthy neighbours.
+* A device that answers but keeps refusing part of its values (a driver sets
+  ``PollResult.degraded``, e.g. a Modbus register the meter does not have) is *degraded* too,
+  with that reason, but polled on schedule: what it gives is still wanted. A change between
+  "fails" and "refuses values" is a change of state (said once), so an old reason never hides
+  a new silence.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class DeviceStats:
     consecutive_failures: int = 0
     last_poll_s: float = 0.0
     state: str = "starting"
+    partial: bool = False  # degraded because values are refused, not because polls fail
     last_error: str = ""
     heartbeat: float = 0.0  # monotonic time the device's loop last went round (or started)
 
@@ -167,10 +173,19 @@ class BusWorker:
                 dict.fromkeys(dev.driver.quantities, exc.code),
                 error=str(exc),
             )
-            if stats.state != "degraded":
+            if stats.state != "degraded" or stats.partial:
+                stats.partial = False
                 self._transition(dev, "degraded", f"{exc}: {exc.hint}")
         else:
-            if stats.state != "online":
+            if result.degraded:
+                # it answers, but part of its profile is never read: degraded (not backed
+                # off: what it gives is polled on schedule), once per change of reason
+                if not stats.partial or stats.last_error != result.degraded:
+                    stats.partial = True
+                    stats.last_error = result.degraded
+                    self._transition(dev, "degraded", result.degraded)
+            elif stats.state != "online":
+                stats.partial = False
                 self._transition(dev, "online", "answering")
             stats.consecutive_failures = 0
         stats.last_poll_s = time.monotonic() - started

@@ -19,6 +19,9 @@ class PollResult:
     values: dict[str, float | None]
     quality: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # set when the whole poll failed (device silent, bus down)
+    # set when the poll read values but the device keeps refusing others (a driver's word
+    # for "answers, but part of it is never read"): the device is degraded, not online
+    degraded: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -193,3 +193,45 @@ async def test_a_poll_that_hangs_past_every_timeout_shows_as_stalled():
         scheduler.stop()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class ScriptedDriver(FakeDriver):
+    """Answers with each outcome in turn: "ok", "fail", or a reason values are refused."""
+
+    def __init__(self, name, outcomes):
+        super().__init__(name)
+        self.outcomes = list(outcomes)
+
+    async def poll(self):
+        outcome = self.outcomes.pop(0)
+        if outcome == "fail":
+            raise DeviceTimeout("no answer within 0.1 s")
+        degraded = None if outcome == "ok" else outcome
+        return PollResult(self.name, time.time(), {"active_power_w": 1.0}, degraded=degraded)
+
+
+async def test_a_device_that_keeps_refusing_values_is_degraded_once_per_change_not_backed_off():
+    refused = "1 of 38 values refused by the device (exception 2): current_n_a"
+    drv = ScriptedDriver(
+        "m", ["ok", refused, refused, "fail", "fail", refused, refused, "ok", refused]
+    )
+    dev = ScheduledDevice(drv, interval=1.0, where="test")
+    sink = Sink()
+    worker = BusWorker("b", [dev], sink)
+    for _ in range(9):
+        await worker._poll(dev)
+    states = [(state, reason[:14]) for _, state, reason in sink.states]
+    assert (
+        states
+        == [
+            ("online", "answering"),
+            ("degraded", refused[:14]),
+            ("degraded", "no answer with"),  # silent now: said, not hidden
+            ("degraded", refused[:14]),
+            ("online", "answering"),
+            ("degraded", refused[:14]),
+        ]
+    )
+    assert dev.stats.failures == 2 and dev.stats.consecutive_failures == 0
+    assert dev.stats.last_error == refused  # what the status page shows as the reason
+    assert [r.degraded for r in sink.results][1] == refused
