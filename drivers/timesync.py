@@ -153,7 +153,10 @@ def parse_override(text: str) -> Override:
         key, _, value = w.partition("=")
         if key != "offset":
             raise ValueError(f"{ENV}: unknown '{w}': only offset=SECONDS may follow")
-        offset = float(value)
+        try:
+            offset = float(value)
+        except ValueError:
+            raise ValueError(f"{ENV}: offset must be a number of seconds, not '{value}'") from None
     return Override(_WORDS[words[0].lower()], offset)
 
 
