@@ -186,7 +186,7 @@ class _Pipeline:
     def readings(self, result: PollResult) -> None:
         closed = False
         events: list[tuple[str, str]] = []
-        trusted = self.trust.check() if self.trust is not None else True
+        trusted = self.trust.check(result.mono) if self.trust is not None else True
         if not trusted:  # the ts is what an unsynchronised clock said: say so
             result.quality[QUALITY_KEY] = UNSYNCHRONISED
         if self.engine is not None:

@@ -152,6 +152,7 @@ class BusWorker:
 
     async def _poll(self, dev: ScheduledDevice) -> None:
         started = time.monotonic()
+        mono = simulated_or_wall.monotonic()  # never steps: ties the reading's ts to it
         stats = dev.stats
         stats.polls += 1
         try:
@@ -174,6 +175,7 @@ class BusWorker:
                 self._transition(dev, "online", "answering")
             stats.consecutive_failures = 0
         stats.last_poll_s = time.monotonic() - started
+        result.mono = mono
         self.sink.readings(result)
 
     def _transition(self, dev: ScheduledDevice, state: str, reason: str) -> None:

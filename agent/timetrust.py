@@ -13,12 +13,13 @@ again; never one per reading.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from agent.config import TimeConfig
-from drivers import timesync
+from drivers import clock, timesync
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,9 @@ class ClockTrust:
         self.trusted = True
         self.unsynced_since: float | None = None  # monotonic
         self.overdue = False  # unsynchronised past the grace (a problem)
+        self.trusted_since = -math.inf  # clock.monotonic() when trust was last seen to begin
         self._said_unknown = False
+        timesync.refresh()  # before the first poll: a rehearsal's clock offset applies to it
 
     def _decide(self, st: timesync.SyncState) -> bool:
         if self.cfg.require_sync is False:
@@ -53,11 +56,12 @@ class ClockTrust:
             return True
         return st.synchronised
 
-    def check(self) -> bool:
-        """Whether readings stamped now can be trusted (cheap: the kernel's answer is cached
-        for a few seconds)."""
+    def check(self, stamped: float | None = None) -> bool:
+        """Whether readings can be trusted now (cheap: the kernel's answer is cached for a
+        few seconds). ``stamped``: the reading's steady time (PollResult.mono); a reading
+        stamped before trust began (a poll that started before the clock stepped) is not."""
         st = self.state = timesync.state()
-        trusted = self._decide(st)
+        trusted = self.trusted = self._decide(st)
         now = time.monotonic()
         if not trusted:
             if self.unsynced_since is None:
@@ -81,11 +85,11 @@ class ClockTrust:
                 st.describe(), _duration(now - self.unsynced_since),
             )  # fmt: skip
             self.unsynced_since = None
+            self.trusted_since = clock.monotonic()
             was_overdue, self.overdue = self.overdue, False
             if was_overdue:
                 self._changed()
-        self.trusted = trusted
-        return trusted
+        return trusted and (stamped is None or stamped >= self.trusted_since)
 
     def _changed(self) -> None:
         if self.on_change is not None:

@@ -19,6 +19,9 @@ class PollResult:
     values: dict[str, float | None]
     quality: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # set when the whole poll failed (device silent, bus down)
+    # steady time (drivers.clock.monotonic) when the poll started, set by the scheduler: it
+    # ties ``ts`` to a clock that never steps, for readings taken before the clock was trusted
+    mono: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -169,6 +169,8 @@ class MetricsEngine:
         if not result.ok or not self.settings.get(result.device, DeviceMetricsConfig()).enabled:
             return False, [], {}
         dm = self._device(result.device, result)
+        if mono is None:
+            mono = result.mono
         if (not trusted or dm.holding) and mono is None:
             # the poll started at result.ts; a clock step during it must not move it far
             mono = clock.monotonic() - min(max(clock.now() - result.ts, 0.0), 60.0)
