@@ -41,6 +41,7 @@ from agent.scheduler import (
 )
 from agent.seqstore import SeqStore
 from agent.spool import Spool
+from agent.storage import DISK_STATES, StorageHealth
 from agent.timetrust import QUALITY_KEY, UNSYNCHRONISED, ClockTrust
 from drivers import clock
 from drivers.base import Driver
@@ -223,7 +224,10 @@ class _Pipeline:
     def event(self, device: str, kind: str, message: str) -> None:
         if self.live is not None:
             self.live.event(device, kind, message, clock.now())
-        self.emit(self.builder.event(device, kind, message))
+        extra = {}
+        if self.trust is not None and not self.trust.trusted:  # its ts is the untrusted clock's
+            extra["quality"] = {QUALITY_KEY: UNSYNCHRONISED}
+        self.emit(self.builder.event(device, kind, message, **extra))
 
     def device_state(self, device: str, state: str, reason: str) -> None:
         self.emit(self.builder.status(device, state, reason=reason))
@@ -242,14 +246,17 @@ class Agent:
         self.loaded = loaded
         cfg = loaded.config
         self.state_dir = Path(cfg.state_dir)
-        self.seq = SeqStore(_writable_dir(self.state_dir) / "seq.sqlite")
-        self.builder = MessageBuilder(cfg.site, cfg.agent_id, self.seq)
+        # one health for every file of the agent: one line when the disk refuses, one when
+        # it takes writes again (agent/storage.py)
+        self.storage = StorageHealth()
+        self.seq = SeqStore(_writable_dir(self.state_dir) / "seq.sqlite", health=self.storage)
+        self.builder = MessageBuilder(cfg.site, cfg.agent_id, self.seq, self.storage)
         self.engine: MetricsEngine | None = None
         if cfg.metrics.enabled:
             self.engine = MetricsEngine(
                 cfg.metrics,
                 {n: d.metrics for n, d in loaded.devices.items()},
-                MetricsStore(self.state_dir / "metrics.sqlite"),
+                MetricsStore(self.state_dir / "metrics.sqlite", self.storage),
             )
         self.pipeline = _Pipeline(
             self.builder, self.engine, LiveStatus() if cfg.http is not None else None
@@ -265,6 +272,7 @@ class Agent:
                 max_bytes=int(cfg.spool.max_mb * 2**20),
                 max_age_s=cfg.spool.max_age,
                 durability=cfg.spool.durability,
+                health=self.storage,
             )
             self.mqtt = MqttOutput(
                 cfg.outputs.mqtt,
@@ -297,6 +305,8 @@ class Agent:
                 max_bytes=int(cfg.spool.max_mb * 2**20),
                 max_age_s=cfg.spool.max_age,
                 durability=cfg.spool.durability,
+                health=self.storage,
+                name="InfluxDB spool",
             )
             self.influx = InfluxOutput(
                 cfg.outputs.influxdb, self.influx_spool, cfg.spool.commit_interval
@@ -340,6 +350,7 @@ class Agent:
             backlog=self.spool.backlog if self.spool else 0,
             spool_dropped=self.spool.dropped if self.spool else 0,
             clock=self.clock_trust.status(),
+            storage=self.storage.problem or "ok",
         )
 
     def _clock_changed(self) -> None:
@@ -462,7 +473,10 @@ class Agent:
         if self.influx is not None:
             await self.influx_spool.close()
         if self.engine is not None:
-            self.engine.save()
+            try:
+                self.engine.save()  # a full disk is handled inside; this is for a bug
+            except Exception:
+                log.exception("saving the metrics state failed")
             if self.engine.store is not None:
                 self.engine.store.close()
         for transport in self.transports:
@@ -470,7 +484,10 @@ class Agent:
         for d in self.drivers:
             closer = getattr(d, "close", None)  # drivers that own a port (UART sensors)
             if closer is not None:
-                await closer()
+                try:
+                    await closer()
+                except Exception as exc:  # one driver's port must not keep the rest open
+                    log.warning("device '%s': closing failed: %s", d.name, exc)
         self.seq.close()
 
     def _problems(self) -> list[str]:
@@ -484,6 +501,8 @@ class Agent:
         clock_problem = self.clock_trust.problem()
         if clock_problem is not None:  # 503: metrics wait, and only a time source fixes it
             problems.append(clock_problem)
+        if self.storage.failing:
+            problems.append(f"cannot store: {self.storage.problem}")
         return problems
 
     async def _healthz(self) -> tuple[int, str, str]:
@@ -551,6 +570,15 @@ class Agent:
             ]  # fmt: skip
         rows.append(("vatio_uptime_seconds", "gauge", "Since the agent started.", {},
                      clock.now() - self.started))  # fmt: skip
+        rows += [
+            ("vatio_storage_ok", "gauge", "1 while state_dir takes writes.", {},
+             float(not self.storage.failing)),
+            ("vatio_storage_failures_total", "counter", "Writes the disk refused.", {},
+             self.storage.failures),
+            ("vatio_unnumbered_messages_total", "counter",
+             "Messages sent without seq: no number could be reserved on disk.", {},
+             self.seq.unnumbered),
+        ]  # fmt: skip
         if self.mqtt is not None and self.spool is not None:
             m = self.mqtt.stats
             rows += [
@@ -558,6 +586,8 @@ class Agent:
                  {}, self.spool.backlog),
                 ("vatio_spool_dropped_total", "counter", "Oldest messages dropped by the bounds.",
                  {}, self.spool.dropped),
+                ("vatio_spool_held_messages", "gauge",
+                 "Messages only in memory: the disk refused them.", {}, self.spool.held),
                 ("vatio_mqtt_connected", "gauge", "1 while connected to the broker.", {},
                  float(m.connected)),
                 ("vatio_mqtt_published_total", "counter", "Messages the broker acknowledged.", {},
@@ -591,6 +621,8 @@ class Agent:
             out["published"] = self.mqtt.stats.published
             out["backlog"] = self.mqtt.backlog
             out["dropped"] = self.spool.dropped if self.spool else 0
+        if self.seq.unnumbered:
+            out["unnumbered"] = self.seq.unnumbered
         if self.influx is not None:
             out["influx_written"] = self.influx.written
             out["influx_backlog"] = self.influx.backlog
@@ -619,12 +651,19 @@ class StateDirError(Exception):
 
 
 def _writable_dir(path: Path) -> Path:
+    """``path``, made if missing; a mistake (no permission, a file in the way) stops the
+    start with a clear message, while a full or read-only disk is a state the agent runs
+    through (agent/storage.py)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        try:
+            probe.write_text("x")  # a full disk may still make an empty file
+        finally:
+            probe.unlink(missing_ok=True)
     except OSError as exc:
+        if exc.errno in DISK_STATES and path.is_dir():
+            return path
         raise StateDirError(
             tr(
                 "state_dir '{path}' is not writable ({reason}): set state_dir in the config to a "

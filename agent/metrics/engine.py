@@ -20,6 +20,7 @@ published or stored under a wrong day, month, tariff period or 15-minute block.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,8 +31,11 @@ from agent.config import DeviceMetricsConfig, MetricsConfig
 from agent.metrics.air import AirQualityMetrics
 from agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from agent.metrics.emissions import MEXICO_SEN, Factor
+from agent.storage import StorageHealth, explain, transaction
 from drivers import clock
 from drivers.reading import PollResult
+
+log = logging.getLogger(__name__)
 
 ELECTRICAL = {"active_power_w", "energy_import_kwh"}
 AIR = {"pm2_5_ugm3", "pm10_ugm3", "co2_ppm"}
@@ -41,18 +45,42 @@ AIR_HOLD_MAX = 7 * 1440  # … for a week at most (the oldest go first: they are
 
 class MetricsStore:
     """device → JSON state, and the history of closed days and months, in SQLite (WAL);
-    one small transaction per publish."""
+    one small transaction per publish.
 
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS state (device TEXT PRIMARY KEY, json TEXT)")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS history (device TEXT, kind TEXT, key TEXT, json TEXT,"
-            " PRIMARY KEY (device, kind, key))"
-        )
+    A disk that refuses writes (full, read-only) is reported to ``health`` and tried again
+    at the next save; the engine keeps its state and closed periods in memory meanwhile. A
+    file that cannot be opened for writing at start is read without writing, so the
+    accumulated state is not lost, and opened for writing as soon as the disk allows."""
+
+    def __init__(self, path: Path, health: StorageHealth | None = None) -> None:
+        self.path = path
+        self.health = health or StorageHealth()
+        self._db: sqlite3.Connection | None = None
+        self._saved: dict[str, dict[str, object]] = {}  # read without writing, at start
+        if not self._open():
+            self._saved = _read_only_states(path)
+
+    def _open(self) -> bool:
+        db = None
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS state (device TEXT PRIMARY KEY, json TEXT)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS history (device TEXT, kind TEXT, key TEXT,"
+                " json TEXT, PRIMARY KEY (device, kind, key))"
+            )
+        except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                db.close()
+            self.health.failed("metrics", explain(self.path, exc))
+            return False
+        self._db = db
+        return True
 
     def load(self, device: str) -> dict[str, object] | None:
+        if self._db is None:
+            return self._saved.get(device)
         row = self._db.execute("SELECT json FROM state WHERE device = ?", (device,)).fetchone()
         return json.loads(row[0]) if row else None
 
@@ -60,24 +88,36 @@ class MetricsStore:
         self,
         states: dict[str, dict[str, object]],
         history: list[tuple[str, str, str, dict[str, Any]]] = [],  # noqa: B006 (read only)
-    ) -> None:
-        """Save the states and closed periods (device, "day"|"month", key, record) at once,
-        so a crash between the two cannot lose a closed day or book it twice."""
-        with self._db:
-            self._db.executemany(
-                "INSERT INTO state VALUES (?, ?)"
-                " ON CONFLICT (device) DO UPDATE SET json = excluded.json",
-                [(d, json.dumps(s)) for d, s in states.items()],
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)",
-                [(d, kind, key, json.dumps(r)) for d, kind, key, r in history],
-            )
+    ) -> bool:
+        """Save the states and closed periods (device, "day"|"month", key, record) in one
+        transaction, so a crash between the two cannot lose a closed day or book it twice.
+        False if the disk refused: nothing was written, try again later."""
+        if self._db is None and not self._open():
+            return False
+        assert self._db is not None
+        try:
+            with transaction(self._db):
+                self._db.executemany(
+                    "INSERT INTO state VALUES (?, ?)"
+                    " ON CONFLICT (device) DO UPDATE SET json = excluded.json",
+                    [(d, json.dumps(s)) for d, s in states.items()],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)",
+                    [(d, kind, key, json.dumps(r)) for d, kind, key, r in history],
+                )
+        except sqlite3.Error as exc:
+            self.health.failed("metrics", explain(self.path, exc))
+            return False
+        self.health.ok("metrics")
+        return True
 
     def history(
         self, kind: str, device: str | None = None
     ) -> list[tuple[str, str, dict[str, Any]]]:
         """Closed days or months as (device, key, record), oldest first."""
+        if self._db is None:
+            return []
         rows = self._db.execute(
             "SELECT device, key, json FROM history WHERE kind = ? AND (? IS NULL OR device = ?)"
             " ORDER BY key, device",
@@ -86,7 +126,27 @@ class MetricsStore:
         return [(d, k, json.loads(j)) for d, k, j in rows]
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _read_only_states(path: Path) -> dict[str, dict[str, object]]:
+    """The saved states of a file that cannot be opened for writing (a read-only disk)."""
+    if not path.exists():
+        return {}
+    for mode in ("ro", "ro&immutable=1"):  # immutable: no -shm can be made on a read-only disk
+        try:
+            db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
+            try:
+                rows = db.execute("SELECT device, json FROM state").fetchall()
+            finally:
+                db.close()
+            return {d: json.loads(j) for d, j in rows}
+        except (sqlite3.Error, ValueError):
+            continue
+    log.error("cannot read the saved metrics state in %s: energy and demand start from zero", path)
+    return {}
 
 
 @dataclass
@@ -237,8 +297,8 @@ class MetricsEngine:
             if dm.air is not None:
                 s["air"] = dm.air.state()
             states[name] = s
-        if states:
-            self.store.save(states, history)
+        if states and not self.store.save(states, history):
+            return  # the disk refused: closed periods stay in memory for the next save
         for dm in self.devices.values():
             if dm.electrical is not None:
                 dm.electrical.closed.clear()
