@@ -26,6 +26,7 @@ from agent.influx import WriteError
 from agent.logs import LogFormat, secrets_of, setup_logging
 from agent.runtime import (
     Agent,
+    Handover,
     StateDirError,
     bus_link,
     bus_timing,
@@ -169,9 +170,11 @@ async def _run(path: str, loaded: LoadedConfig) -> int:
     loop = asyncio.get_running_loop()
     previous: LoadedConfig | None = None
     terminate = asyncio.Event()  # one for the whole process: a SIGTERM mid-hand-over counts
+    handover: Handover | None = None
     while not terminate.is_set():
         stop = asyncio.Event()
-        agent = Agent(loaded)
+        agent = Agent(loaded, handover)
+        handover = None  # this agent owns it now
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _terminate, terminate, stop)
         # `kill -USR1 <pid>` logs the counters without stopping (benchmarks, field checks)
@@ -195,6 +198,7 @@ async def _run(path: str, loaded: LoadedConfig) -> int:
             continue
         if not pending:
             break
+        handover = agent.handover  # held in memory while the disk refused: not lost
         previous, loaded = loaded, pending[0]  # the new agent says READY=1 once it polls
     return 0
 

@@ -162,6 +162,15 @@ def build_scheduler(
     return Scheduler(workers), transports, drivers
 
 
+@dataclass
+class Handover:
+    """What a reloaded agent leaves to the next: the sequence counters (same state_dir) and
+    the messages only memory held because the disk refused them."""
+
+    messages: list[Message]
+    seq: SeqStore
+
+
 class _Pipeline:
     """The scheduler's sink: readings become contract messages for every output, and feed
     the metrics engine (whose block closings and threshold events are published at once)."""
@@ -242,14 +251,20 @@ class _Pipeline:
 class Agent:
     """One running agent. ``await agent.run(stop)`` until ``stop`` is set."""
 
-    def __init__(self, loaded: LoadedConfig) -> None:
+    def __init__(self, loaded: LoadedConfig, handed_over: Handover | None = None) -> None:
+        """``handed_over``: what the agent this one replaces (a reload) leaves to it."""
         self.loaded = loaded
+        self.handover: Handover | None = None  # what this agent leaves to the next one
         cfg = loaded.config
         self.state_dir = Path(cfg.state_dir)
         # one health for every file of the agent: one line when the disk refuses, one when
         # it takes writes again (agent/storage.py)
-        self.storage = StorageHealth()
-        self.seq = SeqStore(_writable_dir(self.state_dir) / "seq.sqlite", health=self.storage)
+        if handed_over is not None:  # same state_dir (a reload cannot move it)
+            self.storage = handed_over.seq.health
+            self.seq = handed_over.seq
+        else:
+            self.storage = StorageHealth()
+            self.seq = SeqStore(_writable_dir(self.state_dir) / "seq.sqlite", health=self.storage)
         self.builder = MessageBuilder(cfg.site, cfg.agent_id, self.seq, self.storage)
         self.engine: MetricsEngine | None = None
         if cfg.metrics.enabled:
@@ -274,6 +289,8 @@ class Agent:
                 durability=cfg.spool.durability,
                 health=self.storage,
             )
+            for msg in handed_over.messages if handed_over else []:
+                self.spool.put(msg)
             self.mqtt = MqttOutput(
                 cfg.outputs.mqtt,
                 self.spool,
@@ -468,8 +485,10 @@ class Agent:
 
     async def _close(self) -> None:
         """Commit and close what the agent holds: spools, metrics state, buses, ports."""
+        held: list[Message] = []
         if self.spool is not None:
-            await self.spool.close()  # commits what is buffered and the last acknowledgements
+            # commits what is buffered and the last acknowledgements
+            held = await self.spool.close(hand_over=self.reloading)
         if self.influx is not None:
             await self.influx_spool.close()
         if self.engine is not None:
@@ -488,7 +507,12 @@ class Agent:
                     await closer()
                 except Exception as exc:  # one driver's port must not keep the rest open
                     log.warning("device '%s': closing failed: %s", d.name, exc)
-        self.seq.close()
+        if self.reloading:
+            # the counters stay open: on a disk that refuses writes, a new store would have
+            # to skip to the stored ceiling, which it cannot raise (agent/seqstore.py)
+            self.handover = Handover(held, self.seq)
+        else:
+            self.seq.close()
 
     def _problems(self) -> list[str]:
         problems = []

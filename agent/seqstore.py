@@ -13,7 +13,8 @@ reserved when half of the current one is used, so a disk that refuses writes for
 (full, read-only) costs nothing until the reserve runs out. When it has: :meth:`next`
 returns ``None`` and the message goes out without a ``seq`` (README, "MQTT contract") rather
 than with a number that a crash could hand out again. On a disk that cannot be read at start
-nothing is known, so nothing is numbered until it can be.
+nothing is known, so nothing is numbered until it can be. A damaged file is moved aside and
+every stream starts above any number it can have used (:meth:`_start_above_everything`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from agent.storage import StorageHealth, explain, transaction
+from agent.storage import StorageHealth, explain, is_corrupt, quarantine, transaction
+
+FLOOR_KEY = ("", "floor")  # not a device: where streams new to the store start
 
 
 class SeqStore:
@@ -36,10 +39,11 @@ class SeqStore:
         self._next: dict[tuple[str, str], int] = {}
         self._ceiling: dict[tuple[str, str], int] = {}  # on disk: numbers below it are ours
         self._retry_at = 0.0
+        self._floor = 1  # where a stream new to this store starts
         self._db: sqlite3.Connection | None = None
         self._open()
 
-    def _open(self) -> bool:
+    def _open(self, replaced: bool = False) -> bool:
         db = None
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -53,15 +57,34 @@ class SeqStore:
         except (sqlite3.Error, OSError) as exc:
             if db is not None:
                 db.close()
+            if is_corrupt(exc) and not replaced:
+                quarantine(self.path)
+                return self._open(replaced=True) and self._start_above_everything()
             self._failed(exc)
             return False
         self._db = db
         for device, stream, nxt in rows:
+            if (device, stream) == FLOOR_KEY:
+                self._floor = nxt
+                continue
             key = (device, stream)
             # numbers handed out from memory meanwhile (none: nothing was known) stay below
             self._next[key] = max(self._next.get(key, 1), nxt)
             self._ceiling[key] = nxt
         self.health.ok("seq")
+        return True
+
+    def _start_above_everything(self) -> bool:
+        """The counters were lost with a damaged file. Every stream starts again above any
+        number it can have used: the time in milliseconds exceeds the count of a stream
+        that sent fewer than 1,000 messages a second since 1970. One big gap, never a repeat;
+        kept on disk for the streams that have not sent yet."""
+        self._floor = int(time.time() * 1000)
+        assert self._db is not None
+        try:
+            self._write(FLOOR_KEY, self._floor)
+        except sqlite3.Error as exc:
+            self._failed(exc)
         return True
 
     def _failed(self, exc: BaseException) -> None:
@@ -74,11 +97,11 @@ class SeqStore:
         if self._db is None and (time.monotonic() < self._retry_at or not self._open()):
             self.unnumbered += 1
             return None
-        value = self._next.get(key, 1)
-        ceiling = self._ceiling.get(key, 1)
+        value = self._next.get(key, self._floor)
+        ceiling = self._ceiling.get(key, self._floor)
         if value >= ceiling - self.block // 2 and time.monotonic() >= self._retry_at:
             self._reserve(key, max(ceiling, value) + self.block)
-            ceiling = self._ceiling.get(key, 1)
+            ceiling = self._ceiling.get(key, self._floor)
         if value >= ceiling:
             self.unnumbered += 1
             return None

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -41,7 +42,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from agent.messages import Message
-from agent.storage import DISK_STATES, StorageHealth, disk_state, explain, transaction
+from agent.storage import (
+    DISK_STATES,
+    StorageHealth,
+    disk_state,
+    explain,
+    is_corrupt,
+    quarantine,
+    read_only_query,
+    transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +120,27 @@ class Spool:
         code = disk_state(path)
         if code is not None and code not in DISK_STATES:
             raise SpoolError(
-                f"cannot write the spool {path} ({_strerror(code)}): give the agent's user "
+                f"cannot write the spool {path} ({os.strerror(code)}): give the agent's user "
                 "write access to that directory, or set spool.path to a writable place"
             )
         try:
-            self._last_id = self._open()
+            self._last_id = self._open_or_replace()
         except (sqlite3.Error, OSError) as exc:
             if code is None:  # the directory takes files: the database itself is the problem
                 raise SpoolError(f"spool {path}: {exc}") from None
             self._last_id = _last_id_read_only(path)
             self._failed(exc)
         self._committed_below = self._last_id + 1
+
+    def _open_or_replace(self) -> int:
+        try:
+            return self._open()
+        except sqlite3.Error as exc:
+            if not is_corrupt(exc):
+                raise
+        # its messages cannot be read back; a spool that cannot start would stop every reading
+        quarantine(self.path)
+        return self._open()
 
     def _open(self) -> int:
         """Open (or create) the file; returns the last id it knows."""
@@ -232,7 +252,7 @@ class Spool:
         acked, self._acked = self._acked, []
         try:
             if self._db is None:
-                pending = self._renumber_after(await self._run(self._open), pending)
+                pending = self._renumber_after(await self._run(self._open_or_replace), pending)
             batch = [(i, c, m) for i, (c, m) in self._held.items()] + pending
             self._writing = set(self._held)
             result: tuple[list[Row], _Delta] = await self._run(self._commit, batch, acked)
@@ -361,12 +381,19 @@ class Spool:
             log.warning("%s: cannot read the backlog from %s: %s", self.name, self.path, exc)
             return []
 
-    async def close(self) -> None:
-        """Commit what is buffered and close the file; say what could not be stored."""
+    async def close(self, hand_over: bool = False) -> list[Message]:
+        """Commit what is buffered and close the file. What the disk still refuses is lost
+        with the process (said in the log), or, with ``hand_over`` (a reload), returned for
+        the next agent's spool to take."""
         self._retry_at = 0.0  # one last try, whatever the last failure
         if self.dirty:
             await self.commit()
-        if self._held:
+        left = [m for _, m in self._held.values()]
+        if left and hand_over:
+            log.warning(
+                "%s: %d message(s) held in memory go to the reloaded agent", self.name, len(left)
+            )
+        elif left:
             log.error(
                 "%s: %d message(s) could not be written to %s (disk full or read-only) and "
                 "are lost with this stop",
@@ -377,33 +404,20 @@ class Spool:
         if self._db is not None:
             await self._run(self._db.close)
         self._pool.shutdown(wait=True)
-
-
-def _strerror(code: int) -> str:
-    import os
-
-    return os.strerror(code)
+        return left if hand_over else []
 
 
 def _last_id_read_only(path: Path) -> int:
     """The last id in a spool that cannot be opened for writing (a read-only disk), so ids
-    stay above the file's even before it can be written again."""
+    stay above the file's even before it can be written again (see _renumber_after)."""
     if not path.exists():
         return 0
-    for mode in ("ro", "ro&immutable=1"):  # immutable: no -shm can be made on a read-only disk
-        try:
-            db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
-            try:
-                row = db.execute(
-                    "SELECT max(coalesce((SELECT max(id) FROM q), 0),"
-                    " coalesce((SELECT v FROM meta WHERE k = 'last_id'), 0))"
-                ).fetchone()
-            finally:
-                db.close()
-            return int(row[0])
-        except sqlite3.Error:
-            continue
-    return 0
+    rows = read_only_query(
+        path,
+        "SELECT max(coalesce((SELECT max(id) FROM q), 0),"
+        " coalesce((SELECT v FROM meta WHERE k = 'last_id'), 0))",
+    )
+    return int(rows[0][0]) if rows else 0
 
 
 async def keep_committing(

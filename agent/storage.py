@@ -16,9 +16,11 @@ from __future__ import annotations
 import errno
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,45 @@ def explain(path: Path, exc: BaseException) -> str:
             "read-only): readings are kept in memory meanwhile; check the card"
         )
     return f"cannot write {path} ({text})"
+
+
+def read_only_query(path: Path, sql: str) -> list[Any] | None:
+    """Rows of ``sql`` from a database that cannot be opened for writing (a read-only
+    disk); ``None`` if it cannot be read at all. Falls back to ``immutable``, which needs no
+    ``-shm`` file (none can be made on a read-only disk) but ignores an uncheckpointed WAL:
+    after a clean stop the WAL is empty, after a crash the answer may be a little old."""
+    for mode in ("ro", "ro&immutable=1"):
+        try:
+            db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
+            try:
+                return db.execute(sql).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            continue
+    return None
+
+
+CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """The file is damaged (a power cut on a card that lies about fsync, or not SQLite at
+    all): no retry will open it."""
+    return getattr(exc, "sqlite_errorcode", None) in CORRUPT
+
+
+def quarantine(path: Path) -> Path:
+    """Move a damaged database (and its WAL files) aside, so a new one can start in its place
+    and the old one stays for a post-mortem. Returns the new name."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        old = path.with_name(path.name + suffix)
+        if old.exists():
+            old.rename(aside.with_name(aside.name + suffix))
+    log.error("%s is damaged: moved it to %s and started a new one", path, aside)
+    return aside
 
 
 class StorageHealth:

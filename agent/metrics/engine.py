@@ -31,7 +31,14 @@ from agent.config import DeviceMetricsConfig, MetricsConfig
 from agent.metrics.air import AirQualityMetrics
 from agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from agent.metrics.emissions import MEXICO_SEN, Factor
-from agent.storage import StorageHealth, explain, transaction
+from agent.storage import (
+    StorageHealth,
+    explain,
+    is_corrupt,
+    quarantine,
+    read_only_query,
+    transaction,
+)
 from drivers import clock
 from drivers.reading import PollResult
 
@@ -56,6 +63,7 @@ class MetricsStore:
         self.path = path
         self.health = health or StorageHealth()
         self._db: sqlite3.Connection | None = None
+        self._db_replaced = False
         self._saved: dict[str, dict[str, object]] = {}  # read without writing, at start
         if not self._open():
             self._saved = _read_only_states(path)
@@ -73,6 +81,10 @@ class MetricsStore:
         except (sqlite3.Error, OSError) as exc:
             if db is not None:
                 db.close()
+            if is_corrupt(exc) and not self._db_replaced:
+                self._db_replaced = True  # once: a disk that damages every file is a disk error
+                quarantine(self.path)
+                return self._open()
             self.health.failed("metrics", explain(self.path, exc))
             return False
         self._db = db
@@ -135,18 +147,11 @@ def _read_only_states(path: Path) -> dict[str, dict[str, object]]:
     """The saved states of a file that cannot be opened for writing (a read-only disk)."""
     if not path.exists():
         return {}
-    for mode in ("ro", "ro&immutable=1"):  # immutable: no -shm can be made on a read-only disk
-        try:
-            db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
-            try:
-                rows = db.execute("SELECT device, json FROM state").fetchall()
-            finally:
-                db.close()
-            return {d: json.loads(j) for d, j in rows}
-        except (sqlite3.Error, ValueError):
-            continue
-    log.error("cannot read the saved metrics state in %s: energy and demand start from zero", path)
-    return {}
+    rows = read_only_query(path, "SELECT device, json FROM state")
+    if rows is None:
+        log.error("cannot read the saved metrics state in %s: energy and demand restart", path)
+        return {}
+    return {d: json.loads(j) for d, j in rows}
 
 
 @dataclass

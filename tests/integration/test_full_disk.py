@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import re
+import signal
 import socket
 import urllib.error
 import urllib.request
@@ -151,3 +152,43 @@ async def test_the_agent_starts_polls_and_stops_cleanly_on_an_unwritable_disk(
         assert sum(state in line for line in out.splitlines()) == 1  # said once
     finally:
         await sim.stop()
+
+
+async def test_a_reload_on_a_full_disk_with_the_broker_away_hands_over_what_memory_holds(
+    disk, capture_factory, agent_factory
+):
+    """The spool could write nothing, the broker is away: everything is in memory. SIGHUP
+    replaces the agent; the new one takes the old one's messages, and all arrive."""
+    sim, port = await start_meters()
+    with MosquittoProcess(persistent=True) as broker:
+        try:
+            cap = capture_factory(broker.port, session=True)
+            cfg = disk.path.parent / "vatio.yaml"
+            text = loopback_config("s", "gw", disk.path, {"b": port}, DEVICES, broker.url)
+            cfg.write_text(text)
+            agent = agent_factory(cfg)
+            await wait_until(lambda: len(telemetry(cap, "m1")) >= 10, 20, "telemetry")
+            disk.fill()
+            broker._stop_process()
+            await asyncio.sleep(3)
+            cfg.write_text(text.replace("interval: 200ms", "interval: 300ms"))
+            agent.proc.send_signal(signal.SIGHUP)
+            await wait_until(lambda: "handed over" in agent.output(), 20, "the hand-over")
+            await asyncio.sleep(2)
+            broker.start()
+            await reconnected(agent, 2)
+            disk.free()
+            await asyncio.sleep(3)
+            assert agent.stop() == 0
+            await asyncio.sleep(1)
+            out = agent.output()
+            received = 0
+            for name, *_ in DEVICES:
+                got = sorted({b["seq"] for b in telemetry(cap, name)})
+                assert got[0] == 1 and gaps(got) == [], f"{name} lost messages: {gaps(got)}"
+                received += len(got)
+            assert "go to the reloaded agent" in out and "are lost" not in out
+            assert "Traceback" not in out
+            print(f"readings received {received}, none missing across the reload")
+        finally:
+            await sim.stop()
