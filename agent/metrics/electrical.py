@@ -304,7 +304,9 @@ class ElectricalMetrics:
         for _m0, m1, kwh, kvarh in held.buckets:
             t1 = true(m1)
             for mid, a, b in spread(t_prev, t1, kwh, kvarh):
-                closed = self._add(mid, a, b) or closed
+                c = self._add(mid, a, b)
+                if c is not None:  # many blocks may close here: report the highest
+                    closed = c if closed is None else max(closed, c)
             t_prev = t1
         # the trackers go on from the true time of the last held reading
         for name in held.steady_set:

@@ -135,3 +135,22 @@ def test_air_readings_wait_and_are_filed_by_the_true_hour():
     assert air is not None
     assert sorted(air.hours["pm2_5"]) == [hour // 3600, hour // 3600 + 1, hour // 3600 + 2]
     assert engine.values("s", hour + 7201)["pm2_5_1h_ugm3"] == pytest.approx(10.0)
+
+
+def test_a_block_above_the_limit_while_held_is_still_an_event():
+    engine = MetricsEngine(MetricsConfig(), {"m": DeviceMetricsConfig(demand_limit_kw=100)})
+    kwh, t = 0.0, START
+    events = []
+    while t <= START + 3 * 3600:
+        trusted = t >= START + 3 * 3600 - 60
+        kw = 150.0 if START + 900 <= t < START + 1800 else 50.0  # one hot block, held
+        _, ev, _ = engine.observe(
+            PollResult("m", t if trusted else t - STEP, {"energy_import_kwh": kwh}),
+            trusted,
+            MONO0 + (t - START),
+        )
+        events += ev
+        kwh += kw * 60 / 3600
+        t += 60
+    assert [k for k, _ in events] == ["demand_high"]
+    assert "150.0 kW" in events[0][1]
