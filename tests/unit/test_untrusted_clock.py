@@ -62,6 +62,11 @@ def test_a_clock_step_at_sync_files_everything_at_its_true_time():
     assert today == pytest.approx(2 * 80.0, abs=1e-6)  # 00:00–02:00 at 80 kW
     assert closed_days["2026-11-03"]["kwh"] + today == pytest.approx(last - first, abs=1e-9)
     assert em.totals.kwh_month == pytest.approx(last - first, abs=1e-9)
+    print(
+        f"readings: {int((END - START) / 60) + 1} ({int((SYNC - START) / 60)} untrusted);"
+        f" counter difference {last - first:.6f} kWh,"
+        f" attributed {em.totals.kwh_month:.6f} kWh; lost {last - first - em.totals.kwh_month:.2e}"
+    )
     # no false demand peak: no block above the true 80 kW, and the blocks are the load's
     assert em.demand.peak_block_kw == pytest.approx(80.0, abs=1e-6)
     assert em.demand.peak_sliding_kw <= 80.0 + 1e-6
