@@ -42,6 +42,7 @@ from agent.scheduler import (
 from agent.seqstore import SeqStore
 from agent.spool import Spool
 from agent.storage import DISK_STATES, StorageHealth
+from agent.timetrust import QUALITY_KEY, UNSYNCHRONISED, ClockTrust
 from drivers import clock
 from drivers.base import Driver
 from drivers.i18n import tr
@@ -185,6 +186,7 @@ class _Pipeline:
         self.builder = builder
         self.engine = engine
         self.live = live  # what the status page shows; None when it is off
+        self.trust: ClockTrust | None = None  # None: the clock is always trusted
         self.outputs: list[MqttOutput | InfluxOutput] = []
         self._failed_before: set[str] = set()
         self._metrics_failed: set[str] = set()
@@ -196,9 +198,12 @@ class _Pipeline:
     def readings(self, result: PollResult) -> None:
         closed = False
         events: list[tuple[str, str]] = []
+        trusted = self.trust.check(result.mono) if self.trust is not None else True
+        if not trusted:  # the ts is what an unsynchronised clock said: say so
+            result.quality[QUALITY_KEY] = UNSYNCHRONISED
         if self.engine is not None:
             try:
-                closed, events, flags = self.engine.observe(result)
+                closed, events, flags = self.engine.observe(result, trusted)
             except Exception:  # a metrics bug must never stop polling or telemetry
                 if result.device not in self._metrics_failed:
                     self._metrics_failed.add(result.device)
@@ -230,7 +235,10 @@ class _Pipeline:
     def event(self, device: str, kind: str, message: str) -> None:
         if self.live is not None:
             self.live.event(device, kind, message, clock.now())
-        self.emit(self.builder.event(device, kind, message))
+        extra = {}
+        if self.trust is not None and not self.trust.trusted:  # its ts is the untrusted clock's
+            extra["quality"] = {QUALITY_KEY: UNSYNCHRONISED}
+        self.emit(self.builder.event(device, kind, message, **extra))
 
     def device_state(self, device: str, state: str, reason: str) -> None:
         self.emit(self.builder.status(device, state, reason=reason))
@@ -270,6 +278,8 @@ class Agent:
         self.pipeline = _Pipeline(
             self.builder, self.engine, LiveStatus() if cfg.http is not None else None
         )
+        self.clock_trust = ClockTrust(cfg.time, on_change=self._clock_changed)
+        self.pipeline.trust = self.clock_trust
         self.scheduler, self.transports, self.drivers = build_scheduler(loaded, self.pipeline)
         self.mqtt: MqttOutput | None = None
         self.spool: Spool | None = None
@@ -358,8 +368,14 @@ class Agent:
             devices=sorted(self.loaded.devices),
             backlog=self.spool.backlog if self.spool else 0,
             spool_dropped=self.spool.dropped if self.spool else 0,
+            clock=self.clock_trust.status(),
             storage=self.storage.problem or "ok",
         )
+
+    def _clock_changed(self) -> None:
+        """The clock became a problem, or stopped being one: refresh the retained status."""
+        for out in self.pipeline.outputs:
+            out.submit(self._online())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and publish until ``stop`` is set. Set :attr:`reloading` before ``stop`` to
@@ -421,6 +437,7 @@ class Agent:
         """Refresh the retained agent status (with the spool's backlog) every minute."""
         while True:
             await asyncio.sleep(every)
+            self.clock_trust.check()  # the grace runs out even when no device answers
             for out in self.pipeline.outputs:
                 out.submit(self._online())
 
@@ -506,6 +523,10 @@ class Agent:
             problems.append(f"device loop(s) not going round: {', '.join(stalled)}")
         if self.mqtt is not None and not self.mqtt.stats.connected:
             problems.append(f"MQTT broker not connected: {self.mqtt.stats.last_error}")
+        self.clock_trust.check()
+        clock_problem = self.clock_trust.problem()
+        if clock_problem is not None:  # 503: metrics wait, and only a time source fixes it
+            problems.append(clock_problem)
         if self.storage.failing:
             problems.append(f"cannot store: {self.storage.problem}")
         return problems
@@ -516,6 +537,7 @@ class Agent:
             "status": "unhealthy" if problems else "ok",
             "problems": problems,
             "devices": {d.driver.name: d.stats.state for d in self.scheduler.devices},
+            "clock": self.clock_trust.status(),
             **{k: v for k, v in self.stats().items() if k in ("backlog", "influx_backlog")},
         }
         return (503 if problems else 200), "application/json", json_body(body)
@@ -552,7 +574,7 @@ class Agent:
             "site": cfg.site, "agent": cfg.agent_id, "version": vatio_version(),
             "now": now, "started": self.started, "outputs": outputs or ["no output configured"],
             "health": {"status": "unhealthy" if problems else "ok", "problems": problems},
-            "devices": devices, **live,
+            "clock": self.clock_trust.status(), "devices": devices, **live,
         }  # fmt: skip
         return 200, "application/json", json_body(body)
 

@@ -7,8 +7,10 @@
   device at :00, :15, :30, :45. With hundreds of devices each gets a fixed phase under one
   second (:func:`stagger`), so that 500 meters do not all hit the CPU and the network in the
   same millisecond. Each next tick is computed from the clock, never by adding sleeps, so there is
-  no drift. If the clock steps (NTP), the schedule re-aligns. A reading's ``ts`` is when it
-  was taken.
+  no drift. If the clock steps (NTP), the schedule re-aligns: a step back does not stall
+  the loop, and a step forward is told from a slow poll by the steady clock, so it neither
+  bursts polls to catch up nor counts the skipped time as missed ticks. A reading's ``ts`` is
+  when it was taken.
 * A poll that outlasts the next tick makes that tick *missed*: counted, not queued up, so a
   slow device falls back to the ticks it can make instead of building a backlog.
 * A device whose poll fails is *degraded* (one log line, one status and one event per change,
@@ -110,12 +112,14 @@ class BusWorker:
         sink: Sink,
         clock: Callable[[], float] = simulated_or_wall.now,
         sleep: Callable[[float], Awaitable[None]] = simulated_or_wall.sleep,
+        steady: Callable[[], float] = simulated_or_wall.monotonic,
     ) -> None:
         self.name = name
         self.devices = devices
         self.sink = sink
         self.clock = clock
         self.sleep = sleep
+        self.steady = steady  # the same clock's monotonic counterpart: it never steps
         self.stopping = False
 
     async def run(self) -> None:
@@ -128,6 +132,7 @@ class BusWorker:
         tick = next_tick(self.clock(), interval, phase)
         skip_until = 0.0
         dev.stats.heartbeat = time.monotonic()
+        mark = (self.clock(), self.steady())  # wall and steady time at the last tick's end
         # The flag, not only cancellation, ends the loop: Python 3.11's wait_for (inside
         # pymodbus) can swallow a cancel that races a reply (gh-86296), and a loop that
         # missed its cancel must still stop at its next tick.
@@ -136,6 +141,7 @@ class BusWorker:
             if delay > interval + 1.0:
                 # the wall clock stepped back: re-align instead of sleeping through it
                 tick = next_tick(self.clock(), interval, phase)
+                skip_until = 0.0  # a backoff deadline from before the step would last as long
                 continue
             if delay > 0:
                 await self.sleep(delay)
@@ -148,16 +154,21 @@ class BusWorker:
                     excess = dev.stats.consecutive_failures - FAILURES_BEFORE_BACKOFF
                     pause = min(interval * 2 ** (excess + 1), max(BACKOFF_MAX, interval))
                     skip_until = tick + pause
-            now = self.clock()
+            now, now_steady = self.clock(), self.steady()
             following = tick + interval
-            if now >= following:
+            if (now - mark[0]) - (now_steady - mark[1]) > interval:
+                # the wall clock stepped forward (NTP at boot): nothing was missed, re-align
+                following = next_tick(now, interval, phase)
+            elif now >= following:
                 missed = math.floor((now - following) / interval) + 1
                 dev.stats.missed_ticks += missed
                 following += missed * interval
             tick = following
+            mark = (now, now_steady)
 
     async def _poll(self, dev: ScheduledDevice) -> None:
         started = time.monotonic()
+        mono = simulated_or_wall.monotonic()  # never steps: ties the reading's ts to it
         stats = dev.stats
         stats.polls += 1
         try:
@@ -189,6 +200,7 @@ class BusWorker:
                 self._transition(dev, "online", "answering")
             stats.consecutive_failures = 0
         stats.last_poll_s = time.monotonic() - started
+        result.mono = mono
         self.sink.readings(result)
 
     def _transition(self, dev: ScheduledDevice, state: str, reason: str) -> None:

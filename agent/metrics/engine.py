@@ -7,6 +7,14 @@ agent's state directory each time metrics are published and at shutdown, so a re
 no accumulated energy and does not reset a demand window. (Readings between the last save and
 a power cut are re-counted from the meter's counter at the next reading, so energy from
 counters is not lost either; only integrated power is.)
+
+Readings taken while the wall clock is not trusted (``observe(result, trusted=False)``, see
+drivers/timesync.py) are not filed by that clock: electrical energy is measured at once and
+held (:class:`~agent.metrics.electrical.HeldEnergy`), air-quality readings are kept (one a
+minute, a week at most), and both are filed at their true time when the first trusted
+reading links the steady clock to the synchronised one. Meanwhile the device publishes no
+metrics (:meth:`MetricsEngine.values` is empty) and its state is not saved, so nothing is
+published or stored under a wrong day, month, tariff period or 15-minute block.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +39,15 @@ from agent.storage import (
     read_only_query,
     transaction,
 )
+from drivers import clock
 from drivers.reading import PollResult
 
 log = logging.getLogger(__name__)
 
 ELECTRICAL = {"active_power_w", "energy_import_kwh"}
 AIR = {"pm2_5_ugm3", "pm10_ugm3", "co2_ppm"}
+AIR_HOLD_EVERY_S = 60.0  # air readings kept while the clock is untrusted: one a minute …
+AIR_HOLD_MAX = 7 * 1440  # … for a week at most (the oldest go first: they are means)
 
 
 class MetricsStore:
@@ -147,6 +159,14 @@ class DeviceMetrics:
     electrical: ElectricalMetrics | None = None
     air: AirQualityMetrics | None = None
     settings: DeviceMetricsConfig = field(default_factory=DeviceMetricsConfig)
+    # air readings (steady time, values) waiting for a trusted clock
+    air_held: deque[tuple[float, dict[str, float | None]]] | None = None
+
+    @property
+    def holding(self) -> bool:
+        return self.air_held is not None or (
+            self.electrical is not None and self.electrical.held is not None
+        )
 
 
 class MetricsEngine:
@@ -201,16 +221,28 @@ class MetricsEngine:
                     dm.air.restore(saved["air"])  # type: ignore[arg-type]
         return dm
 
-    def observe(self, result: PollResult) -> tuple[bool, list[tuple[str, str]], dict[str, str]]:
+    def observe(
+        self, result: PollResult, trusted: bool = True, mono: float | None = None
+    ) -> tuple[bool, list[tuple[str, str]], dict[str, str]]:
         """Feed a poll. Returns (a 15-minute block closed, events as (kind, message), quality
-        flags for the reading: counter resets, rollovers, negative import, clock steps)."""
+        flags for the reading: counter resets, rollovers, negative import, clock steps).
+
+        ``trusted``: the clock that stamped ``result.ts`` is synchronised. ``mono``: the
+        reading's steady time (:func:`drivers.clock.monotonic`), needed only while the clock
+        is untrusted and at the first trusted reading after; by default it is derived from
+        now, as the pipeline calls this right after the poll."""
         if not result.ok or not self.settings.get(result.device, DeviceMetricsConfig()).enabled:
             return False, [], {}
         dm = self._device(result.device, result)
+        if mono is None:
+            mono = result.mono
+        if (not trusted or dm.holding) and mono is None:
+            # the poll started at result.ts; a clock step during it must not move it far
+            mono = clock.monotonic() - min(max(clock.now() - result.ts, 0.0), 60.0)
         events: list[tuple[str, str]] = []
         closed = None
         if dm.electrical is not None:
-            closed = dm.electrical.observe(result.values, result.ts)
+            closed = dm.electrical.observe(result.values, result.ts, mono, trusted)
             limit = dm.settings.demand_limit_kw
             if closed is not None and limit is not None and closed > limit:
                 events.append(
@@ -220,13 +252,32 @@ class MetricsEngine:
                     )
                 )
         if dm.air is not None:
-            events += dm.air.observe(result.values, result.ts)
+            if not trusted:
+                assert mono is not None
+                held = dm.air_held
+                if held is None:
+                    held = dm.air_held = deque(maxlen=AIR_HOLD_MAX)
+                if not held or mono - held[-1][0] >= AIR_HOLD_EVERY_S:
+                    held.append((mono, result.values))
+            else:
+                if dm.air_held is not None:  # file what was held at its true time first
+                    assert mono is not None
+                    for m, values in dm.air_held:
+                        events += dm.air.observe(values, result.ts - (mono - m))
+                    dm.air_held = None
+                events += dm.air.observe(result.values, result.ts)
         flags = dict(dm.electrical.flags) if dm.electrical is not None else {}
         return closed is not None, events, flags
+
+    def holding(self) -> list[str]:
+        """Devices whose metrics wait for a trusted clock."""
+        return [name for name, dm in self.devices.items() if dm.holding]
 
     def values(self, device: str, now: float) -> dict[str, float | None]:
         dm = self.devices.get(device)
         out: dict[str, float | None] = {}
+        if dm is not None and dm.holding:
+            return out  # nothing to publish until the clock is trusted: it would be misfiled
         if dm is not None and dm.electrical is not None:
             out.update(dm.electrical.values(now))
         if dm is not None and dm.air is not None:
@@ -242,6 +293,8 @@ class MetricsEngine:
         states: dict[str, dict[str, object]] = {}
         history: list[tuple[str, str, str, dict[str, Any]]] = []
         for name, dm in self.devices.items():
+            if dm.holding:  # keep the last trusted state: a restart re-counts from there
+                continue
             s: dict[str, object] = {}
             if dm.electrical is not None:
                 s["electrical"] = dm.electrical.state()

@@ -235,3 +235,26 @@ async def test_a_device_that_keeps_refusing_values_is_degraded_once_per_change_n
     assert dev.stats.failures == 2 and dev.stats.consecutive_failures == 0
     assert dev.stats.last_error == refused  # what the status page shows as the reason
     assert [r.degraded for r in sink.results][1] == refused
+
+
+@pytest.mark.parametrize("step", [3 * 86400.0, -3 * 86400.0])
+async def test_a_clock_step_neither_bursts_nor_stalls_nor_counts_missed_ticks(step):
+    """NTP steps the clock (at boot a Pi's clock is days off): polls keep their pace, and
+    the skipped (or repeated) wall time is not counted as missed ticks."""
+    offset = [0.0]
+    drv = FakeDriver("m")
+    polls_before_step = 5
+
+    async def poll():
+        result = await FakeDriver.poll(drv)
+        if len(drv.poll_times) == polls_before_step:
+            offset[0] = step  # the clock steps between this poll and the next
+        return result
+
+    drv.poll = poll  # type: ignore[method-assign]
+    dev = ScheduledDevice(drv, 0.1, "here")
+    worker = BusWorker("b", [dev], Sink(), clock=lambda: time.time() + offset[0])
+    await run_for(Scheduler([worker]), 1.5)
+    n = len(drv.poll_times)
+    assert 10 <= n <= 17, n  # ~15 at 10 Hz: no burst to catch up, no 3-day stall
+    assert dev.stats.missed_ticks <= 2
