@@ -74,7 +74,8 @@ LINGER_BYTES = 64 * 1024
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 ACCEPT_RETRY_S = 0.5
 WARN_EVERY_S = 60.0
-BACKLOG = 64  # the kernel's queue of connections not yet accepted (no fd of ours)
+BACKLOG = 512  # the kernel queues a flood here (no fd of ours); when full, real clients'
+# SYNs are dropped and retried a second later, so keep it well above max_connections
 
 REJECT_REASONS = (
     "limit",  # all connections busy being answered: a new one was closed at once
@@ -256,14 +257,13 @@ class StatusServer:
             self._evict(record)
         now = time.monotonic()
         if now - self._last_fd_warning >= WARN_EVERY_S:
-            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            repeated = self._fd_errors_unsaid - 1
             log.warning(
                 "http: the process is out of file descriptors (%s; open-files limit %d): "
-                "new connections wait (%d time(s) since the last warning; at most one "
-                "warning a minute)",
+                "new connections wait, idle ones were closed%s (said at most once a minute)",
                 exc.strerror or exc,
-                soft,
-                self._fd_errors_unsaid,
+                resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                f"; {repeated} more time(s) since the last warning" if repeated else "",
             )
             self._fd_errors_unsaid = 0
             self._last_fd_warning = now
