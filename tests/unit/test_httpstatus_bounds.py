@@ -90,7 +90,7 @@ async def test_a_slow_loris_is_cut_by_the_total_header_timeout():
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
-        assert closed_after is not None and 0.9 < closed_after < 1.6, closed_after
+        assert closed_after is not None and 0.9 < closed_after < 3.0, closed_after
         assert server.rejected["header_timeout"] == 1
         assert (await exchange(server.port, b"GET /ok HTTP/1.1\r\n\r\n")).endswith(b"fine\n")
 
@@ -105,7 +105,7 @@ async def test_an_oversized_head_gets_431_and_one_just_under_is_served():
 
 
 async def test_the_connection_limit_holds_and_a_real_get_is_served_during_a_flood():
-    async with serving(max_connections=8, header_timeout=5.0) as server:
+    async with serving(max_connections=8, header_timeout=10.0) as server:
         flood = idle_sockets(server.port, 300)
         try:
             most = 0
@@ -120,7 +120,8 @@ async def test_the_connection_limit_holds_and_a_real_get_is_served_during_a_floo
                 await asyncio.sleep(0.05)
             assert most <= 8, f"{most} accepted sockets held at once"
             assert got is not None and got.startswith(b"HTTP/1.1 200 "), got
-            assert took < 1.0, f"the GET waited {took:.2f} s behind idle connections"
+            # not behind the idle ones: they would hold every slot for the header timeout
+            assert took < 2.0, f"the GET waited {took:.2f} s behind idle connections"
             assert server.connections <= 8
             assert server.rejected["evicted"] >= 300 - 8
         finally:
@@ -182,7 +183,7 @@ async def test_a_client_that_never_reads_is_cut_by_the_write_timeout():
         started = time.monotonic()
         while server.rejected["write_timeout"] == 0 and time.monotonic() - started < 3:
             await asyncio.sleep(0.05)
-        assert 0.4 < time.monotonic() - started < 1.5
+        assert 0.4 < time.monotonic() - started < 3.0
         assert server.connections == 0 and server.requests == 0
     finally:
         s.close()
