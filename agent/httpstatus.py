@@ -64,7 +64,7 @@ HEADER_TIMEOUT = 10.0
 # Request line + headers. Browsers send ~1 KiB; cookies other local apps set for 127.0.0.1
 # come along through `ssh -L`, hence well above that (Node.js uses the same 16 KiB).
 MAX_HEAD_BYTES = 16 * 1024
-# For a client to take the answer (the status page is ~30 KiB).
+# For a client to take the answer (the status page is 11 KiB, /api/status a few KiB).
 WRITE_TIMEOUT = 10.0
 # After an error answer, how long unread input is drained before closing: closing with
 # unread data sends a reset, which can destroy the answer before the client reads it.
@@ -74,8 +74,9 @@ LINGER_BYTES = 64 * 1024
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 ACCEPT_RETRY_S = 0.5
 WARN_EVERY_S = 60.0
-BACKLOG = 512  # the kernel queues a flood here (no fd of ours); when full, real clients'
-# SYNs are dropped and retried a second later, so keep it well above max_connections
+# The kernel's queue of connections not yet accepted: a flood waits there (no fd of ours).
+# When it is full a real client's SYN is dropped and retried a second later: keep it large.
+BACKLOG = 512
 
 REJECT_REASONS = (
     "limit",  # all connections busy being answered: a new one was closed at once
@@ -286,7 +287,7 @@ class StatusServer:
             if head is None:
                 return  # the client closed before sending a request: nothing to answer
             record.waiting = False
-            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+            parts = head.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1").split(" ")
             if len(parts) != 3 or not parts[2].startswith("HTTP/") or not parts[1]:
                 self.rejected["bad_request"] += 1
                 await self._answer(conn, 400, "text/plain", "not an HTTP request\n")
@@ -307,7 +308,8 @@ class StatusServer:
             conn.close()
 
     async def _read_head(self, conn: socket.socket) -> bytes | None:
-        """The request line and headers, without the blank line; None if the client closed."""
+        """The request line and headers, without the blank line; None if the client closed.
+        A bare LF ends a line too (RFC 9112 §2.2: netcat, hand-typed requests)."""
         loop = asyncio.get_running_loop()
         buf = bytearray()
         while True:
@@ -316,11 +318,11 @@ class StatusServer:
                 return None
             start = max(0, len(buf) - 3)
             buf += chunk
-            end = buf.find(b"\r\n\r\n", start)
-            if end >= 0:
-                if end > self.max_head_bytes:
+            ends = [i for i in (buf.find(b"\n\r\n", start), buf.find(b"\n\n", start)) if i >= 0]
+            if ends:
+                if min(ends) > self.max_head_bytes:
                     raise _TooLarge
-                return bytes(buf[:end])
+                return bytes(buf[: min(ends)]).lstrip(b"\r\n")  # empty lines before: ignored
             if len(buf) > self.max_head_bytes:
                 raise _TooLarge
 

@@ -162,10 +162,12 @@ async def test_malformed_requests_get_an_answer_not_silence():
         odd = await exchange(server.port, b"GET /\xff\xfe\x00 HTTP/1.1\r\n\r\n")
         assert odd.startswith(b"HTTP/1.1 404 ") and b"nosniff" in odd
         assert server.rejected["bad_request"] == 2
+        # a bare LF ends a line too (netcat), and an empty line before the request is ignored
+        assert (await exchange(server.port, b"\r\nGET /ok HTTP/1.0\n\n")).endswith(b"fine\n")
         text = (await exchange(server.port, b"GET /metrics HTTP/1.1\r\n\r\n")).decode()
         assert "\nup 1\n" in text
         assert 'vatio_http_rejected_total{reason="bad_request"} 2\n' in text
-        assert "vatio_http_requests_total 2\n" in text  # the two 404s; this one counts after
+        assert "vatio_http_requests_total 3\n" in text  # 404, 404, 200; this one counts after
 
 
 async def test_a_client_that_never_reads_is_cut_by_the_write_timeout():
