@@ -148,8 +148,8 @@ class StatusServer:
         self.write_timeout = write_timeout
         self.rejected = dict.fromkeys(REJECT_REASONS, 0)
         self.requests = 0
-        self._sock: socket.socket | None = None
-        self._accepting: asyncio.Task[None] | None = None
+        self._socks: list[socket.socket] = []
+        self._accepting: list[asyncio.Task[None]] = []
         self._conns: dict[socket.socket, _Connection] = {}  # in accept order: oldest first
         self._fd_errors_unsaid = 0
         self._last_fd_warning = -WARN_EVERY_S
@@ -159,13 +159,18 @@ class StatusServer:
         return len(self._conns)
 
     async def start(self) -> None:
+        socks: list[socket.socket] = []
         try:
-            infos = socket.getaddrinfo(
+            infos = await asyncio.get_running_loop().getaddrinfo(
                 self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )
-            family, *_, address = infos[0]
-            sock = socket.create_server(address, family=family, backlog=BACKLOG)
+            # every address the name has, as asyncio.start_server does ("localhost" is ::1
+            # and 127.0.0.1), each with its own accept loop and one shared connection limit
+            for family, *_, address in dict.fromkeys((i[0], i[4]) for i in infos):
+                socks.append(socket.create_server(address, family=family, backlog=BACKLOG))
         except OSError as exc:
+            for sock in socks:
+                sock.close()
             raise PortTaken(
                 tr(
                     "http.listen {host}:{port}: {reason}: another program uses this port; "
@@ -175,9 +180,10 @@ class StatusServer:
                     reason=exc.strerror or exc,
                 )
             ) from None
-        sock.setblocking(False)
-        self._sock = sock
-        self.port = sock.getsockname()[1]
+        for sock in socks:
+            sock.setblocking(False)
+        self._socks = socks
+        self.port = socks[0].getsockname()[1]
         wanted = self.max_connections
         self.max_connections = fd_budget(wanted)
         if self.max_connections < wanted:
@@ -187,34 +193,35 @@ class StatusServer:
                 FD_SHARE,
                 resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             )
-        self._accepting = asyncio.create_task(self._accept_loop(), name="http-accept")
+        self._accepting = [
+            asyncio.create_task(self._accept_loop(sock), name="http-accept") for sock in socks
+        ]
         log.info(
             "status on http://%s:%d/ (page; /healthz, /metrics, /api/status)", self.host, self.port
         )
 
     async def close(self) -> None:
-        if self._accepting is not None:
-            # the accept task first: its pending sock_accept must unregister the fd before
-            # the socket is closed, or a new socket could inherit the number mid-wait
-            self._accepting.cancel()
-            await asyncio.gather(self._accepting, return_exceptions=True)
-            self._accepting = None
+        # the accept tasks first: a pending sock_accept must unregister its fd before the
+        # socket is closed, or a new socket could inherit the number mid-wait
+        for task in self._accepting:
+            task.cancel()
+        await asyncio.gather(*self._accepting, return_exceptions=True)
+        self._accepting = []
         tasks = [c.task for c in self._conns.values() if c.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        for sock in self._socks:
+            sock.close()
+        self._socks = []
 
     # -- accepting -------------------------------------------------------------------------
 
-    async def _accept_loop(self) -> None:
+    async def _accept_loop(self, listening: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        assert self._sock is not None
         while True:
             try:
-                conn, _ = await loop.sock_accept(self._sock)
+                conn, _ = await loop.sock_accept(listening)
             except OSError as exc:
                 if exc.errno in _OUT_OF_RESOURCES:
                     self._out_of_fds(exc)
