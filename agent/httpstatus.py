@@ -31,7 +31,11 @@ spool needs:
   are closed to give the fds back, and accepting resumes half a second later.
 
 What it refused is counted and shown on ``/metrics``: ``vatio_http_rejected_total{reason}``,
-with ``vatio_http_requests_total`` and ``vatio_http_connections``.
+with ``vatio_http_requests_total`` and ``vatio_http_connections``. It is not logged: browsers
+open connections they never use (preconnect), so a cut idle connection is ordinary.
+
+It listens on every address ``host`` resolves to (``localhost``: ``::1`` and ``127.0.0.1``),
+as ``asyncio.start_server`` did. One request per connection (``Connection: close``).
 """
 
 from __future__ import annotations
@@ -152,7 +156,7 @@ class StatusServer:
         self._accepting: list[asyncio.Task[None]] = []
         self._conns: dict[socket.socket, _Connection] = {}  # in accept order: oldest first
         self._fd_errors_unsaid = 0
-        self._last_fd_warning = -WARN_EVERY_S
+        self._last_fd_warning = self._last_accept_warning = -WARN_EVERY_S
 
     @property
     def connections(self) -> int:
@@ -227,8 +231,11 @@ class StatusServer:
                     self._out_of_fds(exc)
                     await asyncio.sleep(ACCEPT_RETRY_S)
                 elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
-                    # unexpected, but a status page is not worth a dead agent or a busy loop
-                    log.warning("http: accept failed: %s", exc)
+                    # unexpected, but a status page is not worth a dead agent, a busy loop
+                    # or a log full of it
+                    if time.monotonic() - self._last_accept_warning >= WARN_EVERY_S:
+                        self._last_accept_warning = time.monotonic()
+                        log.warning("http: accept failed: %s (said at most once a minute)", exc)
                     await asyncio.sleep(ACCEPT_RETRY_S)
                 continue  # a client that gave up before we accepted: nothing to do
             conn.setblocking(False)
