@@ -26,6 +26,7 @@ from agent.influx import WriteError
 from agent.logs import LogFormat, secrets_of, setup_logging
 from agent.runtime import (
     Agent,
+    Handover,
     StateDirError,
     bus_link,
     bus_timing,
@@ -58,18 +59,24 @@ def report_problems(path: str, exc: ConfigError) -> None:
         print(f"  {p}", file=sys.stderr)
 
 
-def describe_device(name: str, entry: DeviceEntry) -> str:
-    """What `check` says of a device, without opening its bus."""
+def describe_device(name: str, entry: DeviceEntry, state_dir: Path | None = None) -> str:
+    """What `check` says of a device, without opening its bus: with ``state_dir``, the read
+    plan the agent learned from the device (indented lines after the first)."""
     profile = getattr(entry.options, "profile", None)
     if profile is not None:
-        from drivers.modbus.planner import plan_reads
+        from drivers.modbus.replan import ReadPlan
 
-        plan = plan_reads(profile.points, profile.limits)
-        return (
+        plan = ReadPlan(name, profile, entry.options.unit)
+        if state_dir is not None:
+            from drivers.plugin import state_file
+
+            plan.use_store(state_file(state_dir, name, writable=False))
+        head = (
             f"{profile.manufacturer} {profile.model} unit {entry.options.unit} on "
-            f"'{entry.config.bus}': {len(profile.points)} values in {len(plan)} request(s) "
-            "per poll"
+            f"'{entry.config.bus}': {len(profile.points)} values in {len(plan.requests)} "
+            "request(s) per poll"
         )
+        return "\n".join([head, *(f"      {line}" for line in plan.lines())])
     return f"driver {entry.config.driver} on '{entry.config.bus}'"
 
 
@@ -118,7 +125,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(tr("devices ({n} enabled):", n=len(loaded.devices)))
     for name, entry in loaded.entries.items():
         every = tr("every {interval} s", interval=f"{entry.config.interval:g}")
-        print(f"  {name}: {every}, {describe_device(name, entry)}")
+        described = describe_device(name, entry, Path(cfg.state_dir))
+        print(f"  {name}: {every}, {described}")
     mqtt = cfg.outputs.mqtt
     print(tr("outputs: {outputs}", outputs="mqtt " + mqtt.url if mqtt else tr("none")))
     if mqtt is None:
@@ -169,9 +177,11 @@ async def _run(path: str, loaded: LoadedConfig) -> int:
     loop = asyncio.get_running_loop()
     previous: LoadedConfig | None = None
     terminate = asyncio.Event()  # one for the whole process: a SIGTERM mid-hand-over counts
+    handover: Handover | None = None
     while not terminate.is_set():
         stop = asyncio.Event()
-        agent = Agent(loaded)
+        agent = Agent(loaded, handover)
+        handover = None  # this agent owns it now
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _terminate, terminate, stop)
         # `kill -USR1 <pid>` logs the counters without stopping (benchmarks, field checks)
@@ -195,6 +205,7 @@ async def _run(path: str, loaded: LoadedConfig) -> int:
             continue
         if not pending:
             break
+        handover = agent.handover  # held in memory while the disk refused: not lost
         previous, loaded = loaded, pending[0]  # the new agent says READY=1 once it polls
     return 0
 

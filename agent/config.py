@@ -378,6 +378,23 @@ class MetricsConfig(_Strict):
         return value
 
 
+class TimeConfig(_Strict):
+    """Whether readings may be trusted to the wall clock (drivers/timesync.py).
+
+    ``require_sync``: ``auto`` (default) trusts the kernel's answer, the one ``timedatectl``
+    gives: a Pi has no real-time clock, so before NTP answers its clock is the last saved
+    time, and only the kernel knows whether a time source has set it since; where the
+    kernel cannot be asked (a sandbox filters adjtimex) the clock is trusted, with a warning.
+    ``true``: the same, but an unknown state counts as unsynchronised. ``false``: trust the
+    clock as it is (an RTC HAT on a gateway without any time source; readings are never
+    flagged). ``unsynced_grace``: how long the clock may stay unsynchronised (normal at boot,
+    until NTP answers) before the status, /healthz and the log say so.
+    """
+
+    require_sync: Literal["auto"] | bool = "auto"
+    unsynced_grace: Duration = 600.0
+
+
 class AgentConfig(_Strict):
     site: Name
     agent_id: Name = Field(default_factory=_default_agent_id)
@@ -390,6 +407,7 @@ class AgentConfig(_Strict):
     spool: SpoolConfig = SpoolConfig()
     metrics: MetricsConfig = MetricsConfig()
     http: HttpConfig | None = None  # off unless configured
+    time: TimeConfig = TimeConfig()
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,13 @@ class _Series:
             self.points[-1][2] += 1
         elif not self.points or start > self.points[-1][0]:
             self.points.append([start, value, 1])
-        # a reading older than the newest bucket (a clock step back) is left out of the chart
+        elif start < self.points[-1][0] - self.bucket_s * (self.points.maxlen or 0):
+            # the clock stepped back by more than the chart's window (NTP correcting a clock
+            # that was days ahead): new readings would stay out of the chart until the true
+            # time caught up with what was drawn; start again from the true time
+            self.points.clear()
+            self.points.append([start, value, 1])
+        # a reading older than the newest bucket by less (a small step back) is left out
 
     def since(self, oldest: float) -> list[list[float]]:
         return [[p[0], round(p[1] / p[2], 3)] for p in self.points if p[0] >= oldest]

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agent.seqstore import SeqStore
+from agent.storage import StorageHealth
 from drivers import clock
 from drivers.reading import PollResult
 
@@ -43,20 +44,33 @@ class Message:
 
 
 class MessageBuilder:
-    """Builds contract messages; owns the per-device, per-stream sequence numbers."""
+    """Builds contract messages; owns the per-device, per-stream sequence numbers.
 
-    def __init__(self, site: str, agent_id: str, seq: SeqStore) -> None:
+    While the agent's disk refuses writes (``health`` failing), messages say so with
+    ``"spooled": false`` (only memory holds them until the disk takes writes again), and a
+    message for which no sequence number could be reserved on disk has no ``seq``
+    (:mod:`agent.seqstore`): a gap for a consumer, never a reused number."""
+
+    def __init__(
+        self, site: str, agent_id: str, seq: SeqStore, health: StorageHealth | None = None
+    ) -> None:
         self.site = site
         self.agent_id = agent_id
         self._seq = seq
+        self._health = health
 
     def _base(self, device: str, stream: Stream, ts: float) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "ts": rfc3339(ts),
             "seq": self._seq.next(device, stream),
             "site": self.site,
             "device": device,
         }
+        if body["seq"] is None:
+            del body["seq"]
+        if stream != "status" and self._health is not None and self._health.failing:
+            body["spooled"] = False
+        return body
 
     def telemetry(self, result: PollResult) -> Message:
         body = self._base(result.device, "telemetry", result.ts)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 from agent.config import LoadedConfig
@@ -18,6 +20,7 @@ from agent.runtime import build_bus
 from drivers.base import Driver
 from drivers.links import SerialLine
 from drivers.modbus.transport import ModbusTransport
+from drivers.plugin import attach_state
 from drivers.reading import DeviceError, PollResult
 from drivers.vocabulary import QUANTITIES
 
@@ -35,8 +38,17 @@ def build_drivers(
             bus = buses[bus_name] = build_bus(bus_name, loaded)
             if isinstance(bus, ModbusTransport):
                 transports.append(bus)
-        drivers.append(entry.plugin.create(name, buses[bus_name], entry.options))
+        driver = entry.plugin.create(name, buses[bus_name], entry.options)
+        # the plan the agent learned (read only: a commissioning run never changes it)
+        attach_state(driver, Path(loaded.config.state_dir), writable=False)
+        drivers.append(driver)
     return drivers, transports
+
+
+def plan_lines(driver: Driver) -> list[str]:
+    """How a driver's read plan differs from its profile's, and why (Modbus devices)."""
+    lines = getattr(driver, "plan_lines", None)
+    return list(lines()) if lines is not None else []
 
 
 async def poll_once(driver: Driver) -> PollResult:
@@ -56,10 +68,13 @@ async def poll_once(driver: Driver) -> PollResult:
     )
 
 
-def table(results: list[PollResult]) -> str:
+def table(results: list[PollResult], plans: dict[str, list[str]] | None = None) -> str:
     lines = []
     for r in results:
         lines.append(f"{r.device}" + (f"  ERROR {r.error}" if r.error else ""))
+        if r.degraded:
+            lines.append(f"  DEGRADED {r.degraded}")
+        lines += [f"  {line}" for line in (plans or {}).get(r.device, [])]
         for q, v in r.values.items():
             unit = QUANTITIES[q].unit if q in QUANTITIES else ""
             shown = f"{v:.6g}" if v is not None else f"— ({r.quality.get(q, '')})"
@@ -70,11 +85,14 @@ def table(results: list[PollResult]) -> str:
 async def read_command(
     loaded: LoadedConfig, names: list[str], as_json: bool, watch: bool, out: TextIO = sys.stdout
 ) -> int:
+    # what a device taught the plan is shown with its values: not also as a log line
+    logging.getLogger("drivers.modbus.device").setLevel(logging.ERROR)
     drivers, transports = build_drivers(loaded, names)
     try:
         while True:
             # devices on different buses are read at once, as the agent would
             results = list(await asyncio.gather(*(poll_once(d) for d in drivers)))
+            plans = {d.name: plan_lines(d) for d in drivers}
             if as_json:
                 body = {
                     r.device: {
@@ -82,12 +100,14 @@ async def read_command(
                         "values": r.values,
                         "quality": r.quality,
                         "error": r.error,
+                        "degraded": r.degraded,
+                        "plan": plans[r.device],
                     }
                     for r in results
                 }
                 out.write(json.dumps(body) + "\n")
             else:
-                text = table(results)
+                text = table(results, plans)
                 out.write(("\x1b[H\x1b[2J" + text if watch and out.isatty() else text) + "\n")
             out.flush()
             if not watch:

@@ -41,12 +41,15 @@ from agent.scheduler import (
 )
 from agent.seqstore import SeqStore
 from agent.spool import Spool
+from agent.storage import DISK_STATES, StorageHealth
+from agent.timetrust import QUALITY_KEY, UNSYNCHRONISED, ClockTrust
 from drivers import clock
 from drivers.base import Driver
 from drivers.i18n import tr
 from drivers.links import SerialLine, TcpEndpoint
 from drivers.modbus.planner import plan_reads
 from drivers.modbus.transport import ModbusTransport, read_wire_time
+from drivers.plugin import attach_state
 from drivers.reading import PollResult
 
 if TYPE_CHECKING:  # imported only where configured, to keep the agent small
@@ -138,6 +141,7 @@ def build_scheduler(
         for n, entry in members.items():
             try:
                 driver = entry.plugin.create(n, bus, entry.options)
+                attach_state(driver, Path(loaded.config.state_dir))
             except Exception as exc:  # a bug in a (third-party) driver must not stop the rest
                 log.error(
                     "device '%s': driver '%s' failed to start (%r); it is skipped, the other "
@@ -160,6 +164,15 @@ def build_scheduler(
     return Scheduler(workers), transports, drivers
 
 
+@dataclass
+class Handover:
+    """What a reloaded agent leaves to the next: the sequence counters (same state_dir) and
+    the messages only memory held because the disk refused them."""
+
+    messages: list[Message]
+    seq: SeqStore
+
+
 class _Pipeline:
     """The scheduler's sink: readings become contract messages for every output, and feed
     the metrics engine (whose block closings and threshold events are published at once)."""
@@ -173,6 +186,7 @@ class _Pipeline:
         self.builder = builder
         self.engine = engine
         self.live = live  # what the status page shows; None when it is off
+        self.trust: ClockTrust | None = None  # None: the clock is always trusted
         self.outputs: list[MqttOutput | InfluxOutput] = []
         self._failed_before: set[str] = set()
         self._metrics_failed: set[str] = set()
@@ -184,9 +198,12 @@ class _Pipeline:
     def readings(self, result: PollResult) -> None:
         closed = False
         events: list[tuple[str, str]] = []
+        trusted = self.trust.check(result.mono) if self.trust is not None else True
+        if not trusted:  # the ts is what an unsynchronised clock said: say so
+            result.quality[QUALITY_KEY] = UNSYNCHRONISED
         if self.engine is not None:
             try:
-                closed, events, flags = self.engine.observe(result)
+                closed, events, flags = self.engine.observe(result, trusted)
             except Exception:  # a metrics bug must never stop polling or telemetry
                 if result.device not in self._metrics_failed:
                     self._metrics_failed.add(result.device)
@@ -218,7 +235,10 @@ class _Pipeline:
     def event(self, device: str, kind: str, message: str) -> None:
         if self.live is not None:
             self.live.event(device, kind, message, clock.now())
-        self.emit(self.builder.event(device, kind, message))
+        extra = {}
+        if self.trust is not None and not self.trust.trusted:  # its ts is the untrusted clock's
+            extra["quality"] = {QUALITY_KEY: UNSYNCHRONISED}
+        self.emit(self.builder.event(device, kind, message, **extra))
 
     def device_state(self, device: str, state: str, reason: str) -> None:
         self.emit(self.builder.status(device, state, reason=reason))
@@ -233,22 +253,33 @@ class _Pipeline:
 class Agent:
     """One running agent. ``await agent.run(stop)`` until ``stop`` is set."""
 
-    def __init__(self, loaded: LoadedConfig) -> None:
+    def __init__(self, loaded: LoadedConfig, handed_over: Handover | None = None) -> None:
+        """``handed_over``: what the agent this one replaces (a reload) leaves to it."""
         self.loaded = loaded
+        self.handover: Handover | None = None  # what this agent leaves to the next one
         cfg = loaded.config
         self.state_dir = Path(cfg.state_dir)
-        self.seq = SeqStore(_writable_dir(self.state_dir) / "seq.sqlite")
-        self.builder = MessageBuilder(cfg.site, cfg.agent_id, self.seq)
+        # one health for every file of the agent: one line when the disk refuses, one when
+        # it takes writes again (agent/storage.py)
+        if handed_over is not None:  # same state_dir (a reload cannot move it)
+            self.storage = handed_over.seq.health
+            self.seq = handed_over.seq
+        else:
+            self.storage = StorageHealth()
+            self.seq = SeqStore(_writable_dir(self.state_dir) / "seq.sqlite", health=self.storage)
+        self.builder = MessageBuilder(cfg.site, cfg.agent_id, self.seq, self.storage)
         self.engine: MetricsEngine | None = None
         if cfg.metrics.enabled:
             self.engine = MetricsEngine(
                 cfg.metrics,
                 {n: d.metrics for n, d in loaded.devices.items()},
-                MetricsStore(self.state_dir / "metrics.sqlite"),
+                MetricsStore(self.state_dir / "metrics.sqlite", self.storage),
             )
         self.pipeline = _Pipeline(
             self.builder, self.engine, LiveStatus() if cfg.http is not None else None
         )
+        self.clock_trust = ClockTrust(cfg.time, on_change=self._clock_changed)
+        self.pipeline.trust = self.clock_trust
         self.scheduler, self.transports, self.drivers = build_scheduler(loaded, self.pipeline)
         self.mqtt: MqttOutput | None = None
         self.spool: Spool | None = None
@@ -258,7 +289,10 @@ class Agent:
                 max_bytes=int(cfg.spool.max_mb * 2**20),
                 max_age_s=cfg.spool.max_age,
                 durability=cfg.spool.durability,
+                health=self.storage,
             )
+            for msg in handed_over.messages if handed_over else []:
+                self.spool.put(msg)
             self.mqtt = MqttOutput(
                 cfg.outputs.mqtt,
                 self.spool,
@@ -290,6 +324,8 @@ class Agent:
                 max_bytes=int(cfg.spool.max_mb * 2**20),
                 max_age_s=cfg.spool.max_age,
                 durability=cfg.spool.durability,
+                health=self.storage,
+                name="InfluxDB spool",
             )
             self.influx = InfluxOutput(
                 cfg.outputs.influxdb, self.influx_spool, cfg.spool.commit_interval
@@ -332,7 +368,14 @@ class Agent:
             devices=sorted(self.loaded.devices),
             backlog=self.spool.backlog if self.spool else 0,
             spool_dropped=self.spool.dropped if self.spool else 0,
+            clock=self.clock_trust.status(),
+            storage=self.storage.problem or "ok",
         )
+
+    def _clock_changed(self) -> None:
+        """The clock became a problem, or stopped being one: refresh the retained status."""
+        for out in self.pipeline.outputs:
+            out.submit(self._online())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and publish until ``stop`` is set. Set :attr:`reloading` before ``stop`` to
@@ -394,6 +437,7 @@ class Agent:
         """Refresh the retained agent status (with the spool's backlog) every minute."""
         while True:
             await asyncio.sleep(every)
+            self.clock_trust.check()  # the grace runs out even when no device answers
             for out in self.pipeline.outputs:
                 out.submit(self._online())
 
@@ -443,12 +487,17 @@ class Agent:
 
     async def _close(self) -> None:
         """Commit and close what the agent holds: spools, metrics state, buses, ports."""
+        held: list[Message] = []
         if self.spool is not None:
-            await self.spool.close()  # commits what is buffered and the last acknowledgements
+            # commits what is buffered and the last acknowledgements
+            held = await self.spool.close(hand_over=self.reloading)
         if self.influx is not None:
             await self.influx_spool.close()
         if self.engine is not None:
-            self.engine.save()
+            try:
+                self.engine.save()  # a full disk is handled inside; this is for a bug
+            except Exception:
+                log.exception("saving the metrics state failed")
             if self.engine.store is not None:
                 self.engine.store.close()
         for transport in self.transports:
@@ -456,8 +505,16 @@ class Agent:
         for d in self.drivers:
             closer = getattr(d, "close", None)  # drivers that own a port (UART sensors)
             if closer is not None:
-                await closer()
-        self.seq.close()
+                try:
+                    await closer()
+                except Exception as exc:  # one driver's port must not keep the rest open
+                    log.warning("device '%s': closing failed: %s", d.name, exc)
+        if self.reloading:
+            # the counters stay open: on a disk that refuses writes, a new store would have
+            # to skip to the stored ceiling, which it cannot raise (agent/seqstore.py)
+            self.handover = Handover(held, self.seq)
+        else:
+            self.seq.close()
 
     def _problems(self) -> list[str]:
         problems = []
@@ -466,6 +523,12 @@ class Agent:
             problems.append(f"device loop(s) not going round: {', '.join(stalled)}")
         if self.mqtt is not None and not self.mqtt.stats.connected:
             problems.append(f"MQTT broker not connected: {self.mqtt.stats.last_error}")
+        self.clock_trust.check()
+        clock_problem = self.clock_trust.problem()
+        if clock_problem is not None:  # 503: metrics wait, and only a time source fixes it
+            problems.append(clock_problem)
+        if self.storage.failing:
+            problems.append(f"cannot store: {self.storage.problem}")
         return problems
 
     async def _healthz(self) -> tuple[int, str, str]:
@@ -474,6 +537,7 @@ class Agent:
             "status": "unhealthy" if problems else "ok",
             "problems": problems,
             "devices": {d.driver.name: d.stats.state for d in self.scheduler.devices},
+            "clock": self.clock_trust.status(),
             **{k: v for k, v in self.stats().items() if k in ("backlog", "influx_backlog")},
         }
         return (503 if problems else 200), "application/json", json_body(body)
@@ -510,7 +574,7 @@ class Agent:
             "site": cfg.site, "agent": cfg.agent_id, "version": vatio_version(),
             "now": now, "started": self.started, "outputs": outputs or ["no output configured"],
             "health": {"status": "unhealthy" if problems else "ok", "problems": problems},
-            "devices": devices, **live,
+            "clock": self.clock_trust.status(), "devices": devices, **live,
         }  # fmt: skip
         return 200, "application/json", json_body(body)
 
@@ -530,8 +594,21 @@ class Agent:
                 ("vatio_poll_duration_seconds", "gauge", "Duration of the last poll.", labels,
                  st.last_poll_s),
             ]  # fmt: skip
+            counters = getattr(d.driver, "counters", None)  # optional (drivers/plugin.py)
+            if counters is not None:
+                rows += [(f"vatio_{name}", kind, text, labels, value)
+                         for name, (kind, text, value) in counters().items()]  # fmt: skip
         rows.append(("vatio_uptime_seconds", "gauge", "Since the agent started.", {},
                      clock.now() - self.started))  # fmt: skip
+        rows += [
+            ("vatio_storage_ok", "gauge", "1 while state_dir takes writes.", {},
+             float(not self.storage.failing)),
+            ("vatio_storage_failures_total", "counter", "Writes the disk refused.", {},
+             self.storage.failures),
+            ("vatio_unnumbered_messages_total", "counter",
+             "Messages sent without seq: no number could be reserved on disk.", {},
+             self.seq.unnumbered),
+        ]  # fmt: skip
         if self.mqtt is not None and self.spool is not None:
             m = self.mqtt.stats
             rows += [
@@ -539,6 +616,8 @@ class Agent:
                  {}, self.spool.backlog),
                 ("vatio_spool_dropped_total", "counter", "Oldest messages dropped by the bounds.",
                  {}, self.spool.dropped),
+                ("vatio_spool_held_messages", "gauge",
+                 "Messages only in memory: the disk refused them.", {}, self.spool.held),
                 ("vatio_mqtt_connected", "gauge", "1 while connected to the broker.", {},
                  float(m.connected)),
                 ("vatio_mqtt_published_total", "counter", "Messages the broker acknowledged.", {},
@@ -572,6 +651,8 @@ class Agent:
             out["published"] = self.mqtt.stats.published
             out["backlog"] = self.mqtt.backlog
             out["dropped"] = self.spool.dropped if self.spool else 0
+        if self.seq.unnumbered:
+            out["unnumbered"] = self.seq.unnumbered
         if self.influx is not None:
             out["influx_written"] = self.influx.written
             out["influx_backlog"] = self.influx.backlog
@@ -600,12 +681,19 @@ class StateDirError(Exception):
 
 
 def _writable_dir(path: Path) -> Path:
+    """``path``, made if missing; a mistake (no permission, a file in the way) stops the
+    start with a clear message, while a full or read-only disk is a state the agent runs
+    through (agent/storage.py)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        try:
+            probe.write_text("x")  # a full disk may still make an empty file
+        finally:
+            probe.unlink(missing_ok=True)
     except OSError as exc:
+        if exc.errno in DISK_STATES and path.is_dir():
+            return path
         raise StateDirError(
             tr(
                 "state_dir '{path}' is not writable ({reason}): set state_dir in the config to a "

@@ -107,7 +107,10 @@ async def _signature(client: Client, unit: int, profile: Profile) -> dict[str, f
     wanted = {q: (lo, hi) for q, lo, hi in profile.signature}
     points = [p for p in profile.points if p.quantity in wanted]
     values: dict[str, float] = {}
-    for req in plan_reads(points, profile.limits):
+    # only the signature's own registers, in gap-free requests: a meter that refuses reads
+    # across undocumented registers must still be recognised (a few small reads, not the
+    # 52–72-register reads of the poll plan)
+    for req in plan_reads(points, profile.limits.model_copy(update={"max_gap": 0})):
         regs = await _read(client, req.register_type, req.start, req.count, unit)
         if regs is None:
             return None

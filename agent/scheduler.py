@@ -7,13 +7,20 @@
   device at :00, :15, :30, :45. With hundreds of devices each gets a fixed phase under one
   second (:func:`stagger`), so that 500 meters do not all hit the CPU and the network in the
   same millisecond. Each next tick is computed from the clock, never by adding sleeps, so there is
-  no drift. If the clock steps (NTP), the schedule re-aligns. A reading's ``ts`` is when it
-  was taken.
+  no drift. If the clock steps (NTP), the schedule re-aligns: a step back does not stall
+  the loop, and a step forward is told from a slow poll by the steady clock, so it neither
+  bursts polls to catch up nor counts the skipped time as missed ticks. A reading's ``ts`` is
+  when it was taken.
 * A poll that outlasts the next tick makes that tick *missed*: counted, not queued up, so a
   slow device falls back to the ticks it can make instead of building a backlog.
 * A device whose poll fails is *degraded* (one log line, one status and one event per change,
   not per poll). After three failures in a row it is polled less often (backoff up to
   ``BACKOFF_MAX``), so a dead meter does not eat the bus time of its healthy neighbours.
+* A device that answers but keeps refusing part of its values (a driver sets
+  ``PollResult.degraded``, e.g. a Modbus register the meter does not have) is *degraded* too,
+  with that reason, but polled on schedule: what it gives is still wanted. A change between
+  "fails" and "refuses values" is a change of state (said once), so an old reason never hides
+  a new silence.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ class DeviceStats:
     consecutive_failures: int = 0
     last_poll_s: float = 0.0
     state: str = "starting"
+    partial: bool = False  # degraded because values are refused, not because polls fail
     last_error: str = ""
     heartbeat: float = 0.0  # monotonic time the device's loop last went round (or started)
 
@@ -104,12 +112,14 @@ class BusWorker:
         sink: Sink,
         clock: Callable[[], float] = simulated_or_wall.now,
         sleep: Callable[[float], Awaitable[None]] = simulated_or_wall.sleep,
+        steady: Callable[[], float] = simulated_or_wall.monotonic,
     ) -> None:
         self.name = name
         self.devices = devices
         self.sink = sink
         self.clock = clock
         self.sleep = sleep
+        self.steady = steady  # the same clock's monotonic counterpart: it never steps
         self.stopping = False
 
     async def run(self) -> None:
@@ -136,6 +146,7 @@ class BusWorker:
         tick = next_tick(self.clock(), interval, phase)
         skip_until = 0.0
         dev.stats.heartbeat = time.monotonic()
+        mark = (self.clock(), self.steady())  # wall and steady time at the last tick's end
         # The flag, not only cancellation, ends the loop: Python 3.11's wait_for (inside
         # pymodbus) can swallow a cancel that races a reply (gh-86296), and a loop that
         # missed its cancel must still stop at its next tick.
@@ -144,6 +155,7 @@ class BusWorker:
             if delay > interval + 1.0:
                 # the wall clock stepped back: re-align instead of sleeping through it
                 tick = next_tick(self.clock(), interval, phase)
+                skip_until = 0.0  # a backoff deadline from before the step would last as long
                 continue
             if delay > 0:
                 await self.sleep(delay)
@@ -156,16 +168,21 @@ class BusWorker:
                     excess = dev.stats.consecutive_failures - FAILURES_BEFORE_BACKOFF
                     pause = min(interval * 2 ** (excess + 1), max(BACKOFF_MAX, interval))
                     skip_until = tick + pause
-            now = self.clock()
+            now, now_steady = self.clock(), self.steady()
             following = tick + interval
-            if now >= following:
+            if (now - mark[0]) - (now_steady - mark[1]) > interval:
+                # the wall clock stepped forward (NTP at boot): nothing was missed, re-align
+                following = next_tick(now, interval, phase)
+            elif now >= following:
                 missed = math.floor((now - following) / interval) + 1
                 dev.stats.missed_ticks += missed
                 following += missed * interval
             tick = following
+            mark = (now, now_steady)
 
     async def _poll(self, dev: ScheduledDevice) -> None:
         started = time.monotonic()
+        mono = simulated_or_wall.monotonic()  # never steps: ties the reading's ts to it
         stats = dev.stats
         stats.polls += 1
         try:
@@ -192,15 +209,25 @@ class BusWorker:
                 dict.fromkeys(dev.driver.quantities, code),
                 error=str(exc) or type(exc).__name__,
             )
-            if stats.state != "degraded":
+            if stats.state != "degraded" or stats.partial:
+                stats.partial = False
                 if unexpected:  # the traceback once per state change, for the bug report
                     log.debug("device '%s': poll failed", dev.driver.name, exc_info=exc)
                 self._transition(dev, "degraded", reason)
         else:
-            if stats.state != "online":
+            if result.degraded:
+                # it answers, but part of its profile is never read: degraded (not backed
+                # off: what it gives is polled on schedule), once per change of reason
+                if not stats.partial or stats.last_error != result.degraded:
+                    stats.partial = True
+                    stats.last_error = result.degraded
+                    self._transition(dev, "degraded", result.degraded)
+            elif stats.state != "online":
+                stats.partial = False
                 self._transition(dev, "online", "answering")
             stats.consecutive_failures = 0
         stats.last_poll_s = time.monotonic() - started
+        result.mono = mono
         self.sink.readings(result)
 
     def _transition(self, dev: ScheduledDevice, state: str, reason: str) -> None:

@@ -3,12 +3,20 @@ only when the broker acknowledged it (QoS 1 PUBACK).
 
 One SQLite database in WAL mode. Writes are batched: :meth:`Spool.put` only buffers, and
 :meth:`Spool.commit` (the output calls it every ``commit_interval``) stores the buffered
-messages, deletes the acknowledged ones and enforces the bounds in a single transaction, so
-an SD card sees one small write burst per interval instead of one per message. A message is
-handed to the publisher only after the transaction that stored it committed, so a crash can
-lose nothing that was ever offered to the broker; with ``durability: full`` (the default)
-each commit is also fsynced, so a power cut loses at most the last interval's readings and
-never corrupts the file (SQLite's WAL guarantees).
+messages, deletes the acknowledged ones and enforces the bounds in a single transaction
+(``BEGIN IMMEDIATE`` … ``COMMIT``, all or nothing), so an SD card sees one small write burst
+per interval instead of one per message. A message is handed to the publisher only after
+the transaction that stored it committed, so a crash can lose nothing that was ever offered
+to the broker; with ``durability: full`` (the default) each commit is also fsynced, so a
+power cut loses at most the last interval's readings and never corrupts the file (SQLite's
+WAL guarantees).
+
+A full or read-only disk is a state, not a crash. A commit that fails is rolled back whole;
+its messages are *held* in memory (at most ``max_held_bytes``, oldest dropped and counted),
+handed to the publisher all the same (live data keeps flowing while the broker is up), and
+written with the next commit that succeeds: retried every :attr:`Spool.RETRY_S` while the
+disk refuses. The same holds when the file cannot even be opened at start. Only messages
+held in memory when the process dies are lost, and :meth:`close` says how many.
 
 Bounds: at most ``max_bytes`` of payload and ``max_age_s`` of age; past either, the oldest
 messages are dropped and counted (:attr:`Spool.dropped`), never the newest.
@@ -16,14 +24,15 @@ messages are dropped and counted (:attr:`Spool.dropped`), never the newest.
 Ids are assigned here, strictly increasing and never reused (the high-water mark is kept in
 the file), so the publisher can tell "older than this connection" (the backlog) from live.
 
-All database work runs on one worker thread (:meth:`Spool.run`), never on the event loop,
-so an fsync on a slow card does not delay polling.
+All database work runs on one worker thread, never on the event loop, so an fsync on a slow
+card does not delay polling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -33,74 +42,152 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from agent.messages import Message
+from agent.storage import (
+    DISK_STATES,
+    StorageHealth,
+    disk_state,
+    explain,
+    is_corrupt,
+    quarantine,
+    read_only_query,
+    transaction,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Durability = Literal["full", "normal"]
+Row = tuple[int, float, Message]  # id, created (time.time()), message
 
 
 class SpoolError(Exception):
-    """The spool cannot be opened or written; the message says why and what to do."""
+    """The spool cannot be used at all (a config mistake); the message says what to do."""
 
 
 @dataclass
 class CommitResult:
-    stored: list[tuple[int, Message]]  # committed now, in id order: ready to publish
+    stored: list[tuple[int, Message]]  # accepted now, in id order: ready to publish
     dropped: int  # oldest messages dropped by the bounds in this commit
+    on_disk: bool = True  # False: the disk refused, ``stored`` is held in memory
 
 
-def _explain(path: Path, exc: Exception) -> str:
-    text = str(exc)
-    if "full" in text:
-        return (
-            f"the disk holding the spool {path} is full: free space there or lower "
-            "spool.max_mb; readings are kept in memory meanwhile"
-        )
-    if "readonly" in text or "unable to open" in text or isinstance(exc, OSError):
-        return (
-            f"cannot write the spool {path} ({text}): give the agent's user write access to "
-            "that directory, or set spool.path to a writable place"
-        )
-    return f"spool {path}: {text}"
+@dataclass
+class _Delta:
+    """What one transaction changes in the counters; applied only once it committed."""
+
+    stored: int = 0
+    bytes: int = 0
+    dropped: int = 0
 
 
 class Spool:
+    RETRY_S = 5.0  # while the disk refuses writes, try again this often (not every commit)
+
     def __init__(
         self,
         path: Path,
         max_bytes: int = 100 * 2**20,
         max_age_s: float = 7 * 86400,
         durability: Durability = "full",
+        *,
+        health: StorageHealth | None = None,
+        name: str = "spool",
+        max_held_bytes: int = 16 * 2**20,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
+        self.durability = durability
+        self.health = health or StorageHealth()
+        self.name = name
+        # memory is scarcer than disk on a Pi (the service has MemoryMax=200M)
+        self.max_held_bytes = min(max_held_bytes, max_bytes)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="spool")
-        self._pending: list[tuple[int, float, Message]] = []
+        self._pending: list[Row] = []
         self._acked: list[int] = []
+        self._held: dict[int, tuple[float, Message]] = {}  # accepted, not on disk (id order)
+        self._held_bytes = 0
+        self._writing: set[int] = set()  # held ids in the commit running now
+        self._retry_at = 0.0
+        self.failing = False  # the last attempt to write failed: messages are held in memory
         self.dropped = 0
         self.commits = 0
         self.failed_commits = 0
+        self.stored = 0
+        self.bytes = 0
+        self._last_id = 0
+        self._db: sqlite3.Connection | None = None
+        code = disk_state(path)
+        if code is not None and code not in DISK_STATES:
+            raise SpoolError(
+                f"cannot write the spool {path} ({os.strerror(code)}): give the agent's user "
+                "write access to that directory, or set spool.path to a writable place"
+            )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={durability.upper()}")
-            self._db.execute(
+            self._last_id = self._open_or_replace()
+        except (sqlite3.Error, OSError) as exc:
+            if code is None:  # the directory takes files: the database itself is the problem
+                raise SpoolError(f"spool {path}: {exc}") from None
+            self._last_id = _last_id_read_only(path)
+            self._failed(exc)
+        self._committed_below = self._last_id + 1
+
+    def _open_or_replace(self) -> int:
+        try:
+            return self._open()
+        except sqlite3.Error as exc:
+            if not is_corrupt(exc):
+                raise
+        # its messages cannot be read back; a spool that cannot start would stop every reading
+        quarantine(self.path)
+        return self._open()
+
+    def _open(self) -> int:
+        """Open (or create) the file; returns the last id it knows."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.durability.upper()}")
+            db.execute(
                 "CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY, created REAL NOT NULL,"
                 " topic TEXT NOT NULL, payload BLOB NOT NULL, retain INTEGER NOT NULL)"
             )
-            self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER)")
-            row = self._db.execute(
+            db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER)")
+            last, stored, size = db.execute(
                 "SELECT max(coalesce((SELECT max(id) FROM q), 0),"
                 " coalesce((SELECT v FROM meta WHERE k = 'last_id'), 0)),"
                 " (SELECT count(*) FROM q), (SELECT coalesce(sum(length(payload)), 0) FROM q)"
             ).fetchone()
-        except (sqlite3.Error, OSError) as exc:
-            raise SpoolError(_explain(path, exc)) from None
-        self._last_id, self.stored, self.bytes = int(row[0]), int(row[1]), int(row[2])
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        self.stored, self.bytes = int(stored), int(size)
+        return int(last)
+
+    def _renumber_after(self, last: int, pending: list[Row]) -> list[Row]:
+        """The file, opened late, knows ids up to ``last``; what was numbered in memory
+        meanwhile must come after them. Rare (the file could not even be read at start);
+        acknowledgements of renumbered messages miss, so those may go out twice."""
+        ids = [*self._held, *(i for i, _, _ in pending)]
+        if not ids or min(ids) > last:
+            self._last_id = max(self._last_id, last)
+            return pending
+        log.warning("%s: renumbering %d message(s) held in memory", self.name, len(ids))
+        held, self._held = self._held, {}
+        for n, old in enumerate(held, start=last + 1):
+            self._held[n] = held[old]
+        base = last + len(held)
+        pending = [(base + n, c, m) for n, (_, c, m) in enumerate(pending, start=1)]
+        self._last_id = base + len(pending)
         self._committed_below = self._last_id + 1
+        return pending
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failing = True
+        self.failed_commits += 1
+        self._retry_at = time.monotonic() + self.RETRY_S
+        self.health.failed(self.name, self.path, explain(self.path, exc))
 
     # -- called on the event loop: cheap, no I/O ------------------------------------------
 
@@ -111,9 +198,10 @@ class Spool:
 
     @property
     def committed_below(self) -> int:
-        """Ids below this are on disk (or gone); ids from it on are handed out by a later
-        :meth:`commit`, even while one is running. A publisher that reads the backlog from
-        disk must stop here, or it misses what a commit in progress is still writing."""
+        """Ids below this are on disk, held in memory (see :meth:`read`), or gone; ids from
+        it on are handed out by a later :meth:`commit`, even while one is running. A
+        publisher that reads the backlog must stop here, or it misses what a commit in
+        progress is still writing."""
         return self._committed_below
 
     def put(self, msg: Message) -> int:
@@ -122,12 +210,22 @@ class Spool:
         return self._last_id
 
     def ack(self, msg_id: int) -> None:
+        held = self._held.pop(msg_id, None)
+        if held is not None:
+            self._held_bytes -= len(held[1].payload)
+            if msg_id not in self._writing:
+                return  # never reached the disk: nothing to delete
         self._acked.append(msg_id)
 
     @property
     def backlog(self) -> int:
-        """Messages waiting for an acknowledgement (stored or about to be)."""
-        return self.stored + len(self._pending) - len(self._acked)
+        """Messages waiting for an acknowledgement (stored, held or about to be)."""
+        return self.stored + len(self._held) + len(self._pending) - len(self._acked)
+
+    @property
+    def held(self) -> int:
+        """Messages accepted but only in memory, because the disk refused them."""
+        return len(self._held)
 
     @property
     def unsaved(self) -> int:
@@ -136,7 +234,7 @@ class Spool:
 
     @property
     def dirty(self) -> bool:
-        return bool(self._pending or self._acked)
+        return bool(self._pending or self._acked or self._held)
 
     # -- database work, on the spool's thread ---------------------------------------------
 
@@ -144,128 +242,194 @@ class Spool:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def commit(self) -> CommitResult:
-        """Store what was put, forget what was acknowledged, apply the bounds."""
+        """Store what was put, forget what was acknowledged, apply the bounds. Never fails
+        on a full or read-only disk: what it cannot write is held in memory (see above)."""
         pending, self._pending = self._pending, []
-        acked, self._acked = self._acked, []
-        try:
-            result: CommitResult = await self._run(self._commit, pending, acked)
-        except sqlite3.Error as exc:
-            # keep everything for the next attempt: nothing that was accepted is lost
-            self._pending = pending + self._pending
-            self._acked = acked + self._acked
-            self.failed_commits += 1
-            raise SpoolError(_explain(self.path, exc)) from None
-        self.commits += 1
-        self.dropped += result.dropped
         if pending:
             self._committed_below = pending[-1][0] + 1
-        return result
+        if time.monotonic() < self._retry_at:  # the disk refused a moment ago
+            return CommitResult(*self._hold(pending), on_disk=False)
+        acked, self._acked = self._acked, []
+        try:
+            if self._db is None:
+                pending = self._renumber_after(await self._run(self._open_or_replace), pending)
+            batch = [(i, c, m) for i, (c, m) in self._held.items()] + pending
+            self._writing = set(self._held)
+            result: tuple[list[Row], _Delta] = await self._run(self._commit, batch, acked)
+        except (sqlite3.Error, OSError) as exc:
+            # rolled back whole: nothing of this batch is on disk, so it can be tried again
+            self._acked = acked + self._acked
+            self._writing = set()
+            self._failed(exc)
+            return CommitResult(*self._hold(pending), on_disk=False)
+        self._writing = set()
+        survivors, delta = result
+        self.stored += delta.stored
+        self.bytes += delta.bytes
+        self.dropped += delta.dropped
+        self.commits += 1
+        for i, _, _ in batch:
+            held = self._held.pop(i, None)
+            if held is not None:
+                self._held_bytes -= len(held[1].payload)
+        self.health.ok(self.name, self.path)
+        self.failing = False
+        self._retry_at = 0.0
+        kept = {i for i, _, _ in survivors}
+        return CommitResult([(i, m) for i, _, m in pending if i in kept], delta.dropped)
 
-    def _commit(self, pending: list[tuple[int, float, Message]], acked: list[int]) -> CommitResult:
-        db = self._db
+    def _hold(self, rows: list[Row]) -> tuple[list[tuple[int, Message]], int]:
+        """Keep ``rows`` in memory within the bounds; returns (what is handed over, dropped)."""
+        for i, c, m in rows:
+            self._held[i] = (c, m)
+            self._held_bytes += len(m.payload)
         dropped = 0
-        with db:  # one transaction
-            if acked:
-                freed = 0
-                for chunk in range(0, len(acked), 500):
-                    ids = acked[chunk : chunk + 500]
-                    marks = ",".join("?" * len(ids))
-                    n, size = db.execute(
-                        f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM q"
-                        f" WHERE id IN ({marks})",
-                        ids,
-                    ).fetchone()
-                    db.execute(f"DELETE FROM q WHERE id IN ({marks})", ids)
-                    self.stored -= n
-                    freed += size
-                self.bytes -= freed
-            if pending:
+        old = time.time() - self.max_age_s
+        while self._held:
+            first = next(iter(self._held))
+            created, msg = self._held[first]
+            if self._held_bytes <= self.max_held_bytes and created >= old:
+                break
+            del self._held[first]
+            self._held_bytes -= len(msg.payload)
+            dropped += 1
+        self.dropped += dropped
+        return [(i, m) for i, _, m in rows if i in self._held], dropped
+
+    def _commit(self, batch: list[Row], acked: list[int]) -> tuple[list[Row], _Delta]:
+        db = self._db
+        assert db is not None
+        delta = _Delta()
+        with transaction(db):
+            if batch:
                 db.executemany(
                     "INSERT INTO q VALUES (?, ?, ?, ?, ?)",
-                    [(i, c, m.topic, m.payload, int(m.retain)) for i, c, m in pending],
+                    [(i, c, m.topic, m.payload, int(m.retain)) for i, c, m in batch],
                 )
-                self.stored += len(pending)
-                self.bytes += sum(len(m.payload) for _, _, m in pending)
+                delta.stored += len(batch)
+                delta.bytes += sum(len(m.payload) for _, _, m in batch)
                 db.execute(
                     "INSERT INTO meta VALUES ('last_id', ?)"
                     " ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-                    (pending[-1][0],),
+                    (batch[-1][0],),
                 )
-            dropped = self._enforce_bounds(db)
-        survivors = pending
-        if dropped:
+            for chunk in range(0, len(acked), 500):
+                ids = acked[chunk : chunk + 500]
+                marks = ",".join("?" * len(ids))
+                n, size = db.execute(
+                    f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM q"
+                    f" WHERE id IN ({marks})",
+                    ids,
+                ).fetchone()
+                db.execute(f"DELETE FROM q WHERE id IN ({marks})", ids)
+                delta.stored -= n
+                delta.bytes -= size
+            self._enforce_bounds(db, delta)
+        survivors = batch
+        if delta.dropped:
             first = db.execute("SELECT min(id) FROM q").fetchone()[0]
-            survivors = [p for p in pending if first is not None and p[0] >= first]
-        return CommitResult([(i, m) for i, _, m in survivors], dropped)
+            survivors = [p for p in batch if first is not None and p[0] >= first]
+        return survivors, delta
 
-    def _enforce_bounds(self, db: sqlite3.Connection) -> int:
-        dropped = 0
+    def _enforce_bounds(self, db: sqlite3.Connection, delta: _Delta) -> None:
         old = time.time() - self.max_age_s
         # rows are stored oldest first: look at the first one (an index lookup) instead of
         # scanning a big backlog on every commit
         while (first := db.execute("SELECT created FROM q ORDER BY id LIMIT 1").fetchone()) and (
             first[0] < old
         ):
-            dropped += self._drop_oldest(db, 1000, old)
-        while self.bytes > self.max_bytes and self.stored:
+            self._drop_oldest(db, delta, 1000, old)
+        while self.bytes + delta.bytes > self.max_bytes and self.stored + delta.stored:
             # drop the oldest ~1 % at a time (at least 100) until the payload fits
-            dropped += self._drop_oldest(db, max(100, self.stored // 100))
-        return dropped
+            self._drop_oldest(db, delta, max(100, (self.stored + delta.stored) // 100))
 
+    @staticmethod
     def _drop_oldest(
-        self, db: sqlite3.Connection, batch: int, created_before: float = float("inf")
-    ) -> int:
+        db: sqlite3.Connection, delta: _Delta, batch: int, created_before: float = float("inf")
+    ) -> None:
         n, size, last = db.execute(
             "SELECT count(*), coalesce(sum(length(payload)), 0), max(id) FROM"
             " (SELECT id, payload FROM q WHERE created < ? ORDER BY id LIMIT ?)",
             (created_before, batch),
         ).fetchone()
         db.execute("DELETE FROM q WHERE id <= ?", (last,))
-        self.stored, self.bytes = self.stored - n, self.bytes - size
-        return int(n)
+        delta.stored -= n
+        delta.bytes -= size
+        delta.dropped += n
 
     async def read(self, from_id: int, below_id: int, limit: int) -> list[tuple[int, Message]]:
-        """Stored messages with from_id <= id < below_id, oldest first."""
-        return await self._run(self._read, from_id, below_id, limit)
+        """Messages with from_id <= id < below_id, oldest first: those on disk and those held
+        in memory while the disk refused them."""
+        held = [(i, m) for i, (_, m) in self._held.items() if from_id <= i < below_id][:limit]
+        rows = await self._run(self._read, from_id, below_id, limit) if self._db else []
+        if not held:
+            return rows
+        merged = dict(rows)
+        merged.update(held)  # the same id in both: a commit wrote it in between
+        return sorted(merged.items())[:limit]
 
     def _read(self, from_id: int, below_id: int, limit: int) -> list[tuple[int, Message]]:
-        cur = self._db.execute(
-            "SELECT id, topic, payload, retain FROM q WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
-            (from_id, below_id, limit),
-        )
-        return [(i, Message(t, bytes(p), bool(r))) for i, t, p, r in cur]
+        assert self._db is not None
+        try:
+            cur = self._db.execute(
+                "SELECT id, topic, payload, retain FROM q WHERE id >= ? AND id < ?"
+                " ORDER BY id LIMIT ?",
+                (from_id, below_id, limit),
+            )
+            return [(i, Message(t, bytes(p), bool(r))) for i, t, p, r in cur]
+        except sqlite3.Error as exc:  # an I/O error reading: the held part still goes out
+            log.warning("%s: cannot read the backlog from %s: %s", self.name, self.path, exc)
+            return []
 
-    async def close(self) -> None:
-        """Commit what is buffered and close the file."""
+    async def close(self, hand_over: bool = False) -> list[Message]:
+        """Commit what is buffered and close the file. What the disk still refuses is lost
+        with the process (said in the log), or, with ``hand_over`` (a reload), returned for
+        the next agent's spool to take."""
+        self._retry_at = 0.0  # one last try, whatever the last failure
         if self.dirty:
-            try:
-                await self.commit()
-            except SpoolError as exc:
-                log.error("%s", exc)
-        await self._run(self._db.close)
+            await self.commit()
+        left = [m for _, m in self._held.values()]
+        if left and hand_over:
+            log.warning(
+                "%s: %d message(s) held in memory go to the reloaded agent", self.name, len(left)
+            )
+        elif left:
+            log.error(
+                "%s: %d message(s) could not be written to %s (disk full or read-only) and "
+                "are lost with this stop",
+                self.name,
+                len(self._held),
+                self.path,
+            )
+        if self._db is not None:
+            await self._run(self._db.close)
         self._pool.shutdown(wait=True)
+        return left if hand_over else []
+
+
+def _last_id_read_only(path: Path) -> int:
+    """The last id in a spool that cannot be opened for writing (a read-only disk), so ids
+    stay above the file's even before it can be written again (see _renumber_after)."""
+    if not path.exists():
+        return 0
+    rows = read_only_query(
+        path,
+        "SELECT max(coalesce((SELECT max(id) FROM q), 0),"
+        " coalesce((SELECT v FROM meta WHERE k = 'last_id'), 0))",
+    )
+    return int(rows[0][0]) if rows else 0
 
 
 async def keep_committing(
     spool: Spool, interval: float, on_commit: Callable[[CommitResult], None] | None = None
 ) -> None:
     """Commit every ``interval`` while there is something to commit, until cancelled. A
-    commit that fails (a full disk) is said once, and said again when it works again;
-    meanwhile nothing is lost: the spool keeps what it could not write, in memory."""
-    failing = False
+    disk that refuses writes is said once by the spool's :class:`StorageHealth`, and once
+    when it takes them again; meanwhile nothing is lost: the spool holds it in memory."""
     while True:
         await asyncio.sleep(interval)
         if not spool.dirty:
             continue
-        try:
-            result = await spool.commit()
-        except SpoolError as exc:
-            if not failing:
-                log.error("%s", exc)
-            failing = True
-            continue
-        if failing:
-            log.info("the spool is writable again")
-            failing = False
+        result = await spool.commit()
         if on_commit is not None:
             on_commit(result)

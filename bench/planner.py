@@ -4,16 +4,66 @@
 
 Also prints the registers read and the wire time per poll at 9600 baud, since on RS-485 the
 requests are what costs: two inter-frame gaps and a device turnaround each.
+
+Then the driver's own CPU per poll (``ModbusDevice.poll`` on a transport that answers from
+memory at once, so only planning bookkeeping and decoding are timed), for a device that
+accepts the profile's plan and for one that refuses reads across gaps once its plan is
+learned, and what learning costs (the first poll against such a device).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+
+from drivers.modbus.device import ModbusDevice
 from drivers.modbus.planner import plan_reads
-from drivers.modbus.profile import builtin_profiles, load_profile
+from drivers.modbus.profile import Profile, RegisterType, builtin_profiles, load_profile
 from drivers.modbus.transport import read_wire_time
+from drivers.reading import DeviceExceptionReply
+
+
+class MemoryBus:
+    """Answers every read from a register image at once; ``strict`` refuses a read that
+    touches a register no value occupies (exception 2), as some firmwares do."""
+
+    name = "memory"
+    timeout = 1.0
+
+    def __init__(self, profile: Profile, strict: bool) -> None:
+        self.mapped = {(p.register_type, a) for p in profile.points
+                       for a in range(p.address, p.end)}  # fmt: skip
+        self.strict = strict
+        self.requests = 0
+
+    async def read(
+        self, rtype: RegisterType, start: int, count: int, unit: int, min_gap: float = 0.0
+    ) -> list[int]:
+        self.requests += 1
+        if self.strict and any((rtype, a) not in self.mapped for a in range(start, start + count)):
+            raise DeviceExceptionReply("refused", 2)
+        return [0x4366] * count
+
+
+async def poll_cost(name: str, strict: bool, polls: int = 2000) -> tuple[float, float, int]:
+    """(µs per poll learned, µs of the first poll, requests per poll learned)."""
+    profile = load_profile(name)
+    bus = MemoryBus(profile, strict)
+    device = ModbusDevice("bench", 1, profile, bus)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    await device.poll()
+    first = time.perf_counter() - t0
+    bus.requests = 0
+    t0 = time.perf_counter()
+    for _ in range(polls):
+        await device.poll()
+    per_poll = (time.perf_counter() - t0) / polls
+    return per_poll * 1e6, first * 1e6, bus.requests // polls
 
 
 def main() -> None:
+    logging.getLogger("drivers.modbus.device").setLevel(logging.ERROR)  # the learning lines
     print(
         f"{'profile':<18} {'naive (1/value)':>15} {'planned':>7} {'ratio':>6} "
         f"{'regs':>5} {'wire@9600 naive':>16} {'planned':>8}"
@@ -28,6 +78,16 @@ def main() -> None:
         print(
             f"{name:<18} {naive:>15} {len(plan):>7} {len(plan) / naive:>6.3f} "
             f"{regs:>5} {naive_wire * 1000:>13.0f} ms {wire * 1000:>5.0f} ms"
+        )
+    print()
+    print(f"{'poll() CPU':<18} {'accepts gaps':>12} {'refuses gaps':>12} {'ratio':>6} "
+          f"{'requests':>9} {'learning poll':>14}")  # fmt: skip
+    for name in ("eastron_sdm630", "eastron_sdm120", "carlo_gavazzi_em24"):
+        plain, _, n_plain = asyncio.run(poll_cost(name, strict=False))
+        learned, first, n_learned = asyncio.run(poll_cost(name, strict=True))
+        print(
+            f"{name:<18} {plain:>9.1f} µs {learned:>9.1f} µs {learned / plain:>6.2f} "
+            f"{n_plain:>4} → {n_learned:<3} {first:>11.0f} µs"
         )
 
 

@@ -58,6 +58,41 @@ async def fill(spool: Spool, meters: int, seconds: int, batch: int) -> tuple[flo
     return time.perf_counter() - start, disk_writes() - written
 
 
+async def steady(path: Path, per_commit: int, commits: int) -> tuple[float, int]:
+    """The agent's steady state with the broker up: each commit stores a batch and deletes
+    the batch acknowledged since the last one. Returns (seconds, bytes written)."""
+    spool = Spool(path, durability="full")
+    written = disk_writes()
+    start = time.perf_counter()
+    previous: list[int] = []
+    for _ in range(commits):
+        ids = [
+            spool.put(Message("vatio/v1/bench/m001/telemetry", PAYLOAD)) for _ in range(per_commit)
+        ]
+        await spool.commit()
+        for i in previous:
+            spool.ack(i)
+        previous = ids
+    elapsed = time.perf_counter() - start
+    await spool.close()
+    return elapsed, disk_writes() - written
+
+
+def steady_baseline(path: Path, per_commit: int, commits: int) -> tuple[float, int]:
+    """The least a durable spool can write: an append-only journal, each batch and the ids
+    acknowledged since the last one appended and fsynced once (no reads, no compaction)."""
+    import os
+
+    written = disk_writes()
+    start = time.perf_counter()
+    with open(path, "ab", buffering=0) as f:
+        for n in range(commits):
+            acks = b"".join(i.to_bytes(8, "little") for i in range(per_commit))
+            f.write(PAYLOAD * per_commit + acks if n else PAYLOAD * per_commit)
+            os.fsync(f.fileno())
+    return time.perf_counter() - start, disk_writes() - written
+
+
 async def drain(spool: Spool, port: int, live_rate: float) -> tuple[float, int, int]:
     cfg = MqttOutputConfig(url=f"mqtt://127.0.0.1:{port}", max_inflight=100)
     online = Message("vatio/v1/bench/gw/status", b'{"state":"online"}', retain=True)
@@ -129,6 +164,16 @@ async def main() -> None:
             f" {w_big / max(1, n - small):,.0f} bytes written per message"
         )
         print(f"  backlog: {spool.stored:,} messages ({spool.bytes / 2**20:.0f} MiB payload)")
+        commits = 2000
+        t_st, w_st = await steady(Path(d) / "steady.sqlite", live_batch, commits)
+        t_jr, w_jr = steady_baseline(Path(d) / "journal.bin", live_batch, commits)
+        m = live_batch * commits
+        print(
+            f"  steady state ({live_batch} in and {live_batch} acknowledged per commit):"
+            f" {m / t_st:,.0f} msg/s, {w_st / m:,.0f} bytes written per message;"
+            f" baseline append-only journal + fsync: {m / t_jr:,.0f} msg/s,"
+            f" {w_jr / m:,.0f} bytes per message; ratio spool/journal bytes {w_st / w_jr:.2f}"
+        )
         with MosquittoProcess() as broker:
             t_drain, live, live_acked = await drain(spool, broker.port, args.live_rate)
             t_bare = baseline(broker.port, n)

@@ -7,6 +7,10 @@ simulated seconds pass per real second, ANCHOR the real Unix time at which the s
 clock reads START, default: when the process starts). ``vatio run`` and ``vatio simulate``
 both read it, so an agent and its simulated meters given the same value share one clock.
 Timeouts on the wire stay real: only time as the readings see it is simulated.
+
+:func:`monotonic` is the same clock's steady counterpart (it never steps; it runs at the
+simulated speed): the metrics engine uses it to link readings taken while the wall clock was
+not yet trusted to the true time once it is (drivers/timesync.py).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class SimulatedClock:
 
 
 _clock: SimulatedClock | None = None
+_error = 0.0  # seconds the clock is made to read off (VATIO_TIME_SYNC offset=: rehearsals only)
 
 
 def use(clock: SimulatedClock | None) -> None:
@@ -71,7 +76,22 @@ def use_environment() -> SimulatedClock | None:
 
 def now() -> float:
     """Unix time as readings see it."""
-    return time.time() if _clock is None else _clock.now()
+    return (time.time() if _clock is None else _clock.now()) + _error
+
+
+def monotonic() -> float:
+    """Seconds of this clock's time from an arbitrary origin; never steps."""
+    return time.monotonic() * speed()
+
+
+def simulated() -> bool:
+    return _clock is not None
+
+
+def set_error(seconds: float) -> None:
+    """Make :func:`now` read ``seconds`` off (drivers/timesync.py's test override only)."""
+    global _error
+    _error = seconds
 
 
 def speed() -> float:

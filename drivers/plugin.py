@@ -30,6 +30,14 @@ A minimal third-party driver (``tests/fixtures/vatio_demo_driver`` is a complete
     # [project.entry-points."vatio.drivers"]
     # thermo = "vatio_thermo:Thermo"
 
+Optional: ``use_state(store)`` on the driver. The agent then hands it a
+:class:`drivers.statefile.StateFile` (``<state_dir>/drivers/<device>.json``) for what the
+driver learns about its device and must keep across restarts (the Modbus driver keeps the
+read plan a device taught it). Writes are atomic and never raise.
+
+Optional: ``counters()`` on the driver, ``{name: (kind, help, value)}`` with kind "counter" or
+"gauge": the agent's ``/metrics`` serves each as ``vatio_<name>{device="…"}``.
+
 Options models may read ``info.context`` in their validators: it holds ``base_dir`` (the
 config file's folder) and ``bus_type``.
 """
@@ -39,11 +47,13 @@ from __future__ import annotations
 import difflib
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
 from drivers.base import Driver
+from drivers.statefile import StateFile
 
 GROUP = "vatio.drivers"
 
@@ -94,3 +104,15 @@ def load_plugin(name: str) -> type[DriverPlugin]:
             )
     result: type[DriverPlugin] = plugin
     return result
+
+
+def state_file(state_dir: Path, device: str, writable: bool = True) -> StateFile:
+    """Where a device's driver keeps its state (device names are safe file names)."""
+    return StateFile(state_dir / "drivers" / f"{device}.json", writable)
+
+
+def attach_state(driver: Driver, state_dir: Path, writable: bool = True) -> None:
+    """Hand ``driver`` its state file if it wants one (it has ``use_state``)."""
+    use_state = getattr(driver, "use_state", None)
+    if use_state is not None:
+        use_state(state_file(state_dir, driver.name, writable))

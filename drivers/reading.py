@@ -19,6 +19,12 @@ class PollResult:
     values: dict[str, float | None]
     quality: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # set when the whole poll failed (device silent, bus down)
+    # set when the poll read values but the device keeps refusing others (a driver's word
+    # for "answers, but part of it is never read"): the device is degraded, not online
+    degraded: str | None = None
+    # steady time (drivers.clock.monotonic) when the poll started, set by the scheduler: it
+    # ties ``ts`` to a clock that never steps, for readings taken before the clock was trusted
+    mono: float | None = None
 
     @property
     def ok(self) -> bool:

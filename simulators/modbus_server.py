@@ -5,8 +5,11 @@ types (so the agent decodes real bytes), with values from :mod:`simulators.load_
 register image is refreshed at most every ``refresh`` seconds, on read, from the meter's clock;
 tests pass a fixed clock to know exactly what was served (``meter.served``).
 
-Registers between mapped values read as 0 unless the profile says ``max_gap: 0`` (a device
-that rejects holes): then holes answer "illegal data address", as such a device would.
+Registers between mapped values read as 0 unless the profile says ``max_gap: 0`` or the
+meter is ``strict`` (a device that rejects holes, as some firmwares and libmodbus servers with
+a sparse map do): then any request that touches a hole answers exception 2 "illegal data
+address". ``lacks`` names profile values the meter does not have (refused the same way).
+Each meter counts its requests and the exception replies it sent (``exception_replies``).
 
 Servers: :class:`ModbusTcpSimulator` (Modbus/TCP, or RTU frames over TCP as cheap gateways
 speak) and :class:`ModbusSerialSimulator` (RTU on a serial port, e.g. one end of a
@@ -77,12 +80,20 @@ class Faults:
         return None
 
 
-def _blocks(profile: Profile, register_type: RegisterType) -> list[SimData]:
-    points = [p for p in profile.points if p.register_type is register_type]
+def _blocks(
+    profile: Profile,
+    register_type: RegisterType,
+    strict: bool = False,
+    lacks: frozenset[str] = frozenset(),
+) -> list[SimData]:
+    points = [
+        p for p in profile.points if p.register_type is register_type and p.quantity not in lacks
+    ]
     if not points:
         # pymodbus wants every block non-empty; one register nobody reads
         return [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
-    if profile.limits.max_gap == 0:
+    if strict or lacks or profile.limits.max_gap == 0:
+        # one block per value: pymodbus answers exception 2 to a request touching a hole
         return [
             SimData(p.address, count=p.width, values=0, datatype=DataType.REGISTERS)
             for p in sorted(points, key=lambda p: p.address)
@@ -105,8 +116,14 @@ class SimulatedMeter:
         refresh: float = 0.2,
         faults: Faults | None = None,
         load: FactoryLoad | DailyProfile | None = None,
+        strict: bool = False,
+        lacks: tuple[str, ...] = (),
     ) -> None:
         self.unit = unit
+        self.strict = strict
+        self.lacks = frozenset(lacks)
+        self.requests = 0  # requests this unit received (incoming frames)
+        self.exception_replies = 0  # of which answered with a Modbus exception
         self.profile = profile
         self.clock = clock
         self.refresh = refresh
@@ -133,8 +150,8 @@ class SimulatedMeter:
         blocks = (
             [SimData(0, count=1, values=False, datatype=DataType.BITS)],  # coils (unused)
             [SimData(0, count=1, values=False, datatype=DataType.BITS)],  # discrete inputs
-            _blocks(self.profile, RegisterType.HOLDING),
-            _blocks(self.profile, RegisterType.INPUT),
+            _blocks(self.profile, RegisterType.HOLDING, self.strict, self.lacks),
+            _blocks(self.profile, RegisterType.INPUT, self.strict, self.lacks),
         )
         return SimDevice(self.unit, simdata=blocks, action=self._on_access)
 
@@ -167,7 +184,7 @@ class SimulatedMeter:
         if register_type in self._stale:
             self._stale.discard(register_type)
             for p in self.profile.points:
-                if p.register_type is register_type:
+                if p.register_type is register_type and p.quantity not in self.lacks:
                     words = encode(
                         self.served[p.quantity],
                         p.data_type,
@@ -203,10 +220,17 @@ class _FaultHook:
         self.server: Any = None
 
     def __call__(self, sending: bool, data: bytes) -> bytes:
-        if not sending or len(data) <= self.unit_offset:
+        if len(data) <= self.unit_offset + 1:
             return data
         meter = self.by_unit.get(data[self.unit_offset])
-        if meter is None or meter.pending_fault is None:
+        if meter is None:
+            return data
+        if not sending:
+            meter.requests += 1
+            return data
+        if data[self.unit_offset + 1] & 0x80:  # function code | 0x80: an exception reply
+            meter.exception_replies += 1
+        if meter.pending_fault is None:
             return data
         fault, meter.pending_fault = meter.pending_fault, None
         out = _corrupt(data, fault)

@@ -18,6 +18,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulators.brokers import MosquittoProcess
 from simulators.databases import InfluxdProcess, VictoriaMetricsProcess
 
+# The machines the tests run on may have no time source at all (a container's kernel says
+# "not synchronised" forever), and the agent would then rightly flag every reading and hold
+# its metrics. Tests are not about that clock: they say it is synchronised, through the test
+# override of drivers/timesync.py, unless they set VATIO_TIME_SYNC themselves (in-process and
+# in the `vatio` child processes, which inherit the environment).
+os.environ.setdefault("VATIO_TIME_SYNC", "yes")
+
 
 @pytest.fixture
 def mosquitto() -> Iterator[MosquittoProcess]:

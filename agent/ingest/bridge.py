@@ -10,8 +10,12 @@ Memory is bounded by MQTT flow control, not by a queue of our own: the broker se
 ``receive_maximum`` unacknowledged messages (MQTT 5), so while the database is down the
 bridge simply stops receiving and the broker holds the rest.
 
-A message that breaks the contract goes to ``<dead_letter_topic>/<its topic>`` (the original
-payload and the reason, as JSON), is counted, and is acknowledged: it can never be written.
+A message that breaks the contract goes to ``<dead_letter_topic>/<its topic>`` (the reason, and
+the original payload up to ``limits.dead_letter_payload_bytes`` with its size and SHA-256), is
+counted by kind of reason, and is acknowledged: it can never be written. *Any* failure to
+convert or write one message makes it a dead letter, a bug included: one message never stops
+the bridge (a crash would only bring the same message back from the persistent session, and
+the bridge would crash again, for ever).
 
 paho's network thread only appends each message to a list; converting and writing run on a
 worker thread, one batch at a time, and acknowledgements go out in the order received.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import hashlib
 import json
 import logging
 import time
@@ -35,7 +40,7 @@ from agent import sdnotify
 from agent.httpstatus import StatusServer, json_body, prometheus
 from agent.influx import Unavailable, Writer, make_writer, write_isolating
 from agent.ingest.config import IngestConfig
-from agent.ingest.lineproto import BadMessage, to_line
+from agent.ingest.lineproto import BadMessage, Converter, show
 from agent.mqttconn import ConnectError, Connection, open_retrying
 
 log = logging.getLogger(__name__)
@@ -61,8 +66,69 @@ class _Batch:
     messages: list[tuple[int, mqtt.MQTTMessage]]
     lines: list[str]
     line_owner: list[int]  # index into messages, per line (to dead-letter a rejected point)
-    dead: list[tuple[int, str]]  # (index into messages, reason)
+    dead: list[tuple[int, str, str]]  # (index into messages, reason, kind)
     skipped: int
+
+
+MQTT_TOPIC_MAX = 65535  # bytes (MQTT: a 16-bit length)
+
+
+def topic_of(msg: mqtt.MQTTMessage) -> str | None:
+    """The message's topic, or None when it is not UTF-8 (paho raises on ``.topic``)."""
+    try:
+        return msg.topic
+    except UnicodeDecodeError:
+        return None
+
+
+def excerpt(payload: bytes | bytearray, limit: int) -> dict[str, Any]:
+    """The dead letter's copy of a payload: whole up to ``limit`` bytes, else its first
+    ``limit`` bytes marked as truncated, with the size and SHA-256 of the whole. As text when
+    that part is UTF-8 (a character cut in two at the end is left out), else as base64."""
+    out: dict[str, Any] = {"size": len(payload)}
+    head = bytes(payload[:limit])
+    if len(payload) > limit:
+        out["truncated"] = True
+        out["sha256"] = hashlib.sha256(payload).hexdigest()
+    text = _utf8(head)
+    if text is None and len(payload) > limit:
+        text = next((t for cut in (1, 2, 3) if (t := _utf8(head[:-cut])) is not None), None)
+    if text is not None:
+        out["payload"] = text
+    else:
+        out["payload_base64"] = base64.b64encode(head).decode()
+    return out
+
+
+def _utf8(data: bytes) -> str | None:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+class RateLimitedLog:
+    """The first ``first`` lines of each kind, then one per kind per ``period`` seconds that
+    says how many were left out: a flood of bad messages never floods the log."""
+
+    def __init__(self, first: int = 3, period: float = 60.0) -> None:
+        self.first = first
+        self.period = period
+        self._seen: dict[str, int] = {}
+        self._next: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+
+    def warning(self, kind: str, text: str, *args: object) -> None:
+        n = self._seen[kind] = self._seen.get(kind, 0) + 1
+        now = time.monotonic()
+        if n > self.first and now < self._next.get(kind, 0.0):
+            self._quiet[kind] = self._quiet.get(kind, 0) + 1
+            return
+        quiet = self._quiet.pop(kind, 0)
+        if n >= self.first:
+            self._next[kind] = now + self.period
+        suffix = f" ({quiet} more of this kind not logged)" if quiet else ""
+        log.warning(text + "%s", *args, suffix)
 
 
 class IngestBridge:
@@ -77,6 +143,8 @@ class IngestBridge:
         self.cfg = cfg
         self.stats = IngestStats()
         self._writer = writer
+        self._converter = Converter(cfg.limits.to_limits())
+        self._log = RateLimitedLog()
         self._inbox: deque[tuple[int, mqtt.MQTTMessage]] = deque()
         self._generation = 0  # of the current connection; acks of older ones are void
         self._conn: Connection | None = None
@@ -221,8 +289,8 @@ class IngestBridge:
         rejected = await self._write(batch, stop)
         if rejected is None:
             return  # stopping before the database came back: the broker keeps them
-        for line_index, reason in rejected:
-            batch.dead.append((batch.line_owner[line_index], f"the database refused it: {reason}"))
+        for line_index, reason, kind in rejected:
+            batch.dead.append((batch.line_owner[line_index], reason, kind))
         self.stats.batches += 1
         self.stats.written += len(batch.lines) - len(rejected)
         self.stats.skipped += batch.skipped
@@ -231,16 +299,22 @@ class IngestBridge:
     def _convert(self, messages: list[tuple[int, mqtt.MQTTMessage]]) -> _Batch:
         lines: list[str] = []
         owner: list[int] = []
-        dead: list[tuple[int, str]] = []
+        dead: list[tuple[int, str, str]] = []
         skipped = 0
+        to_line = self._converter.to_line
         for i, (_, msg) in enumerate(messages):
-            try:
-                line = to_line(msg.topic, msg.payload)
-            except BadMessage as exc:
-                dead.append((i, str(exc)))
+            topic = topic_of(msg)
+            if topic is None:
+                dead.append((i, "the topic is not UTF-8", "topic"))
                 continue
-            except UnicodeDecodeError:
-                dead.append((i, "the topic is not UTF-8"))
+            try:
+                line = to_line(topic, msg.payload)
+            except BadMessage as exc:
+                dead.append((i, str(exc), exc.kind))
+                continue
+            except Exception as exc:  # a bug: this message is a dead letter, the rest go on
+                dead.append((i, f"the converter failed: {type(exc).__name__}: {exc}"[:300],
+                             "internal"))  # fmt: skip
                 continue
             if line is None:
                 skipped += 1
@@ -250,9 +324,9 @@ class IngestBridge:
         self.stats.received += len(messages)
         return _Batch(messages, lines, owner, dead, skipped)
 
-    async def _write(self, batch: _Batch, stop: asyncio.Event) -> list[tuple[int, str]] | None:
-        """Write until it worked; the lines the server rejected (by index), or None if
-        ``stop`` came first."""
+    async def _write(self, batch: _Batch, stop: asyncio.Event) -> list[tuple[int, str, str]] | None:
+        """Write until it worked; the lines the server rejected (index, reason, kind), or
+        None if ``stop`` came first."""
         if not batch.lines:
             return []
         writer = self._writer
@@ -260,7 +334,7 @@ class IngestBridge:
         backoff = self.BACKOFF_START
         while True:
             try:
-                rejected = await asyncio.to_thread(write_isolating, writer.write, batch.lines)
+                rejected = await asyncio.to_thread(self._write_all, writer, batch.lines)
                 if backoff > self.BACKOFF_START:
                     log.info("%s takes writes again", self.cfg.influxdb.where)
                 self.stats.database_down = ""
@@ -281,39 +355,79 @@ class IngestBridge:
                     pass
                 backoff = min(backoff * 2, self.BACKOFF_MAX)
 
+    def _write_all(self, writer: Writer, lines: list[str]) -> list[tuple[int, str, str]]:
+        """:func:`write_isolating`, and if the writer fails in a way it should not (a bug:
+        :class:`Unavailable` and HTTP 400 are the expected ways), the lines one by one, so
+        the one at fault becomes a dead letter and the others are written."""
+        try:
+            return [
+                (i, f"the database refused it: {reason}", "refused_by_database")
+                for i, reason in write_isolating(writer.write, lines)
+            ]
+        except Unavailable:
+            raise
+        except Exception as exc:
+            self._log.warning(
+                "writer", "the writer failed (%s: %s); writing the batch line by line",
+                type(exc).__name__, str(exc)[:200],
+            )  # fmt: skip
+        rejected: list[tuple[int, str, str]] = []
+        for i, line in enumerate(lines):
+            try:
+                rejected += [
+                    (i, f"the database refused it: {reason}", "refused_by_database")
+                    for _, reason in write_isolating(writer.write, [line])
+                ]
+            except Unavailable:
+                raise
+            except Exception as exc:
+                reason = f"the writer failed: {type(exc).__name__}: {exc}"[:300]
+                rejected.append((i, reason, "internal"))
+        return rejected
+
     def _settle(self, batch: _Batch) -> None:
         """Dead letters out, then every message of the batch acknowledged, in order."""
         conn = self._conn
         if conn is None:
             return  # the connection is gone: the broker delivers them again
-        for i, reason in batch.dead:
+        for i, reason, kind in batch.dead:
             generation, msg = batch.messages[i]
             if generation != self._generation:
                 continue
-            self._dead_letter(conn, msg, reason)
+            try:
+                self._dead_letter(conn, msg, reason, kind)
+            except Exception as exc:  # never lets one message stop the acknowledgements
+                self._log.warning(
+                    "dead_letter_publish", "could not publish a dead letter (%s: %s)",
+                    type(exc).__name__, str(exc)[:200],
+                )  # fmt: skip
         for generation, msg in batch.messages:
             if generation == self._generation and msg.qos > 0:
                 conn.client.ack(msg.mid, msg.qos)
 
-    def _dead_letter(self, conn: Connection, msg: mqtt.MQTTMessage, reason: str) -> None:
+    def _dead_letter(self, conn: Connection, msg: mqtt.MQTTMessage, reason: str, kind: str) -> None:
         self.stats.dead_letters += 1
-        kind = reason.split(":")[0][:60]
+        # counted by kind (a fixed set), not by reason: a reason quotes the offending name
         self.stats.dead_reasons[kind] = self.stats.dead_reasons.get(kind, 0) + 1
-        if self.stats.dead_reasons[kind] <= 3:
-            log.warning("dead letter from %s: %s", msg.topic, reason)
+        topic = topic_of(msg)
+        shown = show(topic, 120) if topic is not None else "a topic that is not UTF-8"
+        self._log.warning(kind, "dead letter from %s: %s", shown, reason)
         envelope: dict[str, Any] = {
-            "topic": msg.topic,
+            "topic": topic,
             "reason": reason,
+            "kind": kind,
             "bridge": self.cfg.client_id,
             "received": time.time(),
+            **excerpt(msg.payload, self.cfg.limits.dead_letter_payload_bytes),
         }
-        try:
-            envelope["payload"] = msg.payload.decode()
-        except UnicodeDecodeError:
-            envelope["payload_base64"] = base64.b64encode(msg.payload).decode()
-        conn.client.publish(
-            f"{self.cfg.dead_letter_topic}/{msg.topic}", json.dumps(envelope), qos=1
-        )
+        if topic is None:
+            envelope["topic_base64"] = base64.b64encode(bytes(msg._topic)).decode()
+            where = f"{self.cfg.dead_letter_topic}/_topic_not_utf8"
+        else:
+            where = f"{self.cfg.dead_letter_topic}/{topic}"
+            if len(where.encode()) > MQTT_TOPIC_MAX:
+                where = f"{self.cfg.dead_letter_topic}/_topic_too_long"
+        conn.client.publish(where, json.dumps(envelope, ensure_ascii=False), qos=1)
 
     # -- reporting --------------------------------------------------------------------------
 

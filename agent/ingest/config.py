@@ -12,15 +12,23 @@ database to write to. Example (configs/ingest.yaml)::
       api: v1                       # v1: InfluxDB 1.x; v2: 2.x, 3.x, Cloud, VictoriaMetrics
       database: vatio
     dead_letter_topic: vatio-deadletter
+    limits:                         # optional; these are the defaults
+      max_payload_bytes: 65536
+      max_depth: 16
+      max_values: 1000
+      max_name_length: 256
+      name_pattern: null            # e.g. '[A-Za-z0-9_.-]+' to allow only those characters
+      dead_letter_payload_bytes: 8192  # of a refused payload, republished in its dead letter
 """
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.config import (
     NAME_PATTERN,
@@ -31,6 +39,7 @@ from agent.config import (
     _Strict,
     substitute_env,
 )
+from agent.ingest.lineproto import Limits
 from drivers.yamlconf import (
     ConfigError,
     Problem,
@@ -53,11 +62,63 @@ class IngestMqttConfig(MqttConnectionConfig):
     receive_maximum: int | None = Field(10_000, ge=1, le=65535)
 
 
+_DEFAULT = Limits()
+
+
+class IngestLimits(_Strict):
+    """What one message may hold; a message beyond a limit is a dead letter with the reason.
+
+    Every default is at least ten times what Vatio itself sends, and small enough that one
+    hostile message costs little. The largest real message is telemetry of a meter with the
+    whole vocabulary: 80 quantities, each with a quality reason, 64-character names, 5.8 KB,
+    nested 2 deep (a usual one is ~300 bytes). Names are at most 64 characters (sites,
+    devices, agents: agent/config.py's NAME_PATTERN) or 31 (quantities: drivers/vocabulary.py)."""
+
+    # 5.8 KB is the largest real message; 64 KiB also bounds what receive_maximum (10,000)
+    # unacknowledged messages can take in memory: 640 MiB at worst, not gigabytes
+    max_payload_bytes: int = Field(_DEFAULT.max_payload_bytes, ge=1024, le=268_435_455)
+    # real messages nest 2 deep (values, quality); checked before parsing, and kept far from
+    # Python's recursion limit (~1,000) that json.loads would otherwise hit
+    max_depth: int = Field(_DEFAULT.max_depth, ge=2, le=500)
+    # 80 quantities in the vocabulary, ~40 metrics: each value name becomes a field (InfluxDB)
+    # or a series (VictoriaMetrics) for ever, so 10,000 junk keys must not get in
+    max_values: int = Field(_DEFAULT.max_values, ge=1, le=100_000)
+    # names are ≤ 64 characters; InfluxDB 1.6 refuses a series key over 64 KiB, and 4,096
+    # characters × 4 bytes × 3 tags stays under it
+    max_name_length: int = Field(_DEFAULT.max_name_length, ge=64, le=4096)
+    # off by default: every character the databases store as sent is allowed (lineproto.py);
+    # a pattern can only narrow that, never let a backslash or a newline in
+    name_pattern: str | None = None
+    # A dead letter carries at most this much of the refused payload (with its size and a
+    # SHA-256 of the whole): all of any real message, never a 10 MB one republished whole
+    dead_letter_payload_bytes: int = Field(8192, ge=256, le=1_048_576)
+
+    @field_validator("name_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    def to_limits(self) -> Limits:
+        return Limits(
+            max_payload_bytes=self.max_payload_bytes,
+            max_depth=self.max_depth,
+            max_values=self.max_values,
+            max_name_length=self.max_name_length,
+            name_pattern=self.name_pattern,
+        )
+
+
 class IngestConfig(_Strict):
     mqtt: IngestMqttConfig = IngestMqttConfig()
     influxdb: InfluxConfig
     dead_letter_topic: str = Field("vatio-deadletter", min_length=1)
     http: HttpConfig | None = None  # /healthz and /metrics, off unless configured
+    limits: IngestLimits = IngestLimits()
 
     @model_validator(mode="after")
     def _window(self) -> IngestConfig:

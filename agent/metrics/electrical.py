@@ -11,6 +11,9 @@ at every 15-minute boundary (which includes every tariff-period change and local
 all schedules change on whole hours), so a slow poll, or an outage of the agent that a
 counter bridges, neither moves energy into the wrong period nor makes a false demand peak.
 
+Until the wall clock is trusted (drivers/timesync.py), energy is measured but not filed: see
+:class:`HeldEnergy` for how it is kept and filed at its true time once the clock is.
+
 Its whole state is a plain dict (:meth:`state` / :meth:`restore`) so the agent can persist
 it and a restart loses no accumulation and does not reset a demand window.
 """
@@ -83,6 +86,61 @@ def spread(
     return pieces
 
 
+HOLD_BUCKET_S = 60.0  # held energy is kept per minute of steady time …
+HOLD_MAX_BUCKETS = 7 * 1440  # … for a week; past it, pairs merge (coarser, nothing lost)
+
+
+class HeldEnergy:
+    """Energy measured while the wall clock was not trusted, waiting for its true time.
+
+    Why hold rather than file by the untrusted clock: a Pi without an RTC boots with the
+    last saved time (or 1970) and steps to the true time when NTP answers; filing by the
+    boot clock puts energy under a wrong day, month and tariff period, and the step later
+    looks like a long silence. Why hold *energy* rather than the readings: the counter and
+    the power integrator need only time differences, which the steady (monotonic) clock
+    gives exactly, so each reading's energy is measured at once and only its calendar slot
+    waits. Each slice is kept with the monotonic time it ends at; once the clock is trusted,
+    the first trusted reading links the two clocks and each slice is filed at
+    ``true = sync_wall - (sync_mono - slice_mono)``, spread over its own interval exactly as
+    live energy is. So the step itself is never seen as a gap: no energy lands in one block,
+    no false demand peak, nothing under a wrong day, and the total is the counter's
+    difference, to the last Wh.
+
+    Memory is bounded: slices within :data:`HOLD_BUCKET_S` of steady time share a bucket
+    (1 440 a day); past :data:`HOLD_MAX_BUCKETS`, neighbouring buckets merge, which coarsens
+    where in time energy falls but never loses any. Held energy is not persisted: the engine
+    does not save a holding device's state, so after a restart the meter's counter bridges
+    it from the last trusted reading (integrated power held at a restart is lost).
+    """
+
+    __slots__ = ("anchor", "buckets", "since", "steady_set")
+
+    def __init__(self, since: float | None, ts: float, mono: float) -> None:
+        self.since = since  # trusted wall time the first slice starts at (None: unknown)
+        self.buckets: list[list[float]] = []  # [mono start, mono end, kWh, kVArh]
+        self.anchor = (ts, mono)  # the steady timebase the trackers run on while held
+        self.steady_set: set[str] = set()  # trackers whose timestamps are steady ones
+
+    def steady(self, mono: float) -> float:
+        return self.anchor[0] + (mono - self.anchor[1])
+
+    def add(self, mono: float, kwh: float, kvarh: float) -> None:
+        b = self.buckets
+        if b and mono - b[-1][0] <= HOLD_BUCKET_S:
+            last = b[-1]
+            last[1], last[2], last[3] = mono, last[2] + kwh, last[3] + kvarh
+            return
+        b.append([b[-1][1] if b else mono, mono, kwh, kvarh])
+        if len(b) > HOLD_MAX_BUCKETS:  # merge neighbours: half the resolution, same energy
+            pairs = zip(b[::2], b[1::2], strict=False)
+            merged = [[x[0], y[1], x[2] + y[2], x[3] + y[3]] for x, y in pairs]
+            self.buckets = merged + ([b[-1]] if len(b) % 2 else [])
+
+    @property
+    def kwh(self) -> float:
+        return math.fsum(x[2] for x in self.buckets)
+
+
 class ElectricalMetrics:
     def __init__(
         self,
@@ -108,6 +166,7 @@ class ElectricalMetrics:
         self.closed: list[tuple[str, str, dict[str, Any]]] = []  # (kind, key, record) to store
         self.flags: dict[str, str] = {}  # quality flags of the last reading, by quantity
         self._last_ts: float | None = None
+        self.held: HeldEnergy | None = None  # energy measured while the clock is untrusted
 
     def _day_record(self) -> dict[str, Any]:
         t = self.totals
@@ -155,12 +214,37 @@ class ElectricalMetrics:
             return "energy_import_kwh" in values
         return self.source == "counter"
 
-    def observe(self, values: dict[str, float | None], ts: float) -> float | None:
-        """Add one poll; returns a completed 15-minute block's demand (kW) when one closed."""
+    def observe(
+        self,
+        values: dict[str, float | None],
+        ts: float,
+        mono: float | None = None,
+        trusted: bool = True,
+    ) -> float | None:
+        """Add one poll; returns a completed 15-minute block's demand (kW) when one closed.
+
+        ``trusted``: whether ``ts`` comes from a synchronised clock. An untrusted reading's
+        energy is held (see :class:`HeldEnergy`) and needs ``mono``, the steady
+        (:func:`drivers.clock.monotonic`) time of the reading; so does the first trusted
+        reading after it, which files what was held."""
         self.flags = {}
+        if not trusted:
+            assert mono is not None
+            self._hold(values, ts, mono)
+            return None
+        closed = self._release(ts, mono) if self.held is not None else None
         if self._last_ts is not None and ts < self._last_ts:
             self.flags["ts"] = "clock_back"  # an NTP step: energy still counts, rates restart
         self._last_ts = ts
+        t0, kwh, kvarh = self._measure(values, ts)
+        for mid, a, b in spread(t0, ts, kwh, kvarh):
+            closed = self._add(mid, a, b) or closed
+        return closed
+
+    def _measure(
+        self, values: dict[str, float | None], ts: float
+    ) -> tuple[float | None, float, float]:
+        """Energy since the previous reading: (its time, kWh, kVArh), flags set."""
         d: Delta
         if self._uses_counter(values):
             source, t0 = "energy_import_kwh", self.energy.last_ts
@@ -176,9 +260,63 @@ class ElectricalMetrics:
             q = self.reactive.update(values["reactive_energy_import_kvarh"], ts)
         else:
             q = self.reactive_power.update(values.get("reactive_power_var"), ts)
+        return t0, d.kwh, q.kwh
+
+    def _trackers(self) -> dict[str, CounterTracker | PowerIntegrator]:
+        return {
+            "energy": self.energy,
+            "reactive": self.reactive,
+            "power": self.power,
+            "reactive_power": self.reactive_power,
+        }
+
+    @staticmethod
+    def _tracker_ts(tr: CounterTracker | PowerIntegrator) -> float | None:
+        if isinstance(tr, CounterTracker):
+            return tr.last_ts
+        return tr.last[0] if tr.last else None
+
+    def _hold(self, values: dict[str, float | None], ts: float, mono: float) -> None:
+        """Measure an untrusted reading's energy on the steady clock and keep it aside."""
+        held = self.held
+        if held is None:
+            since = self.energy.last_ts if self._uses_counter(values) else None
+            if since is None and self.power.last is not None:
+                since = self.power.last[0]
+            held = self.held = HeldEnergy(since, ts, mono)
+        steady = held.steady(mono)
+        _, kwh, kvarh = self._measure(values, steady)
+        for name, tr in self._trackers().items():
+            if self._tracker_ts(tr) == steady:
+                held.steady_set.add(name)
+        held.add(mono, kwh, kvarh)
+
+    def _release(self, sync_ts: float, sync_mono: float | None) -> float | None:
+        """The clock is trusted again: file the held energy at its true time."""
+        held, self.held = self.held, None
+        assert held is not None and sync_mono is not None
+
+        def true(mono: float) -> float:
+            return sync_ts - (sync_mono - mono)
+
         closed = None
-        for mid, kwh, kvarh in spread(t0, ts, d.kwh, q.kwh):
-            closed = self._add(mid, kwh, kvarh) or closed
+        t_prev = held.since
+        for _m0, m1, kwh, kvarh in held.buckets:
+            t1 = true(m1)
+            for mid, a, b in spread(t_prev, t1, kwh, kvarh):
+                c = self._add(mid, a, b)
+                if c is not None:  # many blocks may close here: report the highest
+                    closed = c if closed is None else max(closed, c)
+            t_prev = t1
+        # the trackers go on from the true time of the last held reading
+        for name in held.steady_set:
+            tr = self._trackers()[name]
+            mono = held.anchor[1] + ((self._tracker_ts(tr) or 0.0) - held.anchor[0])
+            if isinstance(tr, CounterTracker):
+                tr.last_ts = true(mono)
+            elif tr.last is not None:
+                tr.last = (true(mono), tr.last[1])
+        self._last_ts = t_prev
         return closed
 
     def _add(self, ts: float, kwh: float, kvarh: float) -> float | None:

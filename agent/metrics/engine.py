@@ -7,12 +7,22 @@ agent's state directory each time metrics are published and at shutdown, so a re
 no accumulated energy and does not reset a demand window. (Readings between the last save and
 a power cut are re-counted from the meter's counter at the next reading, so energy from
 counters is not lost either; only integrated power is.)
+
+Readings taken while the wall clock is not trusted (``observe(result, trusted=False)``, see
+drivers/timesync.py) are not filed by that clock: electrical energy is measured at once and
+held (:class:`~agent.metrics.electrical.HeldEnergy`), air-quality readings are kept (one a
+minute, a week at most), and both are filed at their true time when the first trusted
+reading links the steady clock to the synchronised one. Meanwhile the device publishes no
+metrics (:meth:`MetricsEngine.values` is empty) and its state is not saved, so nothing is
+published or stored under a wrong day, month, tariff period or 15-minute block.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,26 +31,68 @@ from agent.config import DeviceMetricsConfig, MetricsConfig
 from agent.metrics.air import AirQualityMetrics
 from agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from agent.metrics.emissions import MEXICO_SEN, Factor
+from agent.storage import (
+    StorageHealth,
+    explain,
+    is_corrupt,
+    quarantine,
+    read_only_query,
+    transaction,
+)
+from drivers import clock
 from drivers.reading import PollResult
+
+log = logging.getLogger(__name__)
 
 ELECTRICAL = {"active_power_w", "energy_import_kwh"}
 AIR = {"pm2_5_ugm3", "pm10_ugm3", "co2_ppm"}
+AIR_HOLD_EVERY_S = 60.0  # air readings kept while the clock is untrusted: one a minute …
+AIR_HOLD_MAX = 7 * 1440  # … for a week at most (the oldest go first: they are means)
 
 
 class MetricsStore:
     """device → JSON state, and the history of closed days and months, in SQLite (WAL);
-    one small transaction per publish."""
+    one small transaction per publish.
 
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS state (device TEXT PRIMARY KEY, json TEXT)")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS history (device TEXT, kind TEXT, key TEXT, json TEXT,"
-            " PRIMARY KEY (device, kind, key))"
-        )
+    A disk that refuses writes (full, read-only) is reported to ``health`` and tried again
+    at the next save; the engine keeps its state and closed periods in memory meanwhile. A
+    file that cannot be opened for writing at start is read without writing, so the
+    accumulated state is not lost, and opened for writing as soon as the disk allows."""
+
+    def __init__(self, path: Path, health: StorageHealth | None = None) -> None:
+        self.path = path
+        self.health = health or StorageHealth()
+        self._db: sqlite3.Connection | None = None
+        self._db_replaced = False
+        self._saved: dict[str, dict[str, object]] = {}  # read without writing, at start
+        if not self._open():
+            self._saved = _read_only_states(path)
+
+    def _open(self) -> bool:
+        db = None
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS state (device TEXT PRIMARY KEY, json TEXT)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS history (device TEXT, kind TEXT, key TEXT,"
+                " json TEXT, PRIMARY KEY (device, kind, key))"
+            )
+        except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                db.close()
+            if is_corrupt(exc) and not self._db_replaced:
+                self._db_replaced = True  # once: a disk that damages every file is a disk error
+                quarantine(self.path)
+                return self._open()
+            self.health.failed("metrics", self.path, explain(self.path, exc))
+            return False
+        self._db = db
+        return True
 
     def load(self, device: str) -> dict[str, object] | None:
+        if self._db is None:
+            return self._saved.get(device)
         row = self._db.execute("SELECT json FROM state WHERE device = ?", (device,)).fetchone()
         return json.loads(row[0]) if row else None
 
@@ -48,24 +100,36 @@ class MetricsStore:
         self,
         states: dict[str, dict[str, object]],
         history: list[tuple[str, str, str, dict[str, Any]]] = [],  # noqa: B006 (read only)
-    ) -> None:
-        """Save the states and closed periods (device, "day"|"month", key, record) at once,
-        so a crash between the two cannot lose a closed day or book it twice."""
-        with self._db:
-            self._db.executemany(
-                "INSERT INTO state VALUES (?, ?)"
-                " ON CONFLICT (device) DO UPDATE SET json = excluded.json",
-                [(d, json.dumps(s)) for d, s in states.items()],
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)",
-                [(d, kind, key, json.dumps(r)) for d, kind, key, r in history],
-            )
+    ) -> bool:
+        """Save the states and closed periods (device, "day"|"month", key, record) in one
+        transaction, so a crash between the two cannot lose a closed day or book it twice.
+        False if the disk refused: nothing was written, try again later."""
+        if self._db is None and not self._open():
+            return False
+        assert self._db is not None
+        try:
+            with transaction(self._db):
+                self._db.executemany(
+                    "INSERT INTO state VALUES (?, ?)"
+                    " ON CONFLICT (device) DO UPDATE SET json = excluded.json",
+                    [(d, json.dumps(s)) for d, s in states.items()],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)",
+                    [(d, kind, key, json.dumps(r)) for d, kind, key, r in history],
+                )
+        except sqlite3.Error as exc:
+            self.health.failed("metrics", self.path, explain(self.path, exc))
+            return False
+        self.health.ok("metrics", self.path)
+        return True
 
     def history(
         self, kind: str, device: str | None = None
     ) -> list[tuple[str, str, dict[str, Any]]]:
         """Closed days or months as (device, key, record), oldest first."""
+        if self._db is None:
+            return []
         rows = self._db.execute(
             "SELECT device, key, json FROM history WHERE kind = ? AND (? IS NULL OR device = ?)"
             " ORDER BY key, device",
@@ -74,7 +138,20 @@ class MetricsStore:
         return [(d, k, json.loads(j)) for d, k, j in rows]
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _read_only_states(path: Path) -> dict[str, dict[str, object]]:
+    """The saved states of a file that cannot be opened for writing (a read-only disk)."""
+    if not path.exists():
+        return {}
+    rows = read_only_query(path, "SELECT device, json FROM state")
+    if rows is None:
+        log.error("cannot read the saved metrics state in %s: energy and demand restart", path)
+        return {}
+    return {d: json.loads(j) for d, j in rows}
 
 
 @dataclass
@@ -82,6 +159,14 @@ class DeviceMetrics:
     electrical: ElectricalMetrics | None = None
     air: AirQualityMetrics | None = None
     settings: DeviceMetricsConfig = field(default_factory=DeviceMetricsConfig)
+    # air readings (steady time, values) waiting for a trusted clock
+    air_held: deque[tuple[float, dict[str, float | None]]] | None = None
+
+    @property
+    def holding(self) -> bool:
+        return self.air_held is not None or (
+            self.electrical is not None and self.electrical.held is not None
+        )
 
 
 class MetricsEngine:
@@ -136,16 +221,28 @@ class MetricsEngine:
                     dm.air.restore(saved["air"])  # type: ignore[arg-type]
         return dm
 
-    def observe(self, result: PollResult) -> tuple[bool, list[tuple[str, str]], dict[str, str]]:
+    def observe(
+        self, result: PollResult, trusted: bool = True, mono: float | None = None
+    ) -> tuple[bool, list[tuple[str, str]], dict[str, str]]:
         """Feed a poll. Returns (a 15-minute block closed, events as (kind, message), quality
-        flags for the reading: counter resets, rollovers, negative import, clock steps)."""
+        flags for the reading: counter resets, rollovers, negative import, clock steps).
+
+        ``trusted``: the clock that stamped ``result.ts`` is synchronised. ``mono``: the
+        reading's steady time (:func:`drivers.clock.monotonic`), needed only while the clock
+        is untrusted and at the first trusted reading after; by default it is derived from
+        now, as the pipeline calls this right after the poll."""
         if not result.ok or not self.settings.get(result.device, DeviceMetricsConfig()).enabled:
             return False, [], {}
         dm = self._device(result.device, result)
+        if mono is None:
+            mono = result.mono
+        if (not trusted or dm.holding) and mono is None:
+            # the poll started at result.ts; a clock step during it must not move it far
+            mono = clock.monotonic() - min(max(clock.now() - result.ts, 0.0), 60.0)
         events: list[tuple[str, str]] = []
         closed = None
         if dm.electrical is not None:
-            closed = dm.electrical.observe(result.values, result.ts)
+            closed = dm.electrical.observe(result.values, result.ts, mono, trusted)
             limit = dm.settings.demand_limit_kw
             if closed is not None and limit is not None and closed > limit:
                 events.append(
@@ -155,13 +252,32 @@ class MetricsEngine:
                     )
                 )
         if dm.air is not None:
-            events += dm.air.observe(result.values, result.ts)
+            if not trusted:
+                assert mono is not None
+                held = dm.air_held
+                if held is None:
+                    held = dm.air_held = deque(maxlen=AIR_HOLD_MAX)
+                if not held or mono - held[-1][0] >= AIR_HOLD_EVERY_S:
+                    held.append((mono, result.values))
+            else:
+                if dm.air_held is not None:  # file what was held at its true time first
+                    assert mono is not None
+                    for m, values in dm.air_held:
+                        events += dm.air.observe(values, result.ts - (mono - m))
+                    dm.air_held = None
+                events += dm.air.observe(result.values, result.ts)
         flags = dict(dm.electrical.flags) if dm.electrical is not None else {}
         return closed is not None, events, flags
+
+    def holding(self) -> list[str]:
+        """Devices whose metrics wait for a trusted clock."""
+        return [name for name, dm in self.devices.items() if dm.holding]
 
     def values(self, device: str, now: float) -> dict[str, float | None]:
         dm = self.devices.get(device)
         out: dict[str, float | None] = {}
+        if dm is not None and dm.holding:
+            return out  # nothing to publish until the clock is trusted: it would be misfiled
         if dm is not None and dm.electrical is not None:
             out.update(dm.electrical.values(now))
         if dm is not None and dm.air is not None:
@@ -177,6 +293,8 @@ class MetricsEngine:
         states: dict[str, dict[str, object]] = {}
         history: list[tuple[str, str, str, dict[str, Any]]] = []
         for name, dm in self.devices.items():
+            if dm.holding:  # keep the last trusted state: a restart re-counts from there
+                continue
             s: dict[str, object] = {}
             if dm.electrical is not None:
                 s["electrical"] = dm.electrical.state()
@@ -184,8 +302,8 @@ class MetricsEngine:
             if dm.air is not None:
                 s["air"] = dm.air.state()
             states[name] = s
-        if states:
-            self.store.save(states, history)
+        if states and not self.store.save(states, history):
+            return  # the disk refused: closed periods stay in memory for the next save
         for dm in self.devices.values():
             if dm.electrical is not None:
                 dm.electrical.closed.clear()

@@ -39,6 +39,8 @@ class InfluxOutput:
         self._writer = writer or make_writer(cfg)  # fails now if influxdb-client is missing
         self.written = 0
         self.refused = 0
+        self.unwritable = 0  # messages no point can be made of (a bug: said once per kind)
+        self._said: set[str] = set()
         self._next_id = 0
 
     @property
@@ -81,7 +83,10 @@ class InfluxOutput:
             try:
                 line = to_line(msg.topic, msg.payload)
             except BadMessage as exc:  # our own message: a bug, said once per kind
-                log.error("cannot write %s to InfluxDB: %s", msg.topic, exc)
+                self.unwritable += 1
+                if exc.kind not in self._said:
+                    self._said.add(exc.kind)
+                    log.error("cannot write %s to InfluxDB (dropped): %s", msg.topic, exc)
                 line = None
             if line is not None:
                 lines.append(line)

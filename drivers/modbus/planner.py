@@ -111,3 +111,83 @@ def _plan_one_type(
         i = j
     plan.reverse()
     return plan
+
+
+# --- Re-planning after a refusal --------------------------------------------------------
+#
+# ``max_gap: null`` lets the planner read through registers no value needs, and most meters
+# answer such reads. Some firmwares (and servers such as libmodbus with a sparse map) answer
+# "illegal data address" to any request that touches an undocumented register, and whether a
+# device does cannot be told from a data sheet. So the device (drivers/modbus/device.py)
+# splits a refused request at its gaps, a bisection that ends at the gap-free plan: each
+# piece then reads only runs of back-to-back values (plus the alignment the limits force).
+# Exception 3 (illegal data value) is some firmwares' answer to a count they dislike: then
+# the bisection goes on between back-to-back values too, down to single values.
+
+
+def _cuts(points: Sequence[Point], at_values: bool = False) -> list[int]:
+    """Indices ``i`` of ``points`` (sorted) where a request may be cut before ``points[i]``:
+    where a gap starts (the registers between the end of everything before it and its
+    address serve no value), or, with ``at_values``, at any boundary between values."""
+    cuts = []
+    end = points[0].end
+    for i in range(1, len(points)):
+        p = points[i]
+        if p.address > end or (at_values and p.address == end):
+            cuts.append(i)
+        end = max(end, p.end)
+    return cuts
+
+
+def is_gap_free(req: ReadRequest) -> bool:
+    """True when no register between the request's first and last value is unmapped: a
+    refusal of it cannot be avoided by splitting at gaps."""
+    points = sorted(req.points, key=lambda p: (p.address, p.end))
+    return not _cuts(points)
+
+
+def split_request(
+    req: ReadRequest, limits: Limits, at_values: bool = False
+) -> list[ReadRequest] | None:
+    """Two requests covering ``req``'s values, cut at the gap nearest the middle of its
+    registers (a bisection: a hole that is refused is found in log2(gaps) steps), or None
+    when ``req`` is gap-free. ``at_values`` also cuts between back-to-back values (for a
+    device that refuses a count, not an address), so only a single value (or values that
+    overlap) is left whole. Each piece honours ``limits`` (a subset of a valid request
+    always fits; ``max_gap`` does not apply, the pieces only shrink the gaps)."""
+    points = sorted(req.points, key=lambda p: (p.address, p.end))
+    cuts = _cuts(points, at_values)
+    if not cuts:
+        return None
+    middle = req.start + req.count / 2
+    cut = min(cuts, key=lambda i: abs(points[i].address - middle))
+    free = limits.model_copy(update={"max_gap": None})
+    pieces: list[ReadRequest] = []
+    for part in (points[:cut], points[cut:]):
+        window = _window(part, free)
+        if window is None:  # cannot happen for a subset of a valid request; stay correct
+            pieces.extend(_plan_one_type(req.register_type, list(part), free))
+        else:
+            pieces.append(ReadRequest(req.register_type, window[0], window[1], tuple(part)))
+    return pieces
+
+
+def gap_free_pieces(req: ReadRequest, limits: Limits) -> list[ReadRequest]:
+    """Where repeated splitting of ``req`` ends (if every piece with a gap is refused)."""
+    pieces = split_request(req, limits)
+    if pieces is None:
+        return [req]
+    return [leaf for piece in pieces for leaf in gap_free_pieces(piece, limits)]
+
+
+def request_fits(req: ReadRequest, limits: Limits) -> bool:
+    """Does ``req`` (e.g. one loaded from a stored plan) honour ``limits`` and hold its
+    values whole?"""
+    if not 1 <= req.count <= limits.max_registers or req.end > 0x10000:
+        return False
+    if (limits.even_start and req.start % 2) or (limits.even_count and req.count % 2):
+        return False
+    return all(
+        p.register_type is req.register_type and req.start <= p.address and p.end <= req.end
+        for p in req.points
+    )

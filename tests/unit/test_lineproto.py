@@ -57,7 +57,7 @@ def test_an_event_keeps_its_text():
         (TOPIC, body(site="elsewhere"), "names site"),
         (TOPIC, body(ts="yesterday"), "RFC 3339"),
         (TOPIC, body(ts="2026-11-23T15:04:05"), "no time zone"),
-        (TOPIC, body(seq=1.5), "'seq' is not an integer"),
+        (TOPIC, body(seq=1.5), "'seq' 1.5 is not a 64-bit integer"),
         (TOPIC, body(values={"p": "12"}), "not a number"),
         (TOPIC, body(values={"p": True}), "not a number"),
         (TOPIC, body(values={"p": float("nan")}), "not a finite number"),

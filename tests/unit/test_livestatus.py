@@ -36,3 +36,18 @@ def test_events_are_newest_first_and_bounded():
     for i in range(5):
         live.event("m", "device_degraded", f"n{i}", float(i))
     assert [e["message"] for e in live.snapshot(5.0)["events"]] == ["n4", "n3", "n2"]
+
+
+def test_a_clock_step_back_restarts_the_chart_instead_of_freezing_it():
+    from agent.livestatus import LiveStatus
+    from drivers.reading import PollResult
+
+    live = LiveStatus()
+    ahead = 1_780_000_000.0 + 3 * 86400  # the clock was 3 days ahead, then NTP stepped it
+    for i in range(30):
+        live.reading(PollResult("m", ahead + 10 * i, {"active_power_w": 1.0}))
+    now = 1_780_000_000.0
+    for i in range(30):
+        live.reading(PollResult("m", now + 10 * i, {"active_power_w": 2.0}))
+    series = live.snapshot(now + 300)["series"]["active_power_w"]["m"]  # type: ignore[index]
+    assert len(series) == 30 and {v for _, v in series} == {2.0}

@@ -219,3 +219,68 @@ async def test_an_unexpected_exception_degrades_its_device_not_every_bus():
     assert len(degraded) == 1 and "unexpected RuntimeError" in degraded[0][2]
     failed = [r for r in sink.results if r.device == "buggy"]
     assert failed and all(r.error and r.quality == {"active_power_w": "error"} for r in failed)
+
+
+class ScriptedDriver(FakeDriver):
+    """Answers with each outcome in turn: "ok", "fail", or a reason values are refused."""
+
+    def __init__(self, name, outcomes):
+        super().__init__(name)
+        self.outcomes = list(outcomes)
+
+    async def poll(self):
+        outcome = self.outcomes.pop(0)
+        if outcome == "fail":
+            raise DeviceTimeout("no answer within 0.1 s")
+        degraded = None if outcome == "ok" else outcome
+        return PollResult(self.name, time.time(), {"active_power_w": 1.0}, degraded=degraded)
+
+
+async def test_a_device_that_keeps_refusing_values_is_degraded_once_per_change_not_backed_off():
+    refused = "1 of 38 values refused by the device (exception 2): current_n_a"
+    drv = ScriptedDriver(
+        "m", ["ok", refused, refused, "fail", "fail", refused, refused, "ok", refused]
+    )
+    dev = ScheduledDevice(drv, interval=1.0, where="test")
+    sink = Sink()
+    worker = BusWorker("b", [dev], sink)
+    for _ in range(9):
+        await worker._poll(dev)
+    states = [(state, reason[:14]) for _, state, reason in sink.states]
+    assert (
+        states
+        == [
+            ("online", "answering"),
+            ("degraded", refused[:14]),
+            ("degraded", "no answer with"),  # silent now: said, not hidden
+            ("degraded", refused[:14]),
+            ("online", "answering"),
+            ("degraded", refused[:14]),
+        ]
+    )
+    assert dev.stats.failures == 2 and dev.stats.consecutive_failures == 0
+    assert dev.stats.last_error == refused  # what the status page shows as the reason
+    assert [r.degraded for r in sink.results][1] == refused
+
+
+@pytest.mark.parametrize("step", [3 * 86400.0, -3 * 86400.0])
+async def test_a_clock_step_neither_bursts_nor_stalls_nor_counts_missed_ticks(step):
+    """NTP steps the clock (at boot a Pi's clock is days off): polls keep their pace, and
+    the skipped (or repeated) wall time is not counted as missed ticks."""
+    offset = [0.0]
+    drv = FakeDriver("m")
+    polls_before_step = 5
+
+    async def poll():
+        result = await FakeDriver.poll(drv)
+        if len(drv.poll_times) == polls_before_step:
+            offset[0] = step  # the clock steps between this poll and the next
+        return result
+
+    drv.poll = poll  # type: ignore[method-assign]
+    dev = ScheduledDevice(drv, 0.1, "here")
+    worker = BusWorker("b", [dev], Sink(), clock=lambda: time.time() + offset[0])
+    await run_for(Scheduler([worker]), 1.5)
+    n = len(drv.poll_times)
+    assert 10 <= n <= 17, n  # ~15 at 10 Hz: no burst to catch up, no 3-day stall
+    assert dev.stats.missed_ticks <= 2

@@ -13,6 +13,7 @@ import pytest
 
 from agent.messages import Message
 from agent.spool import Spool, SpoolError
+from tests.smalldisk import small_disk
 
 
 def msg(i: int, size: int = 10) -> Message:
@@ -77,20 +78,120 @@ def test_an_unwritable_spool_path_is_a_clear_error(tmp_path):
         Spool(tmp_path / "afile" / "spool.sqlite")
 
 
-async def test_a_failed_commit_keeps_every_message(tmp_path, monkeypatch):
-    spool = Spool(tmp_path / "spool.sqlite")
-    spool.put(msg(1))
+@pytest.fixture
+def disk(tmp_path):
+    yield from small_disk(tmp_path, 1024)
 
-    def disk_full(*args):
-        raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(spool, "_commit", disk_full)
-    with pytest.raises(SpoolError, match="is full: free space"):
-        await spool.commit()
-    assert spool.unsaved == 1  # nothing accepted was lost
-    monkeypatch.undo()
+async def test_a_full_disk_mid_commit_leaves_the_spool_as_before_and_it_heals(disk, caplog):
+    """Issue 12: in autocommit mode a failed batch left half of itself on disk and every later
+    commit failed on ``UNIQUE constraint failed``. Real files on a real full filesystem."""
+    path = disk.path / "spool.sqlite"
+    spool = Spool(path, max_bytes=50 * 2**20)
+    handed: list[int] = []
+    n = 0
+    for _ in range(3):  # some go to disk normally
+        for _ in range(100):
+            n += 1
+            spool.put(msg(n, 200))
+        handed += [i for i, _ in (await spool.commit()).stored]
+    assert spool.stored == 300 and not spool.failing
+    disk.fill()
+    failed_at = None
+    for round_ in range(40):  # a batch of 100 × 200 bytes no longer fits
+        for _ in range(100):
+            n += 1
+            spool.put(msg(n, 200))
+        result = await spool.commit()
+        handed += [i for i, _ in result.stored]  # held in memory, handed over all the same
+        if not result.on_disk:
+            failed_at = round_
+            break
+        assert failed_at is None
+    assert failed_at is not None, "the disk never filled"
+    # rolled back whole: what is on disk is exactly what the spool counts, nothing half-written
+    db = sqlite3.connect(path)
+    on_disk = db.execute("SELECT count(*) FROM q").fetchone()[0]
+    db.close()
+    assert on_disk == spool.stored
+    assert spool.held == 100 and spool.failing
+    spool.RETRY_S = spool._retry_at = 0.0  # retry at once (the agent waits 5 s in between)
+    for _ in range(3):  # still full: more batches are held, nothing raises
+        for _ in range(10):
+            n += 1
+            spool.put(msg(n, 200))
+        handed += [i for i, _ in (await spool.commit()).stored]
+    assert spool.held == 130
+    disk.free()
     result = await spool.commit()
-    assert len(result.stored) == 1
+    assert result.on_disk and spool.held == 0 and not spool.failing
+    rows = await spool.read(0, spool.next_id, 100_000)
+    payloads = [m.payload for _, m in rows]
+    assert payloads == [msg(i, 200).payload for i in range(1, n + 1)]  # all, once, in order
+    assert [i for i, _ in rows] == handed  # each handed to the publisher exactly once
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("is full" in m for m in messages) == 1  # said once, however many attempts
+    assert sum("takes writes again" in m for m in messages) == 1
+    for i in handed:  # acknowledgements after the episode delete from the disk as usual
+        spool.ack(i)
+    await spool.commit()
+    assert spool.stored == 0 and spool.backlog == 0
+    await spool.close()
+    print(f"messages tried {n}, lost {n - len(payloads)}")
+
+
+async def test_messages_held_in_memory_are_read_as_backlog_and_acknowledged(disk):
+    """While the disk refuses, a reconnecting publisher reads the held messages as backlog."""
+    path = disk.path / "spool.sqlite"
+    spool = Spool(path)
+    first = spool.put(msg(1))
+    await spool.commit()
+    disk.fill()
+    spool.RETRY_S = spool._retry_at = 0.0
+    held = [spool.put(msg(i, 2000)) for i in range(2, 300)]
+    result = await spool.commit()
+    assert not result.on_disk and [i for i, _ in result.stored] == held
+    rows = await spool.read(0, spool.committed_below, 1000)
+    assert [i for i, _ in rows] == [first, *held]
+    for i in held[:100]:
+        spool.ack(i)
+    assert spool.held == len(held) - 100 and spool.backlog == 1 + len(held) - 100
+    disk.free()
+    assert (await spool.commit()).on_disk
+    assert spool.stored == 1 + len(held) - 100 and spool.held == 0
+    await spool.close()
+
+
+async def test_held_messages_are_bounded_in_memory_oldest_dropped_and_counted(disk):
+    spool = Spool(disk.path / "spool.sqlite", max_held_bytes=10_000)
+    disk.fill()
+    for i in range(300):  # 30,000 bytes in 10 commits, 10,000 may be held
+        spool.put(msg(i, 100))
+        if i % 30 == 29:
+            spool._retry_at = 0.0
+            await spool.commit()
+    assert spool.held == 100 and spool.dropped == 200
+    rows = await spool.read(0, spool.next_id, 1000)
+    assert [m.payload for _, m in rows] == [msg(i, 100).payload for i in range(200, 300)]
+    await spool.close()
+
+
+async def test_a_spool_on_a_read_only_disk_starts_and_writes_once_it_can(disk):
+    path = disk.path / "spool.sqlite"
+    before = Spool(path)
+    last = before.put(msg(1))
+    await before.commit()
+    await before.close()
+    disk.read_only()
+    spool = Spool(path)  # no exception: the disk is in a state, not the config wrong
+    assert spool.failing and spool.next_id == last + 1  # ids stay above the file's
+    new = spool.put(msg(2))
+    assert not (await spool.commit()).on_disk
+    disk.read_only(False)
+    spool._retry_at = 0.0
+    assert (await spool.commit()).on_disk
+    rows = await spool.read(0, spool.next_id, 10)
+    assert [i for i, _ in rows] == [last, new]
     await spool.close()
 
 
