@@ -58,8 +58,9 @@ class SeqStore:
             if db is not None:
                 db.close()
             if is_corrupt(exc) and not replaced:
-                quarantine(self.path)
-                return self._open(replaced=True) and self._start_above_everything()
+                aside = quarantine(self.path)
+                last_written = aside.stat().st_mtime
+                return self._open(replaced=True) and self._start_above_everything(last_written)
             self._failed(exc)
             return False
         self._db = db
@@ -74,12 +75,13 @@ class SeqStore:
         self.health.ok("seq", self.path)
         return True
 
-    def _start_above_everything(self) -> bool:
+    def _start_above_everything(self, last_written: float) -> bool:
         """The counters were lost with a damaged file. Every stream starts again above any
         number it can have used: the time in milliseconds exceeds the count of a stream
-        that sent fewer than 1,000 messages a second since 1970. One big gap, never a repeat;
-        kept on disk for the streams that have not sent yet."""
-        self._floor = int(time.time() * 1000)
+        that sent fewer than 1,000 messages a second since 1970. The later of now and the
+        damaged file's last write, so a clock that booted behind (no RTC) still starts above.
+        One big gap, never a repeat; kept on disk for the streams that have not sent yet."""
+        self._floor = int(max(time.time(), last_written) * 1000)
         assert self._db is not None
         try:
             self._write(FLOOR_KEY, self._floor)

@@ -19,7 +19,9 @@ disk refuses. The same holds when the file cannot even be opened at start. Only 
 held in memory when the process dies are lost, and :meth:`close` says how many.
 
 Bounds: at most ``max_bytes`` of payload and ``max_age_s`` of age; past either, the oldest
-messages are dropped and counted (:attr:`Spool.dropped`), never the newest.
+messages are dropped and counted (:attr:`Spool.dropped`), never the newest. A message stamped
+by a clock still in 1970 (a Pi before NTP answered) has no known age and is kept until the
+size bound says otherwise (:func:`aged`).
 
 Ids are assigned here, strictly increasing and never reused (the high-water mark is kept in
 the file), so the publisher can tell "older than this connection" (the backlog) from live.
@@ -288,7 +290,7 @@ class Spool:
         while self._held:
             first = next(iter(self._held))
             created, msg = self._held[first]
-            if self._held_bytes <= self.max_held_bytes and created >= old:
+            if self._held_bytes <= self.max_held_bytes and not aged(created, old):
                 break
             del self._held[first]
             self._held_bytes -= len(msg.payload)
@@ -335,24 +337,29 @@ class Spool:
         old = time.time() - self.max_age_s
         # rows are stored oldest first: look at the first one (an index lookup) instead of
         # scanning a big backlog on every commit
-        while (first := db.execute("SELECT created FROM q ORDER BY id LIMIT 1").fetchone()) and (
-            first[0] < old
-        ):
-            self._drop_oldest(db, delta, 1000, old)
+        while (
+            first := db.execute("SELECT created FROM q ORDER BY id LIMIT 1").fetchone()
+        ) and aged(first[0], old):
+            self._drop_oldest(db, delta, 1000, old, PLAUSIBLE_SINCE)
         while self.bytes + delta.bytes > self.max_bytes and self.stored + delta.stored:
             # drop the oldest ~1 % at a time (at least 100) until the payload fits
             self._drop_oldest(db, delta, max(100, (self.stored + delta.stored) // 100))
 
     @staticmethod
     def _drop_oldest(
-        db: sqlite3.Connection, delta: _Delta, batch: int, created_before: float = float("inf")
+        db: sqlite3.Connection,
+        delta: _Delta,
+        batch: int,
+        created_before: float = float("inf"),
+        created_since: float = float("-inf"),
     ) -> None:
+        window = (created_before, created_since)
         n, size, last = db.execute(
             "SELECT count(*), coalesce(sum(length(payload)), 0), max(id) FROM"
-            " (SELECT id, payload FROM q WHERE created < ? ORDER BY id LIMIT ?)",
-            (created_before, batch),
+            " (SELECT id, payload FROM q WHERE created < ? AND created >= ? ORDER BY id LIMIT ?)",
+            (*window, batch),
         ).fetchone()
-        db.execute("DELETE FROM q WHERE id <= ?", (last,))
+        db.execute("DELETE FROM q WHERE id <= ? AND created < ? AND created >= ?", (last, *window))
         delta.stored -= n
         delta.bytes -= size
         delta.dropped += n
@@ -405,6 +412,17 @@ class Spool:
             await self._run(self._db.close)
         self._pool.shutdown(wait=True)
         return left if hand_over else []
+
+
+# A Raspberry Pi has no real-time clock: it may boot in 1970 and step forward once NTP answers
+# (README, "Time"). A message stamped before this moment was made on such a clock: its age is
+# unknown, and it must not be dropped as "older than max_age" when the clock steps forward.
+PLAUSIBLE_SINCE = 1_735_689_600.0  # 2025-01-01T00:00:00Z, before this release was written
+
+
+def aged(created: float, old: float) -> bool:
+    """Past ``max_age`` (created before ``old``), and stamped by a clock that was plausible."""
+    return PLAUSIBLE_SINCE <= created < old
 
 
 def _last_id_read_only(path: Path) -> int:

@@ -236,3 +236,28 @@ async def test_sigkill_loses_nothing_committed_and_never_corrupts(tmp_path):
         # everything reported committed is there, once and in order (a later commit may be too)
         assert payloads == list(range(1, len(payloads) + 1))
         assert len(payloads) >= committed
+
+
+async def test_messages_stamped_by_a_1970_clock_are_not_aged_out_when_ntp_steps_it(
+    tmp_path, monkeypatch
+):
+    """A Pi boots in 1970 with the broker away, then NTP steps the clock 56 years forward:
+    what it spooled meanwhile has no known age and must not all be dropped as too old."""
+    spool = Spool(tmp_path / "spool.sqlite", max_age_s=7 * 86400)
+    real = time.time
+    monkeypatch.setattr("agent.spool.time.time", lambda: 1000.0)  # the boot clock
+    for i in range(5):
+        spool.put(msg(i))
+    await spool.commit()
+    monkeypatch.setattr("agent.spool.time.time", lambda: real() - 30 * 86400)  # a month ago
+    spool.put(msg(5))
+    await spool.commit()
+    monkeypatch.setattr("agent.spool.time.time", real)  # NTP answered
+    spool.put(msg(6))
+    result = await spool.commit()
+    assert result.dropped == 0 and spool.stored == 7  # 1970 rows at the head: no age known
+    for i, _ in await spool.read(0, 6, 10):  # once they are delivered, age applies again
+        spool.ack(i)
+    result = await spool.commit()
+    assert result.dropped == 1 and spool.stored == 1  # the month-old one, not the newest
+    await spool.close()
