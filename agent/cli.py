@@ -19,12 +19,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import get_args
 
-from agent import sdnotify
-from agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
-from agent.httpstatus import PortTaken
-from agent.influx import WriteError
-from agent.logs import LogFormat, secrets_of, setup_logging
-from agent.runtime import (
+from vatio.agent import sdnotify
+from vatio.agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
+from vatio.agent.httpstatus import PortTaken
+from vatio.agent.influx import WriteError
+from vatio.agent.logs import LogFormat, secrets_of, setup_logging
+from vatio.agent.runtime import (
     Agent,
     Handover,
     StateDirError,
@@ -33,9 +33,9 @@ from agent.runtime import (
     reload_blockers,
     vatio_version,
 )
-from agent.spool import SpoolError
-from drivers import clock
-from drivers.i18n import tr
+from vatio.agent.spool import SpoolError
+from vatio.common import clock
+from vatio.common.i18n import tr
 
 log = logging.getLogger("vatio")
 
@@ -64,11 +64,11 @@ def describe_device(name: str, entry: DeviceEntry, state_dir: Path | None = None
     plan the agent learned from the device (indented lines after the first)."""
     profile = getattr(entry.options, "profile", None)
     if profile is not None:
-        from drivers.modbus.replan import ReadPlan
+        from vatio.drivers.modbus.replan import ReadPlan
 
         plan = ReadPlan(name, profile, entry.options.unit)
         if state_dir is not None:
-            from drivers.plugin import state_file
+            from vatio.drivers.plugin import state_file
 
             plan.use_store(state_file(state_dir, name, writable=False))
         head = (
@@ -251,8 +251,8 @@ def _request_reload(
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from agent.ingest.bridge import IngestBridge
-    from agent.ingest.config import load_ingest_config
+    from vatio.agent.ingest.bridge import IngestBridge
+    from vatio.agent.ingest.config import load_ingest_config
 
     try:
         cfg = load_ingest_config(args.config)
@@ -293,7 +293,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         )
         print(tr("error: {text}", text=text), file=sys.stderr)
         return 1
-    from agent.read import read_command
+    from vatio.agent.read import read_command
 
     try:
         return asyncio.run(read_command(loaded, names, args.json, args.watch))
@@ -305,15 +305,15 @@ def cmd_history(args: argparse.Namespace) -> int:
     loaded = load_or_report(args.config)
     if loaded is None:
         return 1
-    from agent.history import history_command
+    from vatio.agent.history import history_command
 
     kind = "month" if args.months else "day"
     return history_command(loaded.config.state_dir, kind, args.device, args.json)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from agent.scan import make_client, report, scan
-    from drivers.reading import DeviceError
+    from vatio.agent.scan import make_client, report, scan
+    from vatio.drivers.reading import DeviceError
 
     target: str = args.target
     serial_port = target if target.startswith(("/", "COM")) else None

@@ -50,11 +50,8 @@ from pydantic import (
     model_validator,
 )
 
-from drivers.i18n import tr
-from drivers.modbus.plugin import ModbusDriver
-from drivers.modbus.profile import Profile
-from drivers.plugin import DriverPlugin, PluginError, load_plugin
-from drivers.yamlconf import (
+from vatio.common.i18n import tr
+from vatio.common.yamlconf import (
     ConfigError,
     PathPart,
     Problem,
@@ -63,6 +60,9 @@ from drivers.yamlconf import (
     load_yaml_text,
     validation_problems,
 )
+from vatio.drivers.modbus.plugin import ModbusDriver
+from vatio.drivers.modbus.profile import Profile
+from vatio.drivers.plugin import DriverPlugin, PluginError, load_plugin
 
 __all__ = ["AgentConfig", "ConfigError", "LoadedConfig", "load_config", "parse_config_text"]
 
@@ -379,7 +379,7 @@ class MetricsConfig(_Strict):
 
 
 class TimeConfig(_Strict):
-    """Whether readings may be trusted to the wall clock (drivers/timesync.py).
+    """Whether readings may be trusted to the wall clock (common/timesync.py).
 
     ``require_sync``: ``auto`` (default) trusts the kernel's answer, the one ``timedatectl``
     gives: a Pi has no real-time clock, so before NTP answers its clock is the last saved

@@ -11,8 +11,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from agent.metrics.engine import MetricsStore
-from drivers.i18n import tr
+from vatio.agent.metrics.engine import MetricsStore
+from vatio.common.i18n import tr
 
 PERIODS = ("base", "intermedia", "punta")
 

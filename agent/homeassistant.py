@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
-from agent.messages import Message, topic
-from drivers.vocabulary import QUANTITIES, Kind
+from vatio.agent.messages import Message, topic
+from vatio.common.vocabulary import QUANTITIES, Kind
 
 # vocabulary unit → (Home Assistant unit, device class)
 _UNITS: dict[str, tuple[str, str | None]] = {

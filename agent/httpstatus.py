@@ -51,7 +51,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from drivers.i18n import tr
+from vatio.common.i18n import tr
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from agent.config import InfluxConfig
+from vatio.agent.config import InfluxConfig
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from drivers.reading import PollResult
+from vatio.drivers.reading import PollResult
 
 CHARTED = ("active_power_w", "pm2_5_ugm3")
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from agent.seqstore import SeqStore
-from agent.storage import StorageHealth
-from drivers import clock
-from drivers.reading import PollResult
+from vatio.agent.seqstore import SeqStore
+from vatio.agent.storage import StorageHealth
+from vatio.common import clock
+from vatio.drivers.reading import PollResult
 
 TOPIC_ROOT = "vatio/v1"
 Stream = Literal["telemetry", "metrics", "status", "events"]
@@ -49,7 +49,7 @@ class MessageBuilder:
     While the agent's disk refuses writes (``health`` failing), messages say so with
     ``"spooled": false`` (only memory holds them until the disk takes writes again), and a
     message for which no sequence number could be reserved on disk has no ``seq``
-    (:mod:`agent.seqstore`): a gap for a consumer, never a reused number."""
+    (:mod:`vatio.agent.seqstore`): a gap for a consumer, never a reused number."""
 
     def __init__(
         self, site: str, agent_id: str, seq: SeqStore, health: StorageHealth | None = None

@@ -23,8 +23,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.config import MqttConnectionConfig
-from agent.messages import Message
+from vatio.agent.config import MqttConnectionConfig
+from vatio.agent.messages import Message
 
 log = logging.getLogger(__name__)
 

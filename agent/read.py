@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from agent.config import LoadedConfig
-from agent.runtime import build_bus
-from drivers.base import Driver
-from drivers.links import SerialLine
-from drivers.modbus.transport import ModbusTransport
-from drivers.plugin import attach_state
-from drivers.reading import DeviceError, PollResult
-from drivers.vocabulary import QUANTITIES
+from vatio.agent.config import LoadedConfig
+from vatio.agent.runtime import build_bus
+from vatio.common.links import SerialLine
+from vatio.common.vocabulary import QUANTITIES
+from vatio.drivers.base import Driver
+from vatio.drivers.modbus.transport import ModbusTransport
+from vatio.drivers.plugin import attach_state
+from vatio.drivers.reading import DeviceError, PollResult
 
 
 def build_drivers(
@@ -86,7 +86,7 @@ async def read_command(
     loaded: LoadedConfig, names: list[str], as_json: bool, watch: bool, out: TextIO = sys.stdout
 ) -> int:
     # what a device taught the plan is shown with its values: not also as a log line
-    logging.getLogger("drivers.modbus.device").setLevel(logging.ERROR)
+    logging.getLogger("vatio.drivers.modbus.device").setLevel(logging.ERROR)
     drivers, transports = build_drivers(loaded, names)
     try:
         while True:

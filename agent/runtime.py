@@ -17,8 +17,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent import sdnotify
-from agent.config import (
+from vatio.agent import sdnotify
+from vatio.agent.config import (
     BusConfig,
     LoadedConfig,
     RtuBusConfig,
@@ -26,12 +26,12 @@ from agent.config import (
     SerialBusConfig,
     TcpBusConfig,
 )
-from agent.httpstatus import PortTaken, StatusServer, json_body, prometheus
-from agent.livestatus import LiveStatus
-from agent.messages import Message, MessageBuilder
-from agent.metrics.engine import MetricsEngine, MetricsStore
-from agent.outputs.mqtt import MqttOutput
-from agent.scheduler import (
+from vatio.agent.httpstatus import PortTaken, StatusServer, json_body, prometheus
+from vatio.agent.livestatus import LiveStatus
+from vatio.agent.messages import Message, MessageBuilder
+from vatio.agent.metrics.engine import MetricsEngine, MetricsStore
+from vatio.agent.outputs.mqtt import MqttOutput
+from vatio.agent.scheduler import (
     BusWorker,
     ScheduledDevice,
     Scheduler,
@@ -39,21 +39,21 @@ from agent.scheduler import (
     stagger,
     stagger_slots,
 )
-from agent.seqstore import SeqStore
-from agent.spool import Spool
-from agent.storage import DISK_STATES, StorageHealth
-from agent.timetrust import QUALITY_KEY, UNSYNCHRONISED, ClockTrust
-from drivers import clock
-from drivers.base import Driver
-from drivers.i18n import tr
-from drivers.links import SerialLine, TcpEndpoint
-from drivers.modbus.planner import plan_reads
-from drivers.modbus.transport import ModbusTransport, read_wire_time
-from drivers.plugin import attach_state
-from drivers.reading import PollResult
+from vatio.agent.seqstore import SeqStore
+from vatio.agent.spool import Spool
+from vatio.agent.storage import DISK_STATES, StorageHealth
+from vatio.agent.timetrust import QUALITY_KEY, UNSYNCHRONISED, ClockTrust
+from vatio.common import clock
+from vatio.common.i18n import tr
+from vatio.common.links import SerialLine, TcpEndpoint
+from vatio.drivers.base import Driver
+from vatio.drivers.modbus.planner import plan_reads
+from vatio.drivers.modbus.transport import ModbusTransport, read_wire_time
+from vatio.drivers.plugin import attach_state
+from vatio.drivers.reading import PollResult
 
 if TYPE_CHECKING:  # imported only where configured, to keep the agent small
-    from agent.outputs.influxdb import InfluxOutput
+    from vatio.agent.outputs.influxdb import InfluxOutput
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ class Agent:
             )
             self.pipeline.outputs.append(self.mqtt)
             if cfg.outputs.mqtt.homeassistant:
-                from agent.homeassistant import discovery
+                from vatio.agent.homeassistant import discovery
 
                 for driver in self.drivers:
                     for msg in discovery(
@@ -317,7 +317,7 @@ class Agent:
                         self.mqtt.submit(msg)  # retained: published on every connect
         self.influx: InfluxOutput | None = None
         if cfg.outputs.influxdb is not None:
-            from agent.outputs.influxdb import InfluxOutput
+            from vatio.agent.outputs.influxdb import InfluxOutput
 
             self.influx_spool = Spool(
                 self.state_dir / "influx-spool.sqlite",
@@ -673,7 +673,7 @@ def reload_blockers(running: LoadedConfig, new: LoadedConfig) -> list[str]:
 
 @functools.cache
 def status_page_html() -> str:
-    return resources.files("agent").joinpath("web/status.html").read_text(encoding="utf-8")
+    return resources.files("vatio.agent").joinpath("web/status.html").read_text(encoding="utf-8")
 
 
 class StateDirError(Exception):

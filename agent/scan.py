@@ -6,7 +6,7 @@ e.g. a frequency of 45–65 Hz) to name the model. The most specific match wins;
 matches are all listed. Ctrl-C stops the scan and still prints what was found. The result is
 a table and a YAML snippet ready to paste into the config.
 
-Reads go through the agent's own :class:`~drivers.modbus.transport.ModbusTransport`, so every
+Reads go through the agent's own :class:`~vatio.drivers.modbus.transport.ModbusTransport`, so every
 reply is checked against its request (a late reply to an earlier, smaller read is refused by
 its register count, never decoded) and the line keeps its inter-frame silence. Each read's
 timeout is its time on the wire at the line's baud rate plus a device turnaround
@@ -21,12 +21,12 @@ import asyncio
 import sys
 from dataclasses import dataclass, field
 
-from drivers.links import SerialLine, TcpEndpoint
-from drivers.modbus.planner import plan_reads
-from drivers.modbus.profile import Profile, RegisterType, builtin_profiles, load_profile
-from drivers.modbus.register_codec import NotANumber, decode
-from drivers.modbus.transport import ModbusTransport, read_wire_time
-from drivers.reading import (
+from vatio.common.links import SerialLine, TcpEndpoint
+from vatio.drivers.modbus.planner import plan_reads
+from vatio.drivers.modbus.profile import Profile, RegisterType, builtin_profiles, load_profile
+from vatio.drivers.modbus.register_codec import NotANumber, decode
+from vatio.drivers.modbus.transport import ModbusTransport, read_wire_time
+from vatio.drivers.reading import (
     BadReply,
     BusUnavailable,
     DeviceExceptionReply,

@@ -34,9 +34,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from drivers import clock as simulated_or_wall
-from drivers.base import Driver
-from drivers.reading import DeviceError, PollResult
+from vatio.common import clock as simulated_or_wall
+from vatio.drivers.base import Driver
+from vatio.drivers.reading import DeviceError, PollResult
 
 log = logging.getLogger(__name__)
 

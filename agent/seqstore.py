@@ -23,7 +23,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from agent.storage import StorageHealth, explain, is_corrupt, quarantine, transaction
+from vatio.agent.storage import StorageHealth, explain, is_corrupt, quarantine, transaction
 
 FLOOR_KEY = ("", "floor")  # not a device: where streams new to the store start
 

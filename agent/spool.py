@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from agent.messages import Message
-from agent.storage import (
+from vatio.agent.messages import Message
+from vatio.agent.storage import (
     DISK_STATES,
     StorageHealth,
     disk_state,

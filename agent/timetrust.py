@@ -1,6 +1,6 @@
 """Whether the agent trusts its wall clock now, and saying so when it does not for long.
 
-The kernel's answer comes from :mod:`drivers.timesync`; ``time.require_sync`` (agent/config)
+The kernel's answer comes from :mod:`vatio.common.timesync`; ``time.require_sync`` (agent/config)
 turns it into a decision. While the clock is not trusted the pipeline flags every telemetry
 message (``"quality": {"_clock": "unsynchronised"}``) and the metrics engine holds what
 depends on the calendar. Being unsynchronised for a few seconds after boot is normal (NTP
@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.config import TimeConfig
-from drivers import clock, timesync
+from vatio.agent.config import TimeConfig
+from vatio.common import clock, timesync
 
 log = logging.getLogger(__name__)
 

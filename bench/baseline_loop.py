@@ -20,8 +20,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.modbus.planner import plan_reads
-from drivers.modbus.profile import RegisterType, load_profile
+from vatio.drivers.modbus.planner import plan_reads
+from vatio.drivers.modbus.profile import RegisterType, load_profile
 
 F32 = AsyncModbusTcpClient.DATATYPE.FLOAT32
 

@@ -8,7 +8,7 @@ MQTT output, and ``vatio run`` runs as a child process. After a 10 s warm-up, it
 read from /proc and its CPU time is measured over ``--seconds``.
 
 The floor, measured in the same run: a bare Python process that imports what the agent
-imports (``agent.cli`` and everything it pulls in) and then sleeps. Ratio: agent RSS / floor.
+imports (``vatio.agent.cli`` and everything it pulls in) and then sleeps. Ratio: agent RSS / floor.
 Goal (issue 6): the agent with 10 devices and MQTT output under 40 MiB RSS.
 
 Where the floor goes: the RSS of a process importing a growing list of modules (the
@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from simulators.brokers import MosquittoProcess, free_port, wait_for_port
-from simulators.configs import loopback_config
+from vatio.simulators.brokers import MosquittoProcess, free_port, wait_for_port
+from vatio.simulators.configs import loopback_config
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -62,7 +62,7 @@ LAYERS = [
     ("+ pymodbus client", ["pymodbus.client"]),
     ("+ PyYAML, sqlite3", ["yaml", "sqlite3"]),
     ("+ pydantic", ["pydantic"]),
-    ("+ vatio (config models, drivers, runtime)", ["agent.cli", "agent.runtime"]),
+    ("+ vatio (config models, drivers, runtime)", ["vatio.agent.cli", "vatio.agent.runtime"]),
 ]
 
 
@@ -82,7 +82,7 @@ def layers() -> list[tuple[str, float]]:
 
 
 def floor(seconds: float) -> tuple[float, float]:
-    code = "import agent.cli, agent.runtime, pymodbus.client, time; time.sleep(3600)"
+    code = "import vatio.agent.cli, vatio.agent.runtime, pymodbus.client, time; time.sleep(3600)"
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
         return measure(proc.pid, seconds)
@@ -105,7 +105,7 @@ def agent(devices: int, seconds: float, broker: MosquittoProcess, tmp: Path) -> 
     config = tmp / f"footprint-{devices}.yaml"
     config.write_text(text)
     sim = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "simulate", "-c", str(config)],
+        [sys.executable, "-m", "vatio.agent.cli", "simulate", "-c", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -115,7 +115,7 @@ def agent(devices: int, seconds: float, broker: MosquittoProcess, tmp: Path) -> 
             for port in ports.values():
                 wait_for_port("127.0.0.1", port, 30)
         run = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "-c", str(config)],
+            [sys.executable, "-m", "vatio.agent.cli", "run", "-c", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -133,7 +133,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     root = Path(__file__).resolve().parents[1]
-    for package in ("agent", "drivers", "simulators"):
+    for package in ("agent", "drivers", "simulators", "common"):
         compileall.compile_dir(root / package, quiet=1)
     print(f"bench/footprint: RSS after a 10 s warm-up, CPU over {args.seconds:g} s")
     before = 0.0

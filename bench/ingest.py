@@ -28,12 +28,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from agent.config import InfluxConfig
-from agent.influx import make_writer
-from agent.ingest.lineproto import to_line
-from simulators.brokers import MosquittoProcess
-from simulators.databases import VictoriaMetricsProcess
-from simulators.fleet import Fleet, publish
+from vatio.agent.config import InfluxConfig
+from vatio.agent.influx import make_writer
+from vatio.agent.ingest.lineproto import to_line
+from vatio.simulators.brokers import MosquittoProcess
+from vatio.simulators.databases import VictoriaMetricsProcess
+from vatio.simulators.fleet import Fleet, publish
 
 SAMPLES_PER_POINT = 9  # 8 values + seq
 
@@ -49,7 +49,16 @@ def rows_inserted(vm: VictoriaMetricsProcess) -> int:
 
 def bridge(config: Path, client_id: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "ingest", "-c", str(config), "--client-id", client_id],
+        [
+            sys.executable,
+            "-m",
+            "vatio.agent.cli",
+            "ingest",
+            "-c",
+            str(config),
+            "--client-id",
+            client_id,
+        ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )

@@ -3,7 +3,7 @@
     python -m bench.metrics [--devices 100] [--seconds 600]
 
 Feeds simulated SDM630 readings (every quantity, counters growing with power), one per
-device per simulated second, through :class:`agent.metrics.engine.MetricsEngine`, and the
+device per simulated second, through :class:`vatio.agent.metrics.engine.MetricsEngine`, and the
 same readings through a bare loop that only copies them (the baseline), side by side. Then
 it states what share of the agent's CPU the engine would take at 500 meters × 1 Hz, using
 the agent's own cost per reading measured by bench/pipeline (pass --agent-cpu-per-reading).
@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from agent.config import DeviceMetricsConfig, MetricsConfig
-from agent.metrics.engine import MetricsEngine
-from drivers.modbus.profile import load_profile
-from drivers.reading import PollResult
-from simulators.modbus_server import SimulatedMeter
+from vatio.agent.config import DeviceMetricsConfig, MetricsConfig
+from vatio.agent.metrics.engine import MetricsEngine
+from vatio.drivers.modbus.profile import load_profile
+from vatio.drivers.reading import PollResult
+from vatio.simulators.modbus_server import SimulatedMeter
 
 T0 = 1_780_000_000.0
 

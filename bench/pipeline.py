@@ -35,8 +35,8 @@ import paho.mqtt.client as mqtt
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
-from simulators.brokers import MosquittoProcess, free_port, wait_for_port
-from simulators.configs import loopback_config
+from vatio.simulators.brokers import MosquittoProcess, free_port, wait_for_port
+from vatio.simulators.configs import loopback_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,7 +184,7 @@ def run_size(n: int, warmup: float, duration: float, workdir: Path) -> list[Resu
                 with (workdir / f"sim{k}-{n}.log").open("w") as out:
                     sim_procs.append(
                         subprocess.Popen(
-                            [sys.executable, "-m", "agent.cli", "simulate", "-c", str(cfg)],
+                            [sys.executable, "-m", "vatio.agent.cli", "simulate", "-c", str(cfg)],
                             stdout=out,
                             stderr=subprocess.STDOUT,
                             cwd=ROOT,
@@ -202,7 +202,7 @@ def run_size(n: int, warmup: float, duration: float, workdir: Path) -> list[Resu
         try:
             agent = measure(
                 "agent",
-                [sys.executable, "-m", "agent.cli", "run", "-c", str(agent_cfg)],
+                [sys.executable, "-m", "vatio.agent.cli", "run", "-c", str(agent_cfg)],
                 counter,
                 sims,
                 warmup,

@@ -17,11 +17,11 @@ import asyncio
 import logging
 import time
 
-from drivers.modbus.device import ModbusDevice
-from drivers.modbus.planner import plan_reads
-from drivers.modbus.profile import Profile, RegisterType, builtin_profiles, load_profile
-from drivers.modbus.transport import read_wire_time
-from drivers.reading import DeviceExceptionReply
+from vatio.drivers.modbus.device import ModbusDevice
+from vatio.drivers.modbus.planner import plan_reads
+from vatio.drivers.modbus.profile import Profile, RegisterType, builtin_profiles, load_profile
+from vatio.drivers.modbus.transport import read_wire_time
+from vatio.drivers.reading import DeviceExceptionReply
 
 
 class MemoryBus:
@@ -63,7 +63,7 @@ async def poll_cost(name: str, strict: bool, polls: int = 2000) -> tuple[float, 
 
 
 def main() -> None:
-    logging.getLogger("drivers.modbus.device").setLevel(logging.ERROR)  # the learning lines
+    logging.getLogger("vatio.drivers.modbus.device").setLevel(logging.ERROR)  # the learning lines
     print(
         f"{'profile':<18} {'naive (1/value)':>15} {'planned':>7} {'ratio':>6} "
         f"{'regs':>5} {'wire@9600 naive':>16} {'planned':>8}"

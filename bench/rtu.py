@@ -26,12 +26,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agent.config import parse_config_text
-from agent.runtime import build_scheduler, bus_timing
-from drivers.modbus.planner import plan_reads
-from drivers.modbus.profile import load_profile
-from drivers.modbus.transport import read_wire_time
-from drivers.reading import PollResult
+from vatio.agent.config import parse_config_text
+from vatio.agent.runtime import build_scheduler, bus_timing
+from vatio.drivers.modbus.planner import plan_reads
+from vatio.drivers.modbus.profile import load_profile
+from vatio.drivers.modbus.transport import read_wire_time
+from vatio.drivers.reading import PollResult
 
 # A plain meter: 12 float32 values in two blocks -> 2 requests per poll, no extra gap.
 PROFILE = """\
@@ -91,7 +91,7 @@ async def run_case(
     sim = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent.cli",
+        "vatio.agent.cli",
         "simulate",
         "-c",
         str(config),

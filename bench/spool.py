@@ -25,11 +25,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from agent.config import MqttOutputConfig
-from agent.messages import Message
-from agent.outputs.mqtt import MqttOutput
-from agent.spool import Spool
-from simulators.brokers import MosquittoProcess
+from vatio.agent.config import MqttOutputConfig
+from vatio.agent.messages import Message
+from vatio.agent.outputs.mqtt import MqttOutput
+from vatio.agent.spool import Spool
+from vatio.simulators.brokers import MosquittoProcess
 
 PAYLOAD = (
     b'{"ts":"2026-11-23T15:18:19.001Z","seq":42,"site":"planta-norte","device":"m001",'

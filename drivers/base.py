@@ -1,8 +1,8 @@
 """The contract between the agent and any driver: something that can be polled.
 
 The scheduler knows devices only through :class:`Driver`; it never sees Modbus or serial
-details. A driver returns a :class:`~drivers.reading.PollResult` for every poll. A poll that
-fails entirely raises a :class:`~drivers.reading.DeviceError` (the scheduler turns it into a
+details. A driver returns a :class:`~vatio.drivers.reading.PollResult` for every poll. A poll that
+fails entirely raises a :class:`~vatio.drivers.reading.DeviceError` (the scheduler turns it into a
 result with null values and a quality reason); a partial failure is reported per quantity.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from drivers.reading import PollResult
+from vatio.drivers.reading import PollResult
 
 
 class Driver(Protocol):

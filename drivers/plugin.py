@@ -9,9 +9,9 @@ first-class citizen. The class provides:
 * ``Options``: a pydantic model of its settings. Every key of a device's YAML mapping other
   than ``bus``, ``driver``, ``interval`` and ``enabled`` is an option, so a mistake in an option
   is reported with its YAML path like any other;
-* ``create(name, bus, options)``: a :class:`drivers.base.Driver` for one device. ``bus`` is
-  what the agent opened for that bus: a :class:`~drivers.modbus.transport.ModbusTransport`
-  for Modbus buses, a :class:`~drivers.modbus.transport.SerialLine` (the port's settings)
+* ``create(name, bus, options)``: a :class:`vatio.drivers.base.Driver` for one device. ``bus`` is
+  what the agent opened for that bus: a :class:`~vatio.drivers.modbus.transport.ModbusTransport`
+  for Modbus buses, a :class:`~vatio.drivers.modbus.transport.SerialLine` (the port's settings)
   for a ``serial`` bus, which the driver opens itself.
 
 A minimal third-party driver (``tests/fixtures/vatio_demo_driver`` is a complete one)::
@@ -31,7 +31,7 @@ A minimal third-party driver (``tests/fixtures/vatio_demo_driver`` is a complete
     # thermo = "vatio_thermo:Thermo"
 
 Optional: ``use_state(store)`` on the driver. The agent then hands it a
-:class:`drivers.statefile.StateFile` (``<state_dir>/drivers/<device>.json``) for what the
+:class:`vatio.drivers.statefile.StateFile` (``<state_dir>/drivers/<device>.json``) for what the
 driver learns about its device and must keep across restarts (the Modbus driver keeps the
 read plan a device taught it). Writes are atomic and never raise.
 
@@ -52,8 +52,8 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from drivers.base import Driver
-from drivers.statefile import StateFile
+from vatio.drivers.base import Driver
+from vatio.drivers.statefile import StateFile
 
 GROUP = "vatio.drivers"
 

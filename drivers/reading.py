@@ -22,7 +22,7 @@ class PollResult:
     # set when the poll read values but the device keeps refusing others (a driver's word
     # for "answers, but part of it is never read"): the device is degraded, not online
     degraded: str | None = None
-    # steady time (drivers.clock.monotonic) when the poll started, set by the scheduler: it
+    # steady time (vatio.common.clock.monotonic) when the poll started, set by the scheduler: it
     # ties ``ts`` to a clock that never steps, for readings taken before the clock was trusted
     mono: float | None = None
 

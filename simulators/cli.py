@@ -23,11 +23,11 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from agent.cli import load_or_report
-from agent.config import LoadedConfig, RtuBusConfig, RtuTcpBusConfig, TcpBusConfig
-from simulators.modbus_server import ModbusSerialSimulator, ModbusTcpSimulator, SimulatedMeter
-from simulators.serial_pair import SerialPair
-from simulators.uart_sensors import Mhz19Sim, Pms5003Sim, Sds011Sim
+from vatio.agent.cli import load_or_report
+from vatio.agent.config import LoadedConfig, RtuBusConfig, RtuTcpBusConfig, TcpBusConfig
+from vatio.simulators.modbus_server import ModbusSerialSimulator, ModbusTcpSimulator, SimulatedMeter
+from vatio.simulators.serial_pair import SerialPair
+from vatio.simulators.uart_sensors import Mhz19Sim, Pms5003Sim, Sds011Sim
 
 
 def device_seed(name: str) -> int:

@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from simulators.brokers import free_port, wait_for_port
+from vatio.simulators.brokers import free_port, wait_for_port
 
 
 class _ServerProcess:

@@ -21,13 +21,13 @@ from typing import Any, TextIO
 
 import aiomqtt
 
-from agent.config import parse_config_text
-from agent.runtime import Agent
-from drivers.modbus.profile import load_profile
-from simulators.brokers import InProcessBroker, free_port
-from simulators.cli import device_seed
-from simulators.configs import loopback_config
-from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
+from vatio.agent.config import parse_config_text
+from vatio.agent.runtime import Agent
+from vatio.drivers.modbus.profile import load_profile
+from vatio.simulators.brokers import InProcessBroker, free_port
+from vatio.simulators.cli import device_seed
+from vatio.simulators.configs import loopback_config
+from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 
 SITE = "demo"
 AGENT_ID = "gw-demo"

@@ -28,7 +28,7 @@ emulator is told it is an 8E1 meter.
     with LineEmulator(tmp_path / "agent", tmp_path / "meter", meter=LineEnd(parity="E")):
         ...  # the agent opens tmp_path/"agent", the simulated meter tmp_path/"meter"
 
-``python -m simulators.line_emulator AGENT_PATH DEVICE_PATH [--device-parity E] …`` runs one
+``python -m vatio.simulators.line_emulator AGENT_PATH DEVICE_PATH [--device-parity E] …`` runs one
 until killed.
 """
 

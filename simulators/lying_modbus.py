@@ -179,7 +179,7 @@ class LyingModbusServer:
 
 
 def main() -> None:
-    """``python -m simulators.lying_modbus PORT [LIE,…]``: serve until killed (tests)."""
+    """``python -m vatio.simulators.lying_modbus PORT [LIE,…]``: serve until killed (tests)."""
     import sys
 
     port = int(sys.argv[1])

@@ -1,7 +1,7 @@
 """Simulated Modbus meters: pymodbus servers that serve any profile with a live load curve.
 
 Each :class:`SimulatedMeter` is one unit id whose registers follow the profile's map and data
-types (so the agent decodes real bytes), with values from :mod:`simulators.load_curve`. The
+types (so the agent decodes real bytes), with values from :mod:`vatio.simulators.load_curve`. The
 register image is refreshed at most every ``refresh`` seconds, on read, from the meter's clock;
 tests pass a fixed clock to know exactly what was served (``meter.served``).
 
@@ -13,7 +13,7 @@ Each meter counts its requests and the exception replies it sent (``exception_re
 
 Servers: :class:`ModbusTcpSimulator` (Modbus/TCP, or RTU frames over TCP as cheap gateways
 speak) and :class:`ModbusSerialSimulator` (RTU on a serial port, e.g. one end of a
-:class:`~simulators.serial_pair.SerialPair`). Both inject :class:`Faults` per meter, by
+:class:`~vatio.simulators.serial_pair.SerialPair`). Both inject :class:`Faults` per meter, by
 probability, on the real bytes: exception replies, silence, CRC errors, truncated frames,
 dropped TCP connections and slow replies. ``baud_faithful`` makes a serial simulator hold
 each reply for the frames' time on the wire, since a pty ignores the baud rate.
@@ -34,12 +34,12 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers import clock as simulated_or_wall
-from drivers.links import SerialLine
-from drivers.modbus.profile import Profile, RegisterType
-from drivers.modbus.register_codec import encode
-from drivers.modbus.transport import read_wire_time, t35
-from simulators.load_curve import DailyProfile, FactoryLoad, MeterState
+from vatio.common import clock as simulated_or_wall
+from vatio.common.links import SerialLine
+from vatio.drivers.modbus.profile import Profile, RegisterType
+from vatio.drivers.modbus.register_codec import encode
+from vatio.drivers.modbus.transport import read_wire_time, t35
+from vatio.simulators.load_curve import DailyProfile, FactoryLoad, MeterState
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 

@@ -1,6 +1,6 @@
 """Byte-exact UART sensor simulators: SDS011, PMS5003 and MH-Z19B on a serial port.
 
-Each opens the device end of a serial line (usually a :class:`~simulators.serial_pair.
+Each opens the device end of a serial line (usually a :class:`~vatio.simulators.serial_pair.
 SerialPair`) and speaks the sensor's real protocol: it answers the commands the manufacturer
 documents and, in active mode, sends a frame every ``period`` seconds. :class:`LineNoise`
 spoils the line on purpose (garbage between frames, half frames, wrong checksums) so the
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import serial_asyncio_fast
 
-from drivers import clock as simulated_or_wall
-from drivers.uart import mhz19, pms5003, sds011
-from drivers.uart.frames import FrameScanner
+from vatio.common import clock as simulated_or_wall
+from vatio.drivers.uart import mhz19, pms5003, sds011
+from vatio.drivers.uart.frames import FrameScanner
 
 
 @dataclass

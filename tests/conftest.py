@@ -15,13 +15,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from simulators.brokers import MosquittoProcess
-from simulators.databases import InfluxdProcess, VictoriaMetricsProcess
+from vatio.simulators.brokers import MosquittoProcess
+from vatio.simulators.databases import InfluxdProcess, VictoriaMetricsProcess
 
 # The machines the tests run on may have no time source at all (a container's kernel says
 # "not synchronised" forever), and the agent would then rightly flag every reading and hold
 # its metrics. Tests are not about that clock: they say it is synchronised, through the test
-# override of drivers/timesync.py, unless they set VATIO_TIME_SYNC themselves (in-process and
+# override of common/timesync.py, unless they set VATIO_TIME_SYNC themselves (in-process and
 # in the `vatio` child processes, which inherit the environment).
 os.environ.setdefault("VATIO_TIME_SYNC", "yes")
 
@@ -115,7 +115,7 @@ class AgentProcess:
         self.log = log or config.with_suffix(".log")
         self._log_file = self.log.open("a" if log else "w")  # a restarted bridge appends
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", *command, "-c", str(config)],
+            [sys.executable, "-m", "vatio.agent.cli", *command, "-c", str(config)],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             env=env,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drivers.modbus.register_codec import DataType
+from vatio.drivers.modbus.register_codec import DataType
 
 
 async def wait_until(condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
@@ -35,7 +35,7 @@ def run_cli(
     developer's Spanish locale cannot change what the tests read)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
+        [sys.executable, "-m", "vatio.agent.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,

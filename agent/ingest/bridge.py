@@ -36,12 +36,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from agent import sdnotify
-from agent.httpstatus import StatusServer, json_body, prometheus
-from agent.influx import Unavailable, Writer, make_writer, write_isolating
-from agent.ingest.config import IngestConfig
-from agent.ingest.lineproto import BadMessage, Converter, show
-from agent.mqttconn import ConnectError, Connection, open_retrying
+from vatio.agent import sdnotify
+from vatio.agent.httpstatus import StatusServer, json_body, prometheus
+from vatio.agent.influx import Unavailable, Writer, make_writer, write_isolating
+from vatio.agent.ingest.config import IngestConfig
+from vatio.agent.ingest.lineproto import BadMessage, Converter, show
+from vatio.agent.mqttconn import ConnectError, Connection, open_retrying
 
 log = logging.getLogger(__name__)
 

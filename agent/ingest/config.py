@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from agent.config import (
+from vatio.agent.config import (
     NAME_PATTERN,
     Duration,
     HttpConfig,
@@ -39,8 +39,8 @@ from agent.config import (
     _Strict,
     substitute_env,
 )
-from agent.ingest.lineproto import Limits
-from drivers.yamlconf import (
+from vatio.agent.ingest.lineproto import Limits
+from vatio.common.yamlconf import (
     ConfigError,
     Problem,
     YamlDocument,
@@ -72,7 +72,7 @@ class IngestLimits(_Strict):
     hostile message costs little. The largest real message is telemetry of a meter with the
     whole vocabulary: 80 quantities, each with a quality reason, 64-character names, 5.8 KB,
     nested 2 deep (a usual one is ~300 bytes). Names are at most 64 characters (sites,
-    devices, agents: agent/config.py's NAME_PATTERN) or 31 (quantities: drivers/vocabulary.py)."""
+    devices, agents: agent/config.py's NAME_PATTERN) or 31 (quantities: common/vocabulary.py)."""
 
     # 5.8 KB is the largest real message; 64 KiB also bounds what receive_maximum (10,000)
     # unacknowledged messages can take in memory: 640 MiB at worst, not gigabytes

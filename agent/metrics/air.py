@@ -3,7 +3,7 @@ IAS, and a CO2 rolling mean with a threshold (CO2 is never called an AQI, domain
 
 Hours are clock hours (UTC epoch hours; Mexico's offsets are whole hours). NowCast and IAS use
 the 12 most recent *complete* hours, newest first; a 24-hour mean needs 18 valid hours
-(75 %, domain.md §2.4). Like :mod:`agent.metrics.electrical`, its state is JSON-ready.
+(75 %, domain.md §2.4). Like :mod:`vatio.agent.metrics.electrical`, its state is JSON-ready.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections import deque
 from statistics import fmean
 from typing import Any
 
-from agent.metrics.air_quality import aqi, nowcast
-from agent.metrics.ias_mx import LEVELS, Stage, ias, weighted_12h
+from vatio.agent.metrics.air_quality import aqi, nowcast
+from vatio.agent.metrics.ias_mx import LEVELS, Stage, ias, weighted_12h
 
 POLLUTANTS = {"pm2_5": "pm2_5_ugm3", "pm10": "pm10_ugm3"}
 LEVEL_NAMES = {level: name for level, name, *_ in LEVELS}

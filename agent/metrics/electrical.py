@@ -11,7 +11,7 @@ at every 15-minute boundary (which includes every tariff-period change and local
 all schedules change on whole hours), so a slow poll, or an outage of the agent that a
 counter bridges, neither moves energy into the wrong period nor makes a false demand peak.
 
-Until the wall clock is trusted (drivers/timesync.py), energy is measured but not filed: see
+Until the wall clock is trusted (common/timesync.py), energy is measured but not filed: see
 :class:`HeldEnergy` for how it is kept and filed at its true time once the clock is.
 
 Its whole state is a plain dict (:meth:`state` / :meth:`restore`) so the agent can persist
@@ -27,12 +27,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from agent.metrics.counters import CounterTracker, Delta
-from agent.metrics.demand import WINDOW_S, DemandState
-from agent.metrics.emissions import MEXICO_SEN, Factor, factor_for
-from agent.metrics.integration import PowerIntegrator
-from agent.metrics.power_factor import cfe_charge
-from agent.metrics.tariff import Region, period_at
+from vatio.agent.metrics.counters import CounterTracker, Delta
+from vatio.agent.metrics.demand import WINDOW_S, DemandState
+from vatio.agent.metrics.emissions import MEXICO_SEN, Factor, factor_for
+from vatio.agent.metrics.integration import PowerIntegrator
+from vatio.agent.metrics.power_factor import cfe_charge
+from vatio.agent.metrics.tariff import Region, period_at
 
 EnergySource = Literal["auto", "counter", "power"]
 PERIODS = ("base", "intermedia", "punta")
@@ -225,7 +225,7 @@ class ElectricalMetrics:
 
         ``trusted``: whether ``ts`` comes from a synchronised clock. An untrusted reading's
         energy is held (see :class:`HeldEnergy`) and needs ``mono``, the steady
-        (:func:`drivers.clock.monotonic`) time of the reading; so does the first trusted
+        (:func:`vatio.common.clock.monotonic`) time of the reading; so does the first trusted
         reading after it, which files what was held."""
         self.flags = {}
         if not trusted:

@@ -1,16 +1,16 @@
 """The metrics stage of the pipeline: readings in, metric values and events out, state kept.
 
 For each device whose readings carry electrical quantities it runs
-:class:`~agent.metrics.electrical.ElectricalMetrics`; for PM or CO2,
-:class:`~agent.metrics.air.AirQualityMetrics`. State goes to a small SQLite file in the
+:class:`~vatio.agent.metrics.electrical.ElectricalMetrics`; for PM or CO2,
+:class:`~vatio.agent.metrics.air.AirQualityMetrics`. State goes to a small SQLite file in the
 agent's state directory each time metrics are published and at shutdown, so a restart loses
 no accumulated energy and does not reset a demand window. (Readings between the last save and
 a power cut are re-counted from the meter's counter at the next reading, so energy from
 counters is not lost either; only integrated power is.)
 
 Readings taken while the wall clock is not trusted (``observe(result, trusted=False)``, see
-drivers/timesync.py) are not filed by that clock: electrical energy is measured at once and
-held (:class:`~agent.metrics.electrical.HeldEnergy`), air-quality readings are kept (one a
+common/timesync.py) are not filed by that clock: electrical energy is measured at once and
+held (:class:`~vatio.agent.metrics.electrical.HeldEnergy`), air-quality readings are kept (one a
 minute, a week at most), and both are filed at their true time when the first trusted
 reading links the steady clock to the synchronised one. Meanwhile the device publishes no
 metrics (:meth:`MetricsEngine.values` is empty) and its state is not saved, so nothing is
@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import DeviceMetricsConfig, MetricsConfig
-from agent.metrics.air import AirQualityMetrics
-from agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
-from agent.metrics.emissions import MEXICO_SEN, Factor
-from agent.storage import (
+from vatio.agent.config import DeviceMetricsConfig, MetricsConfig
+from vatio.agent.metrics.air import AirQualityMetrics
+from vatio.agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
+from vatio.agent.metrics.emissions import MEXICO_SEN, Factor
+from vatio.agent.storage import (
     StorageHealth,
     explain,
     is_corrupt,
@@ -39,8 +39,8 @@ from agent.storage import (
     read_only_query,
     transaction,
 )
-from drivers import clock
-from drivers.reading import PollResult
+from vatio.common import clock
+from vatio.drivers.reading import PollResult
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class MetricsEngine:
         flags for the reading: counter resets, rollovers, negative import, clock steps).
 
         ``trusted``: the clock that stamped ``result.ts`` is synchronised. ``mono``: the
-        reading's steady time (:func:`drivers.clock.monotonic`), needed only while the clock
+        reading's steady time (:func:`vatio.common.clock.monotonic`), needed only while the clock
         is untrusted and at the first trusted reading after; by default it is derived from
         now, as the pipeline calls this right after the poll."""
         if not result.ok or not self.settings.get(result.device, DeviceMetricsConfig()).enabled:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from agent.metrics.counters import Delta
+from vatio.agent.metrics.counters import Delta
 
 
 class PowerIntegrator:

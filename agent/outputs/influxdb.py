@@ -3,7 +3,7 @@
 Messages go through a spool of their own (``<state_dir>/influx-spool.sqlite``, bounded like
 the MQTT one) and leave it only once the database accepted the batch holding their points,
 so a database outage or a power cut loses nothing. Points are built as the ingest bridge
-builds them (:mod:`agent.ingest.lineproto`), so both paths give the same series. Statuses
+builds them (:mod:`vatio.agent.ingest.lineproto`), so both paths give the same series. Statuses
 are state, not history, and make no point; a message the database refuses (HTTP 400, e.g. a
 field type clash with older data) can never be written: it is logged and dropped.
 """
@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from agent.config import InfluxConfig
-from agent.influx import Unavailable, Writer, make_writer, write_isolating
-from agent.ingest.lineproto import BadMessage, to_line
-from agent.messages import Message
-from agent.spool import Spool, keep_committing
+from vatio.agent.config import InfluxConfig
+from vatio.agent.influx import Unavailable, Writer, make_writer, write_isolating
+from vatio.agent.ingest.lineproto import BadMessage, to_line
+from vatio.agent.messages import Message
+from vatio.agent.spool import Spool, keep_committing
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """MQTT output: spooled messages to one broker at QoS 1, live data first, backlog at a rate.
 
-Every message goes into the disk spool (:mod:`agent.spool`) first; it is published only once
+Every message goes into the disk spool (:mod:`vatio.agent.spool`) first; it is published only once
 the spool committed it, and deleted only when the broker's PUBACK for it arrived. What was
 stored before the current connection is the *backlog*: after an outage it drains oldest
 first at ``drain_rate`` messages per second while live messages keep going out at once, and
@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config import MqttOutputConfig
-from agent.messages import Message
-from agent.mqttconn import ConnectError, Connection, open_retrying
-from agent.spool import CommitResult, Spool, keep_committing
+from vatio.agent.config import MqttOutputConfig
+from vatio.agent.messages import Message
+from vatio.agent.mqttconn import ConnectError, Connection, open_retrying
+from vatio.agent.spool import CommitResult, Spool, keep_committing
 
 log = logging.getLogger(__name__)
 

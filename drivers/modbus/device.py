@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import time
 
-from drivers import clock
-from drivers.modbus.planner import ReadRequest
-from drivers.modbus.profile import Point, Profile
-from drivers.modbus.register_codec import NotANumber, decode_array, scaled
-from drivers.modbus.replan import ReadPlan
-from drivers.modbus.transport import ModbusTransport
-from drivers.reading import BusUnavailable, DeviceExceptionReply, DeviceTimeout, PollResult
-from drivers.statefile import StateFile
+from vatio.common import clock
+from vatio.drivers.modbus.planner import ReadRequest
+from vatio.drivers.modbus.profile import Point, Profile
+from vatio.drivers.modbus.register_codec import NotANumber, decode_array, scaled
+from vatio.drivers.modbus.replan import ReadPlan
+from vatio.drivers.modbus.transport import ModbusTransport
+from vatio.drivers.reading import BusUnavailable, DeviceExceptionReply, DeviceTimeout, PollResult
+from vatio.drivers.statefile import StateFile
 
 
 class ModbusDevice:

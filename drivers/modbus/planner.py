@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from drivers.modbus.profile import Limits, Point, RegisterType
+from vatio.drivers.modbus.profile import Limits, Point, RegisterType
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,10 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
 
-from drivers.i18n import tr
-from drivers.modbus.device import ModbusDevice
-from drivers.modbus.profile import Profile, load_profile
-from drivers.modbus.transport import ModbusTransport
+from vatio.common.i18n import tr
+from vatio.drivers.modbus.device import ModbusDevice
+from vatio.drivers.modbus.profile import Profile, load_profile
+from vatio.drivers.modbus.transport import ModbusTransport
 
 SERIAL_BUSES = ("modbus-rtu", "modbus-rtu-tcp")  # an RS-485 line behind it: ids 1–247
 

@@ -26,10 +26,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from drivers.i18n import tr
-from drivers.modbus.register_codec import DataType, Order
-from drivers.vocabulary import UnknownQuantityError, check_quantity
-from drivers.yamlconf import ConfigError, YamlDocument, load_yaml_file, validation_problems
+from vatio.common.i18n import tr
+from vatio.common.vocabulary import UnknownQuantityError, check_quantity
+from vatio.common.yamlconf import ConfigError, YamlDocument, load_yaml_file, validation_problems
+from vatio.drivers.modbus.register_codec import DataType, Order
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 

@@ -12,7 +12,7 @@ If no piece of a split request answers, splitting gained nothing, so the request
 planned again (one refused request per poll, not many).
 
 One log line per adjustment (per device and poll in which learning settled), never per
-poll. The learned plan is written to a :class:`~drivers.statefile.StateFile`, keyed by a hash
+poll. The learned plan is written to a :class:`~vatio.drivers.statefile.StateFile`, keyed by a hash
 of the profile's points and limits and the unit id: a profile change starts from the
 profile's plan again. Refused requests loaded from the file are explored once more after
 each start, so a device that refused everything while booting is not split wrongly for good.
@@ -27,12 +27,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.modbus.planner import ReadRequest, is_gap_free, plan_reads, request_fits, split_request
-from drivers.modbus.profile import Point, Profile, RegisterType
-from drivers.modbus.transport import EXCEPTION_NAMES
-from drivers.statefile import StateFile
+from vatio.drivers.modbus.planner import (
+    ReadRequest,
+    is_gap_free,
+    plan_reads,
+    request_fits,
+    split_request,
+)
+from vatio.drivers.modbus.profile import Point, Profile, RegisterType
+from vatio.drivers.modbus.transport import EXCEPTION_NAMES
+from vatio.drivers.statefile import StateFile
 
-log = logging.getLogger("drivers.modbus.device")
+log = logging.getLogger("vatio.drivers.modbus.device")
 
 REPLAN_CODES = frozenset({2, 3})  # illegal data address, illegal data value
 FORMAT = 1

@@ -9,12 +9,12 @@ A bus is what one request at a time travels on: a serial line (RS-485), or a TCP
   device's own minimum (Eastron wants 60 ms), whichever is longer;
 * reconnects with exponential backoff instead of pymodbus's own reconnect task, so a dead
   gateway costs one failed connect per backoff step, not one per read;
-* checks every reply against its request (:mod:`drivers.modbus.replycheck`): a wrong one is a
-  :class:`~drivers.reading.BadReply`, bytes that never form a frame a
-  :class:`~drivers.reading.GarbledReply`, and nothing of either is decoded;
-* turns pymodbus results into :mod:`drivers.reading` errors with the device named; a port
+* checks every reply against its request (:mod:`vatio.drivers.modbus.replycheck`): a wrong one is a
+  :class:`~vatio.drivers.reading.BadReply`, bytes that never form a frame a
+  :class:`~vatio.drivers.reading.GarbledReply`, and nothing of either is decoded;
+* turns pymodbus results into :mod:`vatio.drivers.reading` errors with the device named; a port
   that cannot be opened or refuses a setting is a located
-  :class:`~drivers.reading.BusUnavailable`, never an exception out of the bus.
+  :class:`~vatio.drivers.reading.BusUnavailable`, never an exception out of the bus.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 
-from drivers.links import SerialLine, TcpEndpoint, explain_serial_error
-from drivers.modbus.profile import RegisterType
-from drivers.modbus.replycheck import ReplyGuard, ReplyRejected
-from drivers.reading import (
+from vatio.common.links import SerialLine, TcpEndpoint, explain_serial_error
+from vatio.drivers.modbus.profile import RegisterType
+from vatio.drivers.modbus.replycheck import ReplyGuard, ReplyRejected
+from vatio.drivers.reading import (
     BadReply,
     BusUnavailable,
     DeviceExceptionReply,

@@ -1,5 +1,5 @@
 """One UART sensor's serial port: opened on demand, read in the background, reopened after
-errors, with every frame checked by a :class:`~drivers.uart.frames.FrameScanner`.
+errors, with every frame checked by a :class:`~vatio.drivers.uart.frames.FrameScanner`.
 
 A sensor unplugged mid-run shows up as a read error or as silence: the next poll fails with a
 clear message (the scheduler marks the device degraded), and a later poll reopens the port,
@@ -18,9 +18,9 @@ from collections import deque
 import serial
 import serial_asyncio_fast
 
-from drivers.links import SerialLine, explain_serial_error
-from drivers.reading import BusUnavailable, DeviceTimeout
-from drivers.uart.frames import FrameScanner
+from vatio.common.links import SerialLine, explain_serial_error
+from vatio.drivers.reading import BusUnavailable, DeviceTimeout
+from vatio.drivers.uart.frames import FrameScanner
 
 log = logging.getLogger(__name__)
 

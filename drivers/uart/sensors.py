@@ -10,7 +10,7 @@ Each sensor sits alone on a ``serial`` bus. Two ways to read one:
 The SDS011's laser wears out (~8000 h): ``duty_cycle: true`` wakes it for each poll, waits
 ``warmup`` (≥ 15 s per the maker; 30 s by default), reads, and puts it back to sleep, so the
 poll interval should be minutes. Checksums are always verified; bad frames and noise are
-skipped and counted (:mod:`drivers.uart.frames`).
+skipped and counted (:mod:`vatio.drivers.uart.frames`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from drivers import clock
-from drivers.links import SerialLine
-from drivers.reading import PollResult
-from drivers.uart import mhz19, pms5003, sds011
-from drivers.uart.frames import FrameScanner
-from drivers.uart.link import UartLink
+from vatio.common import clock
+from vatio.common.links import SerialLine
+from vatio.drivers.reading import PollResult
+from vatio.drivers.uart import mhz19, pms5003, sds011
+from vatio.drivers.uart.frames import FrameScanner
+from vatio.drivers.uart.link import UartLink
 
 
 def _seconds(value: object) -> object:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.profile import load_profile
-from simulators.lying_modbus import LyingModbusServer
-from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
-from simulators.serial_pair import SerialPair
 from tests.helpers import wait_until
+from vatio.drivers.modbus.profile import load_profile
+from vatio.simulators.lying_modbus import LyingModbusServer
+from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
+from vatio.simulators.serial_pair import SerialPair
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ LIARS = 10
 async def vatio(*args: str) -> subprocess.CompletedProcess[str]:
     """The CLI in a child process, without blocking the loop that serves the simulators."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent.cli", *args,
+        sys.executable, "-m", "vatio.agent.cli", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -160,11 +160,11 @@ async def test_a_port_that_refuses_a_setting_degrades_only_its_bus(
 
 
 async def test_a_uart_sensor_port_that_refuses_a_setting_is_named(serial_pair):
-    from drivers.links import SerialLine
-    from drivers.reading import BusUnavailable
-    from drivers.uart import sds011
-    from drivers.uart.frames import FrameScanner
-    from drivers.uart.link import UartLink
+    from vatio.common.links import SerialLine
+    from vatio.drivers.reading import BusUnavailable
+    from vatio.drivers.uart import sds011
+    from vatio.drivers.uart.frames import FrameScanner
+    from vatio.drivers.uart.link import UartLink
 
     scanner = FrameScanner(bytes([sds011.HEAD]), sds011.frame_length, sds011.frame_valid)
     link = UartLink("pm", SerialLine(serial_pair.b, 9600, "E"), scanner)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from simulators.brokers import MosquittoProcess
-from simulators.configs import loopback_config
 from tests.helpers import wait_until
 from tests.integration.test_delivery import start_meters
+from vatio.simulators.brokers import MosquittoProcess
+from vatio.simulators.configs import loopback_config
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from drivers.modbus.profile import load_profile
-from simulators.brokers import free_port
-from simulators.modbus_server import ModbusSerialSimulator, ModbusTcpSimulator, SimulatedMeter
-from simulators.serial_pair import SerialPair
+from vatio.drivers.modbus.profile import load_profile
+from vatio.simulators.brokers import free_port
+from vatio.simulators.modbus_server import ModbusSerialSimulator, ModbusTcpSimulator, SimulatedMeter
+from vatio.simulators.serial_pair import SerialPair
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 async def vatio(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI without blocking the event loop that serves the simulators."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent.cli", *args,
+        sys.executable, "-m", "vatio.agent.cli", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 120)

@@ -10,11 +10,11 @@ import random
 
 import pytest
 
-from drivers.modbus.profile import load_profile
-from simulators.brokers import MosquittoProcess
-from simulators.configs import loopback_config
-from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 from tests.helpers import wait_until
+from vatio.drivers.modbus.profile import load_profile
+from vatio.simulators.brokers import MosquittoProcess
+from vatio.simulators.configs import loopback_config
+from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 
 pytestmark = pytest.mark.integration
 
@@ -106,10 +106,10 @@ async def test_a_message_committed_while_reconnecting_is_sent_on_the_new_connect
     import json
     import threading
 
-    from agent.config import MqttOutputConfig
-    from agent.messages import Message
-    from agent.outputs.mqtt import MqttOutput
-    from agent.spool import Spool
+    from vatio.agent.config import MqttOutputConfig
+    from vatio.agent.messages import Message
+    from vatio.agent.outputs.mqtt import MqttOutput
+    from vatio.agent.spool import Spool
 
     with MosquittoProcess(persistent=True) as broker:
         cap = capture_factory(broker.port, session=True)

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from simulators.brokers import free_port
 from tests.helpers import wait_until
+from vatio.simulators.brokers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ ROW = re.compile(
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "demo", "--duration", "6", *args],
+        [sys.executable, "-m", "vatio.agent.cli", "demo", "--duration", "6", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -73,7 +73,7 @@ async def test_simulate_serves_a_config_that_run_then_polls(
         f"outputs:\n  mqtt: {{url: '{mosquitto.url}'}}\n"
     )
     sim = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "simulate", "-c", str(cfg)],
+        [sys.executable, "-m", "vatio.agent.cli", "simulate", "-c", str(cfg)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -100,7 +100,7 @@ def test_simulate_refuses_a_non_loopback_host(tmp_path):
         "devices:\n  m1: {bus: a, unit: 1, profile: eastron_sdm630}\n"
     )
     res = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "simulate", "-c", str(cfg), "--duration", "1"],
+        [sys.executable, "-m", "vatio.agent.cli", "simulate", "-c", str(cfg), "--duration", "1"],
         capture_output=True,
         text=True,
         timeout=60,

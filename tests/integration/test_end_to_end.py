@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.profile import load_profile
-from drivers.modbus.register_codec import DataType
-from simulators.brokers import MosquittoProcess, free_port
-from simulators.configs import DeviceRow, loopback_config
-from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 from tests.helpers import expected_on_wire, wait_until
+from vatio.drivers.modbus.profile import load_profile
+from vatio.drivers.modbus.register_codec import DataType
+from vatio.simulators.brokers import MosquittoProcess, free_port
+from vatio.simulators.configs import DeviceRow, loopback_config
+from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 
 pytestmark = pytest.mark.integration
 

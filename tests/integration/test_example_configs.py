@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_config
-from simulators.brokers import free_port
-from simulators.serial_pair import SerialPair
 from tests.helpers import wait_until
+from vatio.agent.config import load_config
+from vatio.simulators.brokers import free_port
+from vatio.simulators.serial_pair import SerialPair
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ async def test_example_config_simulated_end_to_end(
     devices = list(loaded.entries)
     assert len(devices) >= 4
     sim = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "simulate", "-c", str(cfg)],
+        [sys.executable, "-m", "vatio.agent.cli", "simulate", "-c", str(cfg)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

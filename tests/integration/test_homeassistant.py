@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from simulators.configs import loopback_config
 from tests.helpers import wait_until
 from tests.integration.test_delivery import DEVICES, start_meters
+from vatio.simulators.configs import loopback_config
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from drivers.modbus.profile import load_profile
-from simulators.brokers import free_port
-from simulators.configs import loopback_config
-from simulators.modbus_server import Faults, ModbusTcpSimulator, SimulatedMeter
 from tests.integration.test_delivery import DEVICES, start_meters
+from vatio.drivers.modbus.profile import load_profile
+from vatio.simulators.brokers import free_port
+from vatio.simulators.configs import loopback_config
+from vatio.simulators.modbus_server import Faults, ModbusTcpSimulator, SimulatedMeter
 
 pytestmark = pytest.mark.integration
 

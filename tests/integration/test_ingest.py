@@ -12,11 +12,11 @@ import threading
 
 import pytest
 
-from simulators.brokers import MosquittoProcess, free_port
-from simulators.configs import loopback_config
-from simulators.fleet import Fleet, publish
 from tests.helpers import wait_until
 from tests.integration.test_status_http import get
+from vatio.simulators.brokers import MosquittoProcess, free_port
+from vatio.simulators.configs import loopback_config
+from vatio.simulators.fleet import Fleet, publish
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import urllib.request
 
 import pytest
 
-from agent.config import InfluxConfig
-from agent.influx import make_writer
-from agent.ingest.lineproto import BadMessage, to_line
+from vatio.agent.config import InfluxConfig
+from vatio.agent.influx import make_writer
+from vatio.agent.ingest.lineproto import BadMessage, to_line
 
 pytestmark = pytest.mark.integration
 

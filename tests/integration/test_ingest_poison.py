@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from simulators.brokers import free_port
-from simulators.fleet import publish
 from tests.helpers import wait_until
 from tests.integration.test_status_http import get
+from vatio.simulators.brokers import free_port
+from vatio.simulators.fleet import publish
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ HOSTILE_VALID_NAMES = ["a'b", "a,b", "a b", "a=b", " lead", "trail ", "énergía
 
 
 def rfc3339(ms: int) -> str:
-    from agent.messages import rfc3339 as fmt
+    from vatio.agent.messages import rfc3339 as fmt
 
     return fmt(ms / 1000)
 

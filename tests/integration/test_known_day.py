@@ -23,11 +23,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from drivers.clock import SimulatedClock
-from drivers.modbus.profile import load_profile
-from simulators.load_curve import DailyProfile
-from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 from tests.helpers import wait_until
+from vatio.common.clock import SimulatedClock
+from vatio.drivers.modbus.profile import load_profile
+from vatio.simulators.load_curve import DailyProfile
+from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +95,7 @@ async def test_a_known_day_gives_the_expected_totals(
 
         # the closed day is kept on the device too
         out = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "history", "-c", str(cfg), "--json"],
+            [sys.executable, "-m", "vatio.agent.cli", "history", "-c", str(cfg), "--json"],
             capture_output=True,
             text=True,
             timeout=30,

@@ -16,19 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from drivers.links import SerialLine
-from drivers.modbus.profile import RegisterType, load_profile
-from drivers.modbus.transport import ModbusTransport, read_wire_time
-from drivers.reading import DeviceTimeout, GarbledReply
-from simulators.line_emulator import LineEmulator, LineEnd, Uart, transmit
-from simulators.modbus_server import ModbusSerialSimulator, SimulatedMeter
+from vatio.common.links import SerialLine
+from vatio.drivers.modbus.profile import RegisterType, load_profile
+from vatio.drivers.modbus.transport import ModbusTransport, read_wire_time
+from vatio.drivers.reading import DeviceTimeout, GarbledReply
+from vatio.simulators.line_emulator import LineEmulator, LineEnd, Uart, transmit
+from vatio.simulators.modbus_server import ModbusSerialSimulator, SimulatedMeter
 
 pytestmark = pytest.mark.integration
 
 
 async def vatio(*args: str) -> subprocess.CompletedProcess[str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent.cli", *args,
+        sys.executable, "-m", "vatio.agent.cli", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.modbus.profile import load_profile
-from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 from tests.helpers import wait_until
+from vatio.drivers.modbus.profile import load_profile
+from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 
 pytestmark = pytest.mark.integration
 

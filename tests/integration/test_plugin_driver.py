@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import serial_asyncio_fast
 
-from simulators.serial_pair import SerialPair
 from tests.helpers import wait_until
+from vatio.simulators.serial_pair import SerialPair
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def env_with(site: Path) -> dict[str, str]:
 def test_check_lists_the_plugin_and_rejects_an_unknown_one(tmp_path, plugin_site):
     cfg = config(tmp_path, "/dev/null", "mqtt://127.0.0.1:1883")
     res = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "check", "-c", str(cfg)],
+        [sys.executable, "-m", "vatio.agent.cli", "check", "-c", str(cfg)],
         capture_output=True,
         text=True,
         env=env_with(plugin_site),
@@ -75,7 +75,9 @@ def test_check_lists_the_plugin_and_rejects_an_unknown_one(tmp_path, plugin_site
     assert res.returncode == 0, res.stderr
     assert "th: every 0.5 s, driver thermo-line on 'uart'" in res.stdout
     res = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "check", "-c", str(cfg)], capture_output=True, text=True
+        [sys.executable, "-m", "vatio.agent.cli", "check", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 1
     assert "devices.th.driver: unknown driver 'thermo-line'" in res.stderr
@@ -102,7 +104,7 @@ async def test_agent_loads_the_third_party_driver(
             [
                 sys.executable,
                 "-m",
-                "agent.cli",
+                "vatio.agent.cli",
                 "run",
                 "-c",
                 str(config(tmp_path, pair.b, mosquitto.url)),

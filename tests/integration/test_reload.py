@@ -10,10 +10,10 @@ import signal
 
 import pytest
 
-from simulators.brokers import MosquittoProcess
-from simulators.configs import loopback_config
 from tests.helpers import wait_until
 from tests.integration.test_delivery import DEVICES, gaps, seqs, start_meters
+from vatio.simulators.brokers import MosquittoProcess
+from vatio.simulators.configs import loopback_config
 
 pytestmark = pytest.mark.integration
 

@@ -19,18 +19,18 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.links import SerialLine
-from drivers.modbus.device import ModbusDevice
-from drivers.modbus.planner import plan_reads
-from drivers.modbus.profile import load_profile
-from drivers.modbus.transport import ModbusTransport
-from simulators.brokers import free_port
-from simulators.configs import loopback_config
-from simulators.modbus_server import ModbusSerialSimulator, ModbusTcpSimulator, SimulatedMeter
-from simulators.serial_pair import SerialPair
 from tests.conftest import AgentProcess
 from tests.helpers import expected_on_wire, wait_until
 from tests.integration.test_commissioning import vatio
+from vatio.common.links import SerialLine
+from vatio.drivers.modbus.device import ModbusDevice
+from vatio.drivers.modbus.planner import plan_reads
+from vatio.drivers.modbus.profile import load_profile
+from vatio.drivers.modbus.transport import ModbusTransport
+from vatio.simulators.brokers import free_port
+from vatio.simulators.configs import loopback_config
+from vatio.simulators.modbus_server import ModbusSerialSimulator, ModbusTcpSimulator, SimulatedMeter
+from vatio.simulators.serial_pair import SerialPair
 
 pytestmark = pytest.mark.integration
 

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.profile import load_profile
-from simulators.modbus_server import (
+from tests.helpers import expected_on_wire, wait_until
+from vatio.drivers.modbus.profile import load_profile
+from vatio.simulators.modbus_server import (
     Faults,
     ModbusSerialSimulator,
     ModbusTcpSimulator,
     SimulatedMeter,
 )
-from simulators.serial_pair import SerialPair
-from tests.helpers import expected_on_wire, wait_until
+from vatio.simulators.serial_pair import SerialPair
 
 pytestmark = pytest.mark.integration
 
@@ -194,7 +194,7 @@ async def test_a_serial_port_that_does_not_exist(tmp_path):
     proc = await aio.create_subprocess_exec(
         _sys.executable,
         "-m",
-        "agent.cli",
+        "vatio.agent.cli",
         "read",
         "-c",
         str(cfg),
@@ -209,9 +209,9 @@ async def test_a_serial_port_that_does_not_exist(tmp_path):
 
 
 async def test_baud_faithful_replies_take_the_wire_time(tmp_path, serial_pair):
-    from drivers.links import SerialLine
-    from drivers.modbus.profile import RegisterType
-    from drivers.modbus.transport import ModbusTransport, read_wire_time
+    from vatio.common.links import SerialLine
+    from vatio.drivers.modbus.profile import RegisterType
+    from vatio.drivers.modbus.transport import ModbusTransport, read_wire_time
 
     meter = SimulatedMeter(1, load_profile("eastron_sdm630"))
     sim = ModbusSerialSimulator([meter], serial_pair.a, baudrate=9600, baud_faithful=True)

@@ -10,10 +10,10 @@ import urllib.request
 
 import pytest
 
-from simulators.brokers import free_port
-from simulators.configs import loopback_config
 from tests.helpers import wait_until
 from tests.integration.test_delivery import DEVICES, start_meters
+from vatio.simulators.brokers import free_port
+from vatio.simulators.configs import loopback_config
 
 pytestmark = pytest.mark.integration
 

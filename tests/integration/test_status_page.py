@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 
-from simulators.brokers import free_port
 from tests.conftest import AgentProcess
 from tests.helpers import wait_until
+from vatio.simulators.brokers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.profile import load_profile
-from simulators.brokers import MosquittoProcess
-from simulators.configs import loopback_config
-from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 from tests.helpers import wait_until
+from vatio.drivers.modbus.profile import load_profile
+from vatio.simulators.brokers import MosquittoProcess
+from vatio.simulators.configs import loopback_config
+from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 
 pytestmark = pytest.mark.integration
 

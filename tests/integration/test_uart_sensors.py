@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from simulators.serial_pair import SerialPair
-from simulators.uart_sensors import LineNoise, Mhz19Sim, Pms5003Sim, Sds011Sim
 from tests.helpers import wait_until
+from vatio.simulators.serial_pair import SerialPair
+from vatio.simulators.uart_sensors import LineNoise, Mhz19Sim, Pms5003Sim, Sds011Sim
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """`vatio run` on a gateway whose clock is not synchronised yet: it booted 3 days behind
-(the test override of drivers/timesync.py makes the agent's clock read 3 days off and the
+(the test override of common/timesync.py makes the agent's clock read 3 days off and the
 sync state "no"), then NTP answers (the test rewrites the override file: synchronised, no
 offset, so the agent's clock steps +3 days).
 
@@ -22,10 +22,10 @@ import urllib.request
 
 import pytest
 
-from drivers.modbus.profile import load_profile
-from simulators.brokers import free_port
-from simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 from tests.helpers import wait_until
+from vatio.drivers.modbus.profile import load_profile
+from vatio.simulators.brokers import free_port
+from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ async def test_readings_before_sync_are_flagged_and_metrics_wait_for_the_true_ti
         assert metrics[0]["values"]["energy_today_kwh"] > 0  # the held hour's energy arrived
         # nothing closed under the boot clock's date
         out = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "history", "-c", str(cfg), "--json"],
+            [sys.executable, "-m", "vatio.agent.cli", "history", "-c", str(cfg), "--json"],
             capture_output=True,
             text=True,
             timeout=30,

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from agent.metrics.air import AirQualityMetrics
-from drivers.vocabulary import QUANTITIES
+from vatio.agent.metrics.air import AirQualityMetrics
+from vatio.common.vocabulary import QUANTITIES
 
 T0 = 1_780_000_000 // 3600 * 3600  # a whole hour
 
@@ -60,7 +60,7 @@ def test_state_round_trip():
 
 
 def test_every_metric_name_is_in_the_vocabulary():
-    from agent.metrics.electrical import ElectricalMetrics
+    from vatio.agent.metrics.electrical import ElectricalMetrics
 
     names = set(AirQualityMetrics().values(T0)) | set(ElectricalMetrics().values(T0))
     assert names <= set(QUANTITIES), names - set(QUANTITIES)

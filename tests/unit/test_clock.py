@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from drivers import clock
-from drivers.clock import SimulatedClock
+from vatio.common import clock
+from vatio.common.clock import SimulatedClock
 
 
 def test_a_simulated_clock_runs_at_its_speed_from_its_anchor(monkeypatch):
@@ -42,7 +42,7 @@ async def test_the_process_clock_follows_the_environment(monkeypatch):
 
 
 def test_the_cli_refuses_a_malformed_spec(monkeypatch, capsys):
-    from agent.cli import main
+    from vatio.agent.cli import main
 
     monkeypatch.setenv(clock.ENV, "soon,2")
     assert main(["history", "-c", "/nonexistent.yaml"]) == 2

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load_config, parse_config_text, parse_duration
 from tests.helpers import run_cli
+from vatio.agent.config import ConfigError, load_config, parse_config_text, parse_duration
 
 GOOD = """\
 site: planta-norte
@@ -204,7 +204,7 @@ def test_run_with_unwritable_state_dir_is_one_line(tmp_path: Path):
 
 
 def test_the_status_endpoint_address_is_checked():
-    from agent.config import ConfigError, parse_config_text
+    from vatio.agent.config import ConfigError, parse_config_text
 
     base = (
         "site: s\nbuses: {b: {type: modbus-tcp, host: 127.0.0.1, port: 5020}}\n"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.metrics.counters import CounterTracker
-from agent.metrics.demand import DemandState
+from vatio.agent.metrics.counters import CounterTracker
+from vatio.agent.metrics.demand import DemandState
 
 increments = st.lists(st.floats(0, 5, allow_nan=False), min_size=1, max_size=60)
 
@@ -99,7 +99,7 @@ def test_current_block_average_so_far():
 
 
 def test_power_integration_trapezoid_gap_and_clock():
-    from agent.metrics.integration import PowerIntegrator
+    from vatio.agent.metrics.integration import PowerIntegrator
 
     p = PowerIntegrator(max_gap_s=120)
     assert p.update(1000.0, 0).flag == "first"
@@ -114,7 +114,7 @@ def test_power_integration_trapezoid_gap_and_clock():
 
 @given(st.lists(st.tuples(st.floats(0, 1e5), st.floats(1, 60)), min_size=2, max_size=50))
 def test_integrated_energy_is_never_negative(samples):
-    from agent.metrics.integration import PowerIntegrator
+    from vatio.agent.metrics.integration import PowerIntegrator
 
     p = PowerIntegrator()
     ts = 0.0

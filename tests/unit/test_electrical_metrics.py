@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.metrics.electrical import ElectricalMetrics
+from vatio.agent.metrics.electrical import ElectricalMetrics
 
 TZ = ZoneInfo("America/Mexico_City")
 DAY = dt.datetime(2025, 6, 2, tzinfo=TZ)  # a Monday in the SIN summer
@@ -142,7 +142,7 @@ def test_energy_source_power_ignores_the_counter():
     ],
 )
 def test_the_unconfirmed_pf_rounding_and_cap_are_settings(decimals, cap, surcharge):
-    from agent.metrics.electrical import PowerFactorRule
+    from vatio.agent.metrics.electrical import PowerFactorRule
 
     m = ElectricalMetrics(pf_rule=PowerFactorRule(90.0, decimals, cap))
     m.observe({"energy_import_kwh": 0.0, "reactive_energy_import_kvarh": 0.0}, DAY.timestamp())

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drivers.modbus.device import ModbusDevice
-from drivers.modbus.profile import RegisterType, load_profile
+from vatio.drivers.modbus.device import ModbusDevice
+from vatio.drivers.modbus.profile import RegisterType, load_profile
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 CASES = sorted(p.parent for p in GOLDEN.glob("*/case.yaml"))

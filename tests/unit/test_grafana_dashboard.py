@@ -1,5 +1,5 @@
 """configs/grafana: the dashboard asks only for measurements and fields that Vatio writes
-(DESIGN.md's InfluxDB schema, drivers/vocabulary.py), so a renamed quantity breaks this test
+(DESIGN.md's InfluxDB schema, common/vocabulary.py), so a renamed quantity breaks this test
 rather than a panel in the field."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from drivers.vocabulary import QUANTITIES
+from vatio.common.vocabulary import QUANTITIES
 
 DASHBOARD = Path(__file__).resolve().parent.parent.parent / "configs/grafana/vatio-dashboard.json"
 

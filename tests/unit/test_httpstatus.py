@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.httpstatus import StatusServer
+from vatio.agent.httpstatus import StatusServer
 
 
 async def fetch(port: int, request: bytes) -> bytes:

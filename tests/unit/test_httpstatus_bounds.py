@@ -16,7 +16,7 @@ import time
 
 import psutil
 
-from agent.httpstatus import StatusServer
+from vatio.agent.httpstatus import StatusServer
 
 
 async def ok() -> tuple[int, str, str]:
@@ -195,7 +195,7 @@ async def test_a_client_that_never_reads_is_cut_by_the_write_timeout():
 CHILD = textwrap.dedent(
     """
     import asyncio, logging, os, signal
-    from agent.httpstatus import StatusServer
+    from vatio.agent.httpstatus import StatusServer
 
     async def ok():
         return 200, "text/plain", "fine\\n"

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from drivers.i18n import ES, spanish, tr
 from tests.helpers import run_cli
+from vatio.common.i18n import ES, spanish, tr
 
 BAD = "site: s\nbuses: {b: {type: modbus-tcp, host: 127.0.0.1}}\ndevices: {}\nnonsense: 1\n"
 

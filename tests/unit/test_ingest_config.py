@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.influx import Rejected, Unavailable, write_isolating
-from agent.ingest.config import parse_ingest_config_text
-from drivers.yamlconf import ConfigError
+from vatio.agent.influx import Rejected, Unavailable, write_isolating
+from vatio.agent.ingest.config import parse_ingest_config_text
+from vatio.common.yamlconf import ConfigError
 
 
 def test_defaults_share_the_vatio_topics_with_a_persistent_session():

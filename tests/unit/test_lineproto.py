@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agent.ingest.lineproto import BadMessage, to_line
+from vatio.agent.ingest.lineproto import BadMessage, to_line
 
 TOPIC = "vatio/v1/planta norte/m,1/telemetry"
 

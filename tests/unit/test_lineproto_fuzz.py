@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agent.ingest.lineproto import KINDS, BadMessage, Converter, Limits, to_line
+from vatio.agent.ingest.lineproto import KINDS, BadMessage, Converter, Limits, to_line
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 STREAMS = st.sampled_from(["telemetry", "metrics", "events", "status", "weather"])

@@ -11,12 +11,12 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from agent.influx import Rejected
-from agent.ingest.bridge import IngestBridge, RateLimitedLog, excerpt
-from agent.ingest.config import parse_ingest_config_text
-from agent.ingest.lineproto import BadMessage, Converter, Limits, to_line, too_deep
-from drivers.vocabulary import _ALL as VOCABULARY
-from drivers.yamlconf import ConfigError
+from vatio.agent.influx import Rejected
+from vatio.agent.ingest.bridge import IngestBridge, RateLimitedLog, excerpt
+from vatio.agent.ingest.config import parse_ingest_config_text
+from vatio.agent.ingest.lineproto import BadMessage, Converter, Limits, to_line, too_deep
+from vatio.common.vocabulary import _ALL as VOCABULARY
+from vatio.common.yamlconf import ConfigError
 
 T = "vatio/v1/s/m/telemetry"
 TS = "2026-11-23T15:04:05.123Z"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.livestatus import LiveStatus
-from drivers.reading import PollResult
+from vatio.agent.livestatus import LiveStatus
+from vatio.drivers.reading import PollResult
 
 
 def reading(ts: float, power: float | None, device: str = "m") -> PollResult:
@@ -39,8 +39,8 @@ def test_events_are_newest_first_and_bounded():
 
 
 def test_a_clock_step_back_restarts_the_chart_instead_of_freezing_it():
-    from agent.livestatus import LiveStatus
-    from drivers.reading import PollResult
+    from vatio.agent.livestatus import LiveStatus
+    from vatio.drivers.reading import PollResult
 
     live = LiveStatus()
     ahead = 1_780_000_000.0 + 3 * 86400  # the clock was 3 days ahead, then NTP stepped it

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from agent.config import parse_config_text
-from agent.logs import secrets_of, setup_logging
+from vatio.agent.config import parse_config_text
+from vatio.agent.logs import secrets_of, setup_logging
 
 CONFIG = """
 site: s
@@ -83,7 +83,7 @@ def test_the_environment_decides_auto(monkeypatch, lines):
 
 def test_json_lines_carry_the_fields_a_call_passed(lines):
     setup_logging(style="json", secrets=["pw-9"])
-    logging.getLogger("agent.scheduler").warning(
+    logging.getLogger("vatio.agent.scheduler").warning(
         "device 'm1' down", extra={"device": "m1", "state": "degraded", "note": "pw-9"}
     )
     (line,) = map(json.loads, lines())

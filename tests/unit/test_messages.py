@@ -2,9 +2,9 @@
 
 import json
 
-from agent.messages import MessageBuilder, rfc3339, topic
-from agent.seqstore import SeqStore
-from drivers.reading import PollResult
+from vatio.agent.messages import MessageBuilder, rfc3339, topic
+from vatio.agent.seqstore import SeqStore
+from vatio.drivers.reading import PollResult
 
 
 def test_topic_and_timestamp_format():

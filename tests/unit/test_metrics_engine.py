@@ -1,8 +1,8 @@
 """The metrics engine: which metrics a device gets, demand events, persistence in SQLite."""
 
-from agent.config import DeviceMetricsConfig, MetricsConfig
-from agent.metrics.engine import MetricsEngine, MetricsStore
-from drivers.reading import PollResult
+from vatio.agent.config import DeviceMetricsConfig, MetricsConfig
+from vatio.agent.metrics.engine import MetricsEngine, MetricsStore
+from vatio.drivers.reading import PollResult
 
 T0 = 1_780_000_200.0 // 900 * 900  # the start of a 15-minute block
 
@@ -59,7 +59,7 @@ def test_reading_quality_flags():
 
 
 def test_closed_days_go_to_the_history_and_vatio_history_prints_them(tmp_path, capsys):
-    from agent.history import history_command
+    from vatio.agent.history import history_command
 
     store = MetricsStore(tmp_path / "metrics.sqlite")
     engine = MetricsEngine(MetricsConfig(), {}, store)

@@ -5,10 +5,10 @@ from decimal import Decimal
 
 import pytest
 
-from agent.metrics.air_quality import aqi, nowcast
-from agent.metrics.emissions import factor_for, kg_co2e
-from agent.metrics.ias_mx import ias, weighted_12h
-from agent.metrics.power_factor import cfe_charge, power_factor_pct
+from vatio.agent.metrics.air_quality import aqi, nowcast
+from vatio.agent.metrics.emissions import factor_for, kg_co2e
+from vatio.agent.metrics.ias_mx import ias, weighted_12h
+from vatio.agent.metrics.power_factor import cfe_charge, power_factor_pct
 
 # EPA "Computing the NowCast" slides, oldest → newest [§1.5]; our functions take newest first
 EPA_SERIES = [50, 80, 75, 90, 82, 53, 64, 74, 21, 10, 16, 13][::-1]

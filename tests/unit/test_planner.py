@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus.planner import plan_reads
-from drivers.modbus.profile import Limits, Point, RegisterType, load_profile
-from drivers.modbus.register_codec import DataType
+from vatio.drivers.modbus.planner import plan_reads
+from vatio.drivers.modbus.profile import Limits, Point, RegisterType, load_profile
+from vatio.drivers.modbus.register_codec import DataType
 
 WIDTH_TYPE = {1: DataType.U16, 2: DataType.F32, 4: DataType.F64}
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.modbus.register_codec import (
+from vatio.drivers.modbus.register_codec import (
     DataType,
     NotANumber,
     decode,

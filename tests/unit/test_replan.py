@@ -13,7 +13,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus.planner import (
+from tests.unit.test_planner import pt
+from vatio.drivers.modbus.planner import (
     ReadRequest,
     gap_free_pieces,
     is_gap_free,
@@ -21,10 +22,9 @@ from drivers.modbus.planner import (
     request_fits,
     split_request,
 )
-from drivers.modbus.profile import Limits, Point, Profile, RegisterType, load_profile
-from drivers.modbus.replan import ReadPlan, profile_key
-from drivers.statefile import StateFile
-from tests.unit.test_planner import pt
+from vatio.drivers.modbus.profile import Limits, Point, Profile, RegisterType, load_profile
+from vatio.drivers.modbus.replan import ReadPlan, profile_key
+from vatio.drivers.statefile import StateFile
 
 
 @st.composite

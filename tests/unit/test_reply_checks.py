@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymodbus.framer import FramerRTU
 
-from drivers.links import TcpEndpoint
-from drivers.modbus.profile import RegisterType
-from drivers.modbus.transport import ModbusTransport
-from drivers.reading import BadReply, DeviceError, DeviceExceptionReply
-from simulators.lying_modbus import LIES, POISON_WORDS, LyingModbusServer, correct_reply
+from vatio.common.links import TcpEndpoint
+from vatio.drivers.modbus.profile import RegisterType
+from vatio.drivers.modbus.transport import ModbusTransport
+from vatio.drivers.reading import BadReply, DeviceError, DeviceExceptionReply
+from vatio.simulators.lying_modbus import LIES, POISON_WORDS, LyingModbusServer, correct_reply
 
 UNIT, COUNT = 1, 3
 

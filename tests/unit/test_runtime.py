@@ -3,8 +3,8 @@
 import dataclasses
 import logging
 
-from agent.config import DeviceEntry, parse_config_text
-from agent.runtime import build_scheduler
+from vatio.agent.config import DeviceEntry, parse_config_text
+from vatio.agent.runtime import build_scheduler
 
 CONFIG = """\
 site: s

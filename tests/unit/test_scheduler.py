@@ -5,8 +5,15 @@ import time
 
 import pytest
 
-from agent.scheduler import BusWorker, ScheduledDevice, Scheduler, next_tick, stagger, stagger_slots
-from drivers.reading import DeviceTimeout, PollResult
+from vatio.agent.scheduler import (
+    BusWorker,
+    ScheduledDevice,
+    Scheduler,
+    next_tick,
+    stagger,
+    stagger_slots,
+)
+from vatio.drivers.reading import DeviceTimeout, PollResult
 
 
 class FakeDriver:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from drivers.modbus.transport import read_wire_time, t35
+from vatio.drivers.modbus.transport import read_wire_time, t35
 
 
 def test_t35_follows_the_baud_rate_up_to_19200_then_is_fixed():

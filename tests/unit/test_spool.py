@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from agent.messages import Message
-from agent.spool import Spool, SpoolError
 from tests.smalldisk import small_disk
+from vatio.agent.messages import Message
+from vatio.agent.spool import Spool, SpoolError
 
 
 def msg(i: int, size: int = 10) -> Message:
@@ -65,7 +65,7 @@ async def test_messages_older_than_max_age_are_dropped(tmp_path, monkeypatch):
     spool.put(msg(1))
     await spool.commit()
     real = time.time
-    monkeypatch.setattr("agent.spool.time.time", lambda: real() + 120)
+    monkeypatch.setattr("vatio.agent.spool.time.time", lambda: real() + 120)
     spool.put(msg(2))
     result = await spool.commit()
     assert result.dropped == 1 and spool.stored == 1
@@ -199,8 +199,8 @@ WRITER = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from agent.messages import Message
-    from agent.spool import Spool
+    from vatio.agent.messages import Message
+    from vatio.agent.spool import Spool
 
     async def main():
         spool = Spool(Path(sys.argv[1]))
@@ -245,14 +245,14 @@ async def test_messages_stamped_by_a_1970_clock_are_not_aged_out_when_ntp_steps_
     what it spooled meanwhile has no known age and must not all be dropped as too old."""
     spool = Spool(tmp_path / "spool.sqlite", max_age_s=7 * 86400)
     real = time.time
-    monkeypatch.setattr("agent.spool.time.time", lambda: 1000.0)  # the boot clock
+    monkeypatch.setattr("vatio.agent.spool.time.time", lambda: 1000.0)  # the boot clock
     for i in range(5):
         spool.put(msg(i))
     await spool.commit()
-    monkeypatch.setattr("agent.spool.time.time", lambda: real() - 30 * 86400)  # a month ago
+    monkeypatch.setattr("vatio.agent.spool.time.time", lambda: real() - 30 * 86400)  # a month ago
     spool.put(msg(5))
     await spool.commit()
-    monkeypatch.setattr("agent.spool.time.time", real)  # NTP answered
+    monkeypatch.setattr("vatio.agent.spool.time.time", real)  # NTP answered
     spool.put(msg(6))
     result = await spool.commit()
     assert result.dropped == 0 and spool.stored == 7  # 1970 rows at the head: no age known

@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from agent.messages import Message, MessageBuilder
-from agent.metrics.engine import MetricsStore
-from agent.seqstore import SeqStore
-from agent.spool import Spool
-from agent.storage import StorageHealth
-from drivers.reading import PollResult
 from tests.smalldisk import small_disk
+from vatio.agent.messages import Message, MessageBuilder
+from vatio.agent.metrics.engine import MetricsStore
+from vatio.agent.seqstore import SeqStore
+from vatio.agent.spool import Spool
+from vatio.agent.storage import StorageHealth
+from vatio.drivers.reading import PollResult
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from agent.metrics.tariff import holidays, is_summer, period_at
+from vatio.agent.metrics.tariff import holidays, is_summer, period_at
 
 D = dt.datetime
 

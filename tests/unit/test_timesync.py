@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from agent.config import TimeConfig
-from agent.timetrust import ClockTrust
-from drivers import clock, timesync
+from vatio.agent.config import TimeConfig
+from vatio.agent.timetrust import ClockTrust
+from vatio.common import clock, timesync
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,7 @@ def test_a_malformed_override_says_what_is_wrong(text):
 
 
 def test_trust_policy_grace_and_one_log_line_each_way(monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="agent.timetrust")
+    caplog.set_level(logging.INFO, logger="vatio.agent.timetrust")
     changes = []
     trust = ClockTrust(TimeConfig(unsynced_grace=0.2), on_change=lambda: changes.append(1))
     monkeypatch.setenv(timesync.ENV, "no")

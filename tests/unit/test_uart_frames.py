@@ -3,8 +3,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.uart import mhz19, pms5003, sds011
-from drivers.uart.frames import FrameScanner
+from vatio.drivers.uart import mhz19, pms5003, sds011
+from vatio.drivers.uart.frames import FrameScanner
 
 SDS = bytes.fromhex("AAC0D4043A0AA1601DAB")  # bertrik test frame: 123.6 / 261.8
 PMS = bytes.fromhex("424d001c00000008000800000008000800d20046002d001e00000000970002c5")

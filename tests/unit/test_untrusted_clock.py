@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.config import DeviceMetricsConfig, MetricsConfig
-from agent.metrics.electrical import HOLD_MAX_BUCKETS, HeldEnergy
-from agent.metrics.engine import MetricsEngine, MetricsStore
-from drivers.reading import PollResult
+from vatio.agent.config import DeviceMetricsConfig, MetricsConfig
+from vatio.agent.metrics.electrical import HOLD_MAX_BUCKETS, HeldEnergy
+from vatio.agent.metrics.engine import MetricsEngine, MetricsStore
+from vatio.drivers.reading import PollResult
 
 TZ = ZoneInfo("America/Mexico_City")
 STEP = 3 * 86400.0  # the boot clock is this far behind

@@ -124,5 +124,5 @@ def check_quantity(name: str) -> Quantity:
         return QUANTITIES[name]
     except KeyError:
         close = difflib.get_close_matches(name, QUANTITIES, n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}?" if close else "see drivers/vocabulary.py"
+        hint = f"did you mean {', '.join(close)}?" if close else "see common/vocabulary.py"
         raise UnknownQuantityError(f"unknown quantity '{name}': {hint}") from None

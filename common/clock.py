@@ -10,7 +10,7 @@ Timeouts on the wire stay real: only time as the readings see it is simulated.
 
 :func:`monotonic` is the same clock's steady counterpart (it never steps; it runs at the
 simulated speed): the metrics engine uses it to link readings taken while the wall clock was
-not yet trusted to the true time once it is (drivers/timesync.py).
+not yet trusted to the true time once it is (common/timesync.py).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def simulated() -> bool:
 
 
 def set_error(seconds: float) -> None:
-    """Make :func:`now` read ``seconds`` off (drivers/timesync.py's test override only)."""
+    """Make :func:`now` read ``seconds`` off (common/timesync.py's test override only)."""
     global _error
     _error = seconds
 

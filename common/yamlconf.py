@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from drivers.i18n import tr
+from vatio.common.i18n import tr
 
 PathPart = str | int
 

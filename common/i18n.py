@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 ES: dict[str, str] = {
-    # config and profile problems (drivers/yamlconf.py)
+    # config and profile problems (common/yamlconf.py)
     "unknown key '{key}': {hint}": "clave desconocida '{key}': {hint}",
     "did you mean '{close}'?": "¿quiso decir '{close}'?",
     "allowed keys: {keys}": "claves permitidas: {keys}",

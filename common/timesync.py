@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from drivers import clock
+from vatio.common import clock
 
 ENV = "VATIO_TIME_SYNC"
 CACHE_S = 2.0
