@@ -23,7 +23,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from vatio.agent.storage import StorageHealth, explain, is_corrupt, quarantine, transaction
+from vatio.agent.storage import StorageHealth, explain, open_db, transaction
 
 FLOOR_KEY = ("", "floor")  # not a device: where streams new to the store start
 
@@ -43,24 +43,19 @@ class SeqStore:
         self._db: sqlite3.Connection | None = None
         self._open()
 
-    def _open(self, replaced: bool = False) -> bool:
-        db = None
+    def _open(self) -> bool:
+        replaced: list[float] = []  # the damaged file's last write, if it was replaced
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS seq (device TEXT, stream TEXT, next INTEGER,"
-                " PRIMARY KEY (device, stream))"
+            db, rows = open_db(
+                self.path,
+                [
+                    "CREATE TABLE IF NOT EXISTS seq (device TEXT, stream TEXT, next INTEGER,"
+                    " PRIMARY KEY (device, stream))"
+                ],
+                query="SELECT device, stream, next FROM seq",
+                on_replaced=lambda aside: replaced.append(aside.stat().st_mtime),
             )
-            rows = db.execute("SELECT device, stream, next FROM seq").fetchall()
         except (sqlite3.Error, OSError) as exc:
-            if db is not None:
-                db.close()
-            if is_corrupt(exc) and not replaced:
-                aside = quarantine(self.path)
-                last_written = aside.stat().st_mtime
-                return self._open(replaced=True) and self._start_above_everything(last_written)
             self._failed(exc)
             return False
         self._db = db
@@ -72,10 +67,12 @@ class SeqStore:
             # numbers handed out from memory meanwhile (none: nothing was known) stay below
             self._next[key] = max(self._next.get(key, 1), nxt)
             self._ceiling[key] = nxt
+        if replaced:
+            self._start_above_everything(replaced[0])
         self.health.ok("seq", self.path)
         return True
 
-    def _start_above_everything(self, last_written: float) -> bool:
+    def _start_above_everything(self, last_written: float) -> None:
         """The counters were lost with a damaged file. Every stream starts again above any
         number it can have used: the time in milliseconds exceeds the count of a stream
         that sent fewer than 1,000 messages a second since 1970. The later of now and the
@@ -87,7 +84,6 @@ class SeqStore:
             self._write(FLOOR_KEY, self._floor)
         except sqlite3.Error as exc:
             self._failed(exc)
-        return True
 
     def _failed(self, exc: BaseException) -> None:
         self._retry_at = time.monotonic() + self.RETRY_S

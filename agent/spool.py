@@ -49,8 +49,7 @@ from vatio.agent.storage import (
     StorageHealth,
     disk_state,
     explain,
-    is_corrupt,
-    quarantine,
+    open_db,
     read_only_query,
     transaction,
 )
@@ -126,7 +125,7 @@ class Spool:
                 "write access to that directory, or set spool.path to a writable place"
             )
         try:
-            self._last_id = self._open_or_replace()
+            self._last_id = self._open()
         except (sqlite3.Error, OSError) as exc:
             if code is None:  # the directory takes files: the database itself is the problem
                 raise SpoolError(f"spool {path}: {exc}") from None
@@ -134,36 +133,21 @@ class Spool:
             self._failed(exc)
         self._committed_below = self._last_id + 1
 
-    def _open_or_replace(self) -> int:
-        try:
-            return self._open()
-        except sqlite3.Error as exc:
-            if not is_corrupt(exc):
-                raise
-        # its messages cannot be read back; a spool that cannot start would stop every reading
-        quarantine(self.path)
-        return self._open()
-
     def _open(self) -> int:
-        """Open (or create) the file; returns the last id it knows."""
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self.durability.upper()}")
-            db.execute(
+        """Open (or create, or replace if damaged) the file; returns the last id it knows."""
+        self._db, rows = open_db(
+            self.path,
+            [
                 "CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY, created REAL NOT NULL,"
-                " topic TEXT NOT NULL, payload BLOB NOT NULL, retain INTEGER NOT NULL)"
-            )
-            db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER)")
-            last, stored, size = db.execute(
-                "SELECT max(coalesce((SELECT max(id) FROM q), 0),"
-                " coalesce((SELECT v FROM meta WHERE k = 'last_id'), 0)),"
-                " (SELECT count(*) FROM q), (SELECT coalesce(sum(length(payload)), 0) FROM q)"
-            ).fetchone()
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
+                " topic TEXT NOT NULL, payload BLOB NOT NULL, retain INTEGER NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER)",
+            ],
+            self.durability.upper(),
+            "SELECT max(coalesce((SELECT max(id) FROM q), 0),"
+            " coalesce((SELECT v FROM meta WHERE k = 'last_id'), 0)),"
+            " (SELECT count(*) FROM q), (SELECT coalesce(sum(length(payload)), 0) FROM q)",
+        )
+        last, stored, size = rows[0]
         self.stored, self.bytes = int(stored), int(size)
         return int(last)
 
@@ -254,7 +238,7 @@ class Spool:
         acked, self._acked = self._acked, []
         try:
             if self._db is None:
-                pending = self._renumber_after(await self._run(self._open_or_replace), pending)
+                pending = self._renumber_after(await self._run(self._open), pending)
             batch = [(i, c, m) for i, (c, m) in self._held.items()] + pending
             self._writing = set(self._held)
             result: tuple[list[Row], _Delta] = await self._run(self._commit, batch, acked)

@@ -17,7 +17,7 @@ import errno
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,41 @@ def quarantine(path: Path) -> Path:
             old.rename(aside.with_name(aside.name + suffix))
     log.error("%s is damaged: moved it to %s and started a new one", path, aside)
     return aside
+
+
+def open_db(
+    path: Path,
+    schema: list[str],
+    synchronous: str = "NORMAL",
+    query: str | None = None,
+    on_replaced: Callable[[Path], None] | None = None,
+) -> tuple[sqlite3.Connection, list[Any]]:
+    """Open (or create) a store's SQLite file in WAL mode with its ``schema``, and run
+    ``query`` on it; returns the connection and the query's rows. A damaged file is moved
+    aside (:func:`quarantine`) and a new one made in its place, once: a store that cannot
+    start would stop every later start of the agent. Other errors (a full or read-only disk)
+    are raised for the store to report. ``on_replaced`` is told where the damaged file went."""
+    for attempt in (1, 2):
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            for statement in schema:
+                db.execute(statement)
+            rows = db.execute(query).fetchall() if query else []
+        except sqlite3.Error as exc:
+            db.close()
+            if attempt == 2 or not is_corrupt(exc):
+                raise
+            aside = quarantine(path)
+            if on_replaced is not None:
+                on_replaced(aside)
+            continue
+        except BaseException:
+            db.close()
+            raise
+        return db, rows
+    raise AssertionError("unreachable")
 
 
 class StorageHealth:

@@ -34,8 +34,7 @@ from vatio.agent.metrics.emissions import MEXICO_SEN, Factor
 from vatio.agent.storage import (
     StorageHealth,
     explain,
-    is_corrupt,
-    quarantine,
+    open_db,
     read_only_query,
     transaction,
 )
@@ -63,28 +62,22 @@ class MetricsStore:
         self.path = path
         self.health = health or StorageHealth()
         self._db: sqlite3.Connection | None = None
-        self._db_replaced = False
         self._saved: dict[str, dict[str, object]] = {}  # read without writing, at start
         if not self._open():
             self._saved = _read_only_states(path)
 
     def _open(self) -> bool:
-        db = None
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS state (device TEXT PRIMARY KEY, json TEXT)")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS history (device TEXT, kind TEXT, key TEXT,"
-                " json TEXT, PRIMARY KEY (device, kind, key))"
+            db, _ = open_db(
+                self.path,
+                [
+                    "CREATE TABLE IF NOT EXISTS state (device TEXT PRIMARY KEY, json TEXT)",
+                    "CREATE TABLE IF NOT EXISTS history (device TEXT, kind TEXT, key TEXT,"
+                    " json TEXT, PRIMARY KEY (device, kind, key))",
+                ],
+                synchronous="FULL",
             )
         except (sqlite3.Error, OSError) as exc:
-            if db is not None:
-                db.close()
-            if is_corrupt(exc) and not self._db_replaced:
-                self._db_replaced = True  # once: a disk that damages every file is a disk error
-                quarantine(self.path)
-                return self._open()
             self.health.failed("metrics", self.path, explain(self.path, exc))
             return False
         self._db = db
