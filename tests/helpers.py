@@ -56,3 +56,16 @@ def expected_on_wire(profile, served: dict[str, float]) -> dict[str, float]:
         else:
             out[p.quantity] = round((v - p.offset) / p.scale) * p.scale + p.offset
     return out
+
+
+async def run_cli_async(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``vatio ARGS`` in a child process without blocking the event loop that serves the
+    simulators of the same test."""
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vatio.agent.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())

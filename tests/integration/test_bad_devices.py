@@ -10,16 +10,13 @@ processes, real Mosquitto, real sockets and real ptys (issue 12, items 5 and 9).
 
 from __future__ import annotations
 
-import asyncio
 import calendar
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import run_cli_async, wait_until
 from vatio.drivers.modbus.profile import load_profile
 from vatio.simulators.lying_modbus import LyingModbusServer
 from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
@@ -30,14 +27,7 @@ pytestmark = pytest.mark.integration
 LIARS = 10
 
 
-async def vatio(*args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in a child process, without blocking the loop that serves the simulators."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vatio.agent.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())
+vatio = run_cli_async
 
 
 def config(tmp_path: Path, buses: str, devices: str, mqtt_url: str) -> Path:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import sys
 
 import pytest
 
+from tests.helpers import run_cli_async
 from vatio.drivers.modbus.profile import load_profile
 from vatio.simulators.brokers import free_port
 from vatio.simulators.modbus_server import ModbusSerialSimulator, ModbusTcpSimulator, SimulatedMeter
@@ -17,14 +15,7 @@ from vatio.simulators.serial_pair import SerialPair
 pytestmark = pytest.mark.integration
 
 
-async def vatio(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI without blocking the event loop that serves the simulators."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vatio.agent.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    return subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())
+vatio = run_cli_async
 
 
 def gateway_meters() -> list[SimulatedMeter]:

@@ -9,13 +9,12 @@ told (parity E: a pty refuses it).
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_cli_async
 from vatio.common.links import SerialLine
 from vatio.drivers.modbus.profile import RegisterType, load_profile
 from vatio.drivers.modbus.transport import ModbusTransport, read_wire_time
@@ -26,13 +25,7 @@ from vatio.simulators.modbus_server import ModbusSerialSimulator, SimulatedMeter
 pytestmark = pytest.mark.integration
 
 
-async def vatio(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vatio.agent.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())
+vatio = run_cli_async
 
 
 def read_config(tmp_path: Path, agent_end: Path, baudrate: int) -> Path:
