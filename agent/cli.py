@@ -34,6 +34,7 @@ from vatio.agent.runtime import (
     vatio_version,
 )
 from vatio.agent.spool import SpoolError
+from vatio.agent.starter import VersionAction, add_init_parser
 from vatio.common import clock
 from vatio.common.i18n import tr
 
@@ -367,13 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vatio", description="Vatio edge agent: meters and sensors to MQTT."
     )
-    parser.add_argument("--version", action="version", version=f"vatio {vatio_version()}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the agent (what the service runs)")
     p.add_argument("-c", "--config", required=True, help="config file (YAML)")
     _logging_options(p)
     p.set_defaults(func=cmd_run)
+
+    add_init_parser(sub)
 
     p = sub.add_parser("check", help="validate a config and show each device's poll plan")
     p.add_argument("-c", "--config", required=True, help="config file (YAML)")
