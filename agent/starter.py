@@ -60,7 +60,11 @@ class VersionAction(argparse.Action):
         values: object,
         option_string: str | None = None,
     ) -> None:
-        print(version_report())
+        try:
+            print(version_report(), flush=True)
+        except BrokenPipeError:
+            # `vatio --version | head -n 1`: the reader left; as main() does, end quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         parser.exit()
 
 
