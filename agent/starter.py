@@ -21,6 +21,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from vatio.agent.runtime import vatio_version
+from vatio.common.i18n import tr
 
 # name on the command line -> file shipped in vatio/configs/
 EXAMPLES: dict[str, str] = {
@@ -95,7 +96,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         target = target / ("ingest.yaml" if args.example == "ingest" else "vatio.yaml")
     text = example_text(args.example)
     if not target.parent.is_dir():
-        return _fail(f"{target}: the folder {target.parent} does not exist; create it first")
+        return _fail(
+            tr(
+                "{path}: the folder {folder} does not exist; create it first",
+                path=target,
+                folder=target.parent,
+            )
+        )
     # O_EXCL: never overwrite without --force, even if the file appears meanwhile.
     # 0640: a config soon holds broker credentials; the service's group reads it.
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
@@ -103,23 +110,24 @@ def cmd_init(args: argparse.Namespace) -> int:
         fd = os.open(target, flags, 0o640)
     except FileExistsError:
         return _fail(
-            f"{target} exists already; it was not changed. Write elsewhere "
-            f"(vatio init OTHER.yaml) or overwrite it with --force"
+            tr(
+                "{path} exists already; it was not changed. Write elsewhere "
+                "(vatio init OTHER.yaml) or overwrite it with --force",
+                path=target,
+            )
         )
     except IsADirectoryError:
-        return _fail(f"{target} is a folder; name a file")
+        return _fail(tr("{path} is a folder; name a file", path=target))
     except OSError as exc:
-        return _fail(f"{target}: cannot write it: {exc.strerror}")
+        return _fail(tr("{path}: cannot write it: {reason}", path=target, reason=exc.strerror))
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
-    print(f"wrote the '{args.example}' example to {target}")
-    if args.example == "ingest":
-        print(f"edit it, then: vatio ingest -c {target}")
-    else:
-        print(f"edit it, then: vatio check -c {target}")
+    print(tr("wrote the '{example}' example to {path}", example=args.example, path=target))
+    then = "vatio ingest" if args.example == "ingest" else "vatio check"
+    print(tr("edit it, then: {command} -c {path}", command=then, path=target))
     return 0
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(tr("error: {text}", text=message), file=sys.stderr)
     return 1

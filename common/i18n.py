@@ -109,6 +109,16 @@ ES: dict[str, str] = {
         "cualquier usuario de esta máquina puede leer {path}, y contiene una contraseña o "
         "token; hágalo privado: chmod 640 {path}"
     ),
+    # vatio init (agent/starter.py)
+    "wrote the '{example}' example to {path}": "se escribió el ejemplo '{example}' en {path}",
+    "edit it, then: {command} -c {path}": "edítelo y después: {command} -c {path}",
+    "{path} exists already; it was not changed. Write elsewhere (vatio init OTHER.yaml) or "
+    "overwrite it with --force": "{path} ya existe; no se modificó. Escriba en otro archivo "
+    "(vatio init OTRO.yaml) o sobrescríbalo con --force",
+    "{path}: the folder {folder} does not exist; create it first": "{path}: la carpeta "
+    "{folder} no existe; créela primero",
+    "{path} is a folder; name a file": "{path} es una carpeta; indique un archivo",
+    "{path}: cannot write it: {reason}": "{path}: no se puede escribir: {reason}",
 }
 
 
