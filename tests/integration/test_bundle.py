@@ -288,7 +288,7 @@ def test_offline_install_then_upgrades_keep_config_and_spool(bundle, tmp_path):
     refused = offline_install(root, bundle, ok=False)
     assert refused.returncode == 1
     assert "unknown key 'no_such_key'" in refused.stderr
-    assert "Nothing was changed" in refused.stderr
+    assert "Nothing was changed. The installed vatio" in refused.stderr
     assert os.readlink(opt) == second and spool.read_bytes() == kept
     assert sorted(p.name for p in (opt.parent / "vatio-versions").iterdir()) == sorted(
         [first.split("/")[-1], second.split("/")[-1]]
@@ -297,6 +297,10 @@ def test_offline_install_then_upgrades_keep_config_and_spool(bundle, tmp_path):
     run(REPO / "scripts/uninstall", "--root", root)
     assert not opt.exists() and not (root / "opt/vatio-versions").exists()
     assert config.exists() and spool.read_bytes() == kept
+    # a reinstall over the kept /etc/vatio checks it too
+    refused = offline_install(root, bundle, ok=False)
+    assert refused.returncode == 1 and "unknown key 'no_such_key'" in refused.stderr
+    assert not opt.exists() and not any((root / "opt/vatio-versions").iterdir())
 
 
 def test_offline_install_refuses_a_damaged_copy_or_a_missing_platform(bundle, tmp_path):
