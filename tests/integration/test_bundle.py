@@ -79,6 +79,10 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Vatio's wheel and the demo driver's, built once (no build isolation: no network)."""
     out = tmp_path_factory.mktemp("wheels")
     for source in (REPO, FIXTURE):
+        # setuptools' build/lib keeps what an older build put there (scripts/bundle does this)
+        shutil.rmtree(source / "build" / "lib", ignore_errors=True)
+        for stale in (source / "build").glob("bdist.*"):
+            shutil.rmtree(stale, ignore_errors=True)
         run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
             "-w", out, source)  # fmt: skip
     return {
