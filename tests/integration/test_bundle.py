@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 import zipfile
 from collections.abc import Mapping
@@ -109,6 +110,31 @@ def test_the_wheel_holds_the_vatio_package_only_with_its_data(wheels):
         assert f"vatio/configs/{config}.yaml" in names
     assert any(n.startswith("vatio/drivers/profiles/") for n in names)
     assert any(n.startswith("vatio/agent/web/") for n in names)
+
+
+def test_the_sdist_holds_real_files_and_builds_the_same_wheel(tmp_path):
+    """The sdist (what PyPI and distro packagers take) carries the files behind vatio/'s
+    symlinks, the profiles, the page and the examples, and a wheel built from it is clean."""
+    out = tmp_path / "dist"
+    out.mkdir()
+    build = "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))"
+    name = run(sys.executable, "-c", build, out, cwd=REPO).stdout.strip().splitlines()[-1]
+    with tarfile.open(out / name) as sdist:
+        members = {m.name: m for m in sdist.getmembers()}
+    root = f"vatio-{VERSION}/vatio/"
+    assert not any(m.issym() for m in members.values())  # real files, for any unpacker
+    for needed in ("agent/cli.py", "common/i18n.py", "drivers/profiles/eastron_sdm630.yaml",
+                   "agent/web/status.html", "configs/example.yaml", "py.typed"):  # fmt: skip
+        assert root + needed in members, needed
+    tops = {n.split("/")[1] for n in members if n.count("/") >= 1}
+    assert not tops & {"agent", "drivers", "simulators", "common", "tests"}, tops
+    unpacked = tmp_path / "src"
+    with tarfile.open(out / name) as sdist:
+        sdist.extractall(unpacked, filter="data")
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+        "-w", out, unpacked / f"vatio-{VERSION}")  # fmt: skip
+    wheel = zipfile.ZipFile(next(out.glob("vatio-*.whl"))).namelist()
+    assert {n.split("/")[0] for n in wheel} == {"vatio", f"vatio-{VERSION}.dist-info"}
 
 
 def test_installed_wheel_works_away_from_the_repository(wheels, bundle, tmp_path):
