@@ -192,13 +192,14 @@ class BusWorker:
             # error a driver did not foresee) fails this device the same way: escaping, it
             # would end the bus's TaskGroup and, through the scheduler's, every bus.
             unexpected = not isinstance(exc, DeviceError)
-            code = "error" if unexpected else exc.code  # type: ignore[attr-defined]
-            reason = (
-                f"unexpected {type(exc).__name__} in its driver: {exc}: report this to the "
-                "driver's authors"
-                if unexpected
-                else f"{exc}: {exc.hint}"  # type: ignore[attr-defined]
-            )
+            if isinstance(exc, DeviceError):
+                code, reason = exc.code, f"{exc}: {exc.hint}"
+            else:
+                code = "error"
+                reason = (
+                    f"unexpected {type(exc).__name__} in its driver: {exc}: report this to "
+                    "the driver's authors"
+                )
             stats.failures += 1
             stats.consecutive_failures += 1
             stats.last_error = str(exc)
