@@ -5,6 +5,7 @@ says it once each way, and it starts and stops on such a disk (issue 12)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -22,7 +23,7 @@ from vatio.simulators.brokers import MosquittoProcess
 from vatio.simulators.configs import loopback_config
 from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 DEVICES = [(f"m{u}", "b", u, "eastron_sdm120", "200ms") for u in range(1, 4)]
 
@@ -87,8 +88,10 @@ async def test_a_disk_full_through_a_broker_outage_loses_nothing_and_heals(
             await reconnected(agent, 3)
             await asyncio.sleep(3)
             assert agent.stop() == 0
-            await asyncio.sleep(1)  # the last acknowledged messages reach the subscriber
             out = agent.output()
+            # the last acknowledged messages reach the subscriber (slowly on a loaded machine)
+            with contextlib.suppress(AssertionError):  # a shortfall is reported just below
+                await wait_until(lambda: received_by(cap) >= polls_of(out), 10, "every reading")
             received = 0
             for name, *_ in DEVICES:
                 bodies = telemetry(cap, name)
@@ -104,6 +107,10 @@ async def test_a_disk_full_through_a_broker_outage_loses_nothing_and_heals(
             assert "Traceback" not in out and "UNIQUE" not in out
         finally:
             await sim.stop()
+
+
+def received_by(cap) -> int:
+    return sum(len({b["seq"] for b in telemetry(cap, name)}) for name, *_ in DEVICES)
 
 
 def free_port() -> int:

@@ -195,6 +195,8 @@ async def test_end_to_end_agents_killed_at_random_every_published_reading_lands_
             await asyncio.sleep(rng.uniform(1.5, 3.5))
             agent.kill()
         agent = agent_factory(agent_cfg)
+        # SIGTERM before the agent has set up its handlers would end it by the signal (-15)
+        await wait_until(lambda: "connected to MQTT broker" in agent.output(), 30, "the agent")
         await asyncio.sleep(3)
         assert agent.stop() == 0
         await asyncio.sleep(1)

@@ -29,7 +29,7 @@ from vatio.drivers.modbus.profile import load_profile
 from vatio.simulators.load_curve import DailyProfile
 from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 TZ = ZoneInfo("America/Mexico_City")
 SPEED = 1440.0
