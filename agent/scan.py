@@ -111,8 +111,17 @@ async def _signature(client: Client, unit: int, profile: Profile) -> dict[str, f
     values: dict[str, float] = {}
     # only the signature's own registers, in gap-free requests: a meter that refuses reads
     # across undocumented registers must still be recognised (a few small reads, not the
-    # 52–72-register reads of the poll plan)
-    for req in plan_reads(points, profile.limits.model_copy(update={"max_gap": 0})):
+    # 52–72-register reads of the poll plan). Identify registers are read alone, at their
+    # own width: Eastron's even-count rule is for its floats, and its 16-bit model code at
+    # 0xFC02 is read with a count of 1.
+    gap_free = profile.limits.model_copy(update={"max_gap": 0})
+    alone = gap_free.model_copy(update={"even_start": False, "even_count": False})
+    identify = set(profile.identify)
+    requests = [
+        *plan_reads([p for p in points if p not in identify], gap_free),
+        *plan_reads([p for p in points if p in identify], alone),
+    ]
+    for req in requests:
         regs = await _read(client, req.register_type, req.start, req.count, unit)
         if regs is None:
             return None
