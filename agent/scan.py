@@ -240,7 +240,9 @@ def report(
         if not f.profiles and f.unit in bad:
             model = "answers with bad replies"
             warning.append(f"unit {f.unit}: {bad[f.unit]}")
-        vals = ", ".join(f"{k}={v:g}" for k, v in f.values.items())
+        vals = ", ".join(
+            f"{k}={int(v):#x}" if k == IDENTITY else f"{k}={v:g}" for k, v in f.values.items()
+        )
         lines.append(f"{f.unit:>4}  {model:<40} {vals}")
     lines = [*warning, *lines]
     lines += ["", "# paste into your config:", "buses:", f"  {bus_name}: {bus_yaml}", "devices:"]
