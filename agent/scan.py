@@ -2,9 +2,11 @@
 
 It probes unit ids (1–247 by default) with a short timeout, and for each id that answers it
 reads the *signature* of every built-in profile (a few values that must fall in a range,
-e.g. a frequency of 45–65 Hz) to name the model. The most specific match wins; equally good
-matches are all listed. Ctrl-C stops the scan and still prints what was found. The result is
-a table and a YAML snippet ready to paste into the config.
+e.g. a frequency of 45–65 Hz) to name the model. The most specific match wins: a matching
+model code (a profile's ``identify`` register, e.g. Eastron's 0xFC02) outranks any number of
+plausible ranges, then more values beat fewer; equally good matches are all listed. Ctrl-C
+stops the scan and still prints what was found. The result is a table and a YAML snippet
+ready to paste into the config.
 
 Reads go through the agent's own :class:`~vatio.drivers.modbus.transport.ModbusTransport`, so every
 reply is checked against its request (a late reply to an earlier, smaller read is refused by
@@ -105,12 +107,21 @@ async def _read(
 async def _signature(client: Client, unit: int, profile: Profile) -> dict[str, float] | None:
     """The profile's signature values as this unit answers them, if all are in range."""
     wanted = {q: (lo, hi) for q, lo, hi in profile.signature}
-    points = [p for p in profile.points if p.quantity in wanted]
+    points = list(profile.signature_points)
     values: dict[str, float] = {}
     # only the signature's own registers, in gap-free requests: a meter that refuses reads
     # across undocumented registers must still be recognised (a few small reads, not the
-    # 52–72-register reads of the poll plan)
-    for req in plan_reads(points, profile.limits.model_copy(update={"max_gap": 0})):
+    # 52–72-register reads of the poll plan). Identify registers are read alone, at their
+    # own width: Eastron's even-count rule is for its floats, and its 16-bit model code at
+    # 0xFC02 is read with a count of 1.
+    gap_free = profile.limits.model_copy(update={"max_gap": 0})
+    alone = gap_free.model_copy(update={"even_start": False, "even_count": False})
+    identify = set(profile.identify)
+    requests = [
+        *plan_reads([p for p in points if p not in identify], gap_free),
+        *plan_reads([p for p in points if p in identify], alone),
+    ]
+    for req in requests:
         regs = await _read(client, req.register_type, req.start, req.count, unit)
         if regs is None:
             return None
@@ -132,6 +143,15 @@ async def _signature(client: Client, unit: int, profile: Profile) -> dict[str, f
                 return None
             values[p.quantity] = v
     return values
+
+
+IDENTITY = "model_code"  # a register whose value names the model, not merely a plausible one
+
+
+def specificity(values: dict[str, float]) -> int:
+    """How strongly a signature match names the model: a model code counts for more than
+    any number of ranges (a voltage of 230 V fits every meter; code 0x0020 only an SDM120)."""
+    return len(values) + (1000 if IDENTITY in values else 0)
 
 
 async def _alive(client: Client, unit: int) -> bool:
@@ -174,9 +194,10 @@ async def scan(client: Client, units: range, progress: bool = True) -> list[Foun
                 values = await _signature(client, unit, p)
                 if values is None:
                     continue
-                if len(values) > best:
-                    best, hit.profiles, hit.values = len(values), [p.name], values
-                elif len(values) == best:
+                score = specificity(values)
+                if score > best:
+                    best, hit.profiles, hit.values = score, [p.name], values
+                elif score == best:
                     hit.profiles.append(p.name)
             found.append(hit)
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -219,7 +240,9 @@ def report(
         if not f.profiles and f.unit in bad:
             model = "answers with bad replies"
             warning.append(f"unit {f.unit}: {bad[f.unit]}")
-        vals = ", ".join(f"{k}={v:g}" for k, v in f.values.items())
+        vals = ", ".join(
+            f"{k}={int(v):#x}" if k == IDENTITY else f"{k}={v:g}" for k, v in f.values.items()
+        )
         lines.append(f"{f.unit:>4}  {model:<40} {vals}")
     lines = [*warning, *lines]
     lines += ["", "# paste into your config:", "buses:", f"  {bus_name}: {bus_yaml}", "devices:"]

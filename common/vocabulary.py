@@ -60,6 +60,9 @@ _ALL: list[Quantity] = [
     Quantity("frequency_hz", "hz", Kind.GAUGE, "Line frequency (Hz)"),
     Quantity("demand_w", "w", Kind.GAUGE, "Power demand as computed by the meter (W)"),
     Quantity("demand_max_w", "w", Kind.GAUGE, "Maximum power demand held by the meter (W)"),
+    # meters that report the two directions as two unsigned values (DZG DVH4013)
+    Quantity("active_power_import_w", "w", Kind.GAUGE, "Active power drawn from the grid (W)"),
+    Quantity("active_power_export_w", "w", Kind.GAUGE, "Active power fed to the grid (W)"),
     # Electrical, counters
     Quantity("energy_import_kwh", "kwh", Kind.COUNTER, "Imported active energy (kWh)"),
     Quantity("energy_export_kwh", "kwh", Kind.COUNTER, "Exported active energy (kWh)"),
@@ -67,6 +70,10 @@ _ALL: list[Quantity] = [
     Quantity("reactive_energy_import_kvarh", "kvarh", Kind.COUNTER, "Imported reactive energy"),
     Quantity("reactive_energy_export_kvarh", "kvarh", Kind.COUNTER, "Exported reactive energy"),
     Quantity("reactive_energy_total_kvarh", "kvarh", Kind.COUNTER, "Total reactive energy"),
+    Quantity("energy_total_t1_kwh", "kwh", Kind.COUNTER, "Total active energy, tariff 1"),
+    Quantity("energy_total_t2_kwh", "kwh", Kind.COUNTER, "Total active energy, tariff 2"),
+    # Identity, read by `vatio scan` from a profile's `identify:` registers, never polled
+    Quantity("model_code", "", Kind.GAUGE, "The device's model code register (identity)"),
     # Air quality and environment
     Quantity("pm1_0_ugm3", "ugm3", Kind.GAUGE, "PM1.0 mass concentration (µg/m³)"),
     Quantity("pm2_5_ugm3", "ugm3", Kind.GAUGE, "PM2.5 mass concentration (µg/m³)"),

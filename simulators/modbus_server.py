@@ -8,7 +8,9 @@ tests pass a fixed clock to know exactly what was served (``meter.served``).
 Registers between mapped values read as 0 unless the profile says ``max_gap: 0`` or the
 meter is ``strict`` (a device that rejects holes, as some firmwares and libmodbus servers with
 a sparse map do): then any request that touches a hole answers exception 2 "illegal data
-address". ``lacks`` names profile values the meter does not have (refused the same way).
+address". ``lacks`` names profile values the meter does not have (refused the same way). A profile's
+``identify`` registers (a model code) are served too, in blocks of their own, with the low
+end of their signature range: a real SDM120 holds 0x0020 at 0xFC02.
 Each meter counts its requests and the exception replies it sent (``exception_replies``).
 
 Servers: :class:`ModbusTcpSimulator` (Modbus/TCP, or RTU frames over TCP as cheap gateways
@@ -103,6 +105,25 @@ def _blocks(
     return [SimData(start, count=end - start, values=0, datatype=DataType.REGISTERS)]
 
 
+def _identify_blocks(profile: Profile, register_type: RegisterType) -> list[SimData]:
+    return [
+        SimData(p.address, count=p.width, values=0, datatype=DataType.REGISTERS)
+        for p in profile.identify
+        if p.register_type is register_type
+    ]
+
+
+def _with_identify(blocks: list[SimData], extra: list[SimData]) -> list[SimData]:
+    """``blocks`` plus the identify blocks that do not overlap them (pymodbus refuses
+    overlapping blocks; a model code inside the mapped block is served there)."""
+    out = list(blocks)
+    for block in extra:
+        lo, hi = block.address, block.address + block.count
+        if all(hi <= b.address or b.address + b.count <= lo for b in out):
+            out.append(block)
+    return sorted(out, key=lambda b: b.address)
+
+
 class SimulatedMeter:
     """One simulated unit id serving ``profile`` with a factory load curve."""
 
@@ -150,8 +171,14 @@ class SimulatedMeter:
         blocks = (
             [SimData(0, count=1, values=False, datatype=DataType.BITS)],  # coils (unused)
             [SimData(0, count=1, values=False, datatype=DataType.BITS)],  # discrete inputs
-            _blocks(self.profile, RegisterType.HOLDING, self.strict, self.lacks),
-            _blocks(self.profile, RegisterType.INPUT, self.strict, self.lacks),
+            _with_identify(
+                _blocks(self.profile, RegisterType.HOLDING, self.strict, self.lacks),
+                _identify_blocks(self.profile, RegisterType.HOLDING),
+            ),
+            _with_identify(
+                _blocks(self.profile, RegisterType.INPUT, self.strict, self.lacks),
+                _identify_blocks(self.profile, RegisterType.INPUT),
+            ),
         )
         return SimDevice(self.unit, simdata=blocks, action=self._on_access)
 
@@ -195,6 +222,13 @@ class SimulatedMeter:
                     )
                     offset = p.address - start_address
                     registers[offset : offset + p.width] = words
+        expected = {q: lo for q, lo, _ in self.profile.signature}
+        for p in self.profile.identify:
+            offset = p.address - start_address
+            if p.register_type is register_type and 0 <= offset <= len(registers) - p.width:
+                words = encode(expected[p.quantity], p.data_type, p.word_order, p.byte_order,
+                               p.scale, p.offset)  # fmt: skip
+                registers[offset : offset + p.width] = words
         return None
 
 

@@ -11,6 +11,14 @@ A profile names each register by a quantity of the vocabulary and says how to de
       energy_import_kwh: {address: 0x0048}
       power_factor: {address: 0x001E, scale: 1.0}
 
+A profile may name registers that only ``vatio scan`` reads, never the poll: ``identify``,
+typically a model code register with a fixed value (Eastron 0xFC02, ABB 0x8960)::
+
+    identify:
+      model_code: {address: 0xFC02, register_type: holding, data_type: u16}
+    signature:
+      model_code: [0x0020, 0x0020]      # SDM120
+
 Built-in profiles live in ``drivers/profiles/*.yaml`` and are referred to by file stem
 (``eastron_sdm630``); a config may also give a path to its own profile file.
 """
@@ -101,6 +109,8 @@ class ProfileFile(_Strict):
     defaults: Decoding = Decoding()
     limits: Limits = Limits()
     registers: dict[QuantityName, PointEntry] = Field(min_length=1)
+    # registers read by `vatio scan` only (a model code), never polled
+    identify: dict[QuantityName, PointEntry] = {}
     # how `vatio scan` recognises the model: quantities whose values must fall in a range
     signature: dict[QuantityName, tuple[float, float]] = {}
 
@@ -134,6 +144,13 @@ class Profile(_Strict):
     limits: Limits
     points: tuple[Point, ...]
     signature: tuple[tuple[str, float, float], ...] = ()
+    identify: tuple[Point, ...] = ()  # read by `vatio scan` only
+
+    @property
+    def signature_points(self) -> tuple[Point, ...]:
+        """The registers `vatio scan` reads to check the signature (polled or identify-only)."""
+        wanted = {q for q, _, _ in self.signature}
+        return tuple(p for p in (*self.points, *self.identify) if p.quantity in wanted)
 
     def __iter__(self) -> Iterator[Point]:  # type: ignore[override]
         return iter(self.points)
@@ -158,7 +175,16 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
     except ValidationError as exc:
         raise ConfigError(validation_problems(exc, doc, ProfileFile)) from None
     points = tuple(_resolve(q, spec, parsed.defaults) for q, spec in parsed.registers.items())
+    identify = tuple(_resolve(q, spec, parsed.defaults) for q, spec in parsed.identify.items())
     problems = []
+    for p in identify:
+        if p.end > 0x10000:
+            problems.append(doc.problem(("identify", p.quantity), "runs past address 0xFFFF"))
+        if p.quantity in parsed.registers:
+            problems.append(doc.problem(
+                ("identify", p.quantity),
+                f"'{p.quantity}' is also in registers: name it in one place",
+            ))  # fmt: skip
     for p in points:
         if p.end > 0x10000:
             problems.append(doc.problem(("registers", p.quantity), "runs past address 0xFFFF"))
@@ -177,11 +203,21 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
                     f"limits.max_registers ({parsed.limits.max_registers})",
                 )
             )
-    for quantity in parsed.signature:
-        if quantity not in parsed.registers:
+    for quantity, (lo, hi) in parsed.signature.items():
+        if quantity not in parsed.registers and quantity not in parsed.identify:
             problems.append(doc.problem(
                 ("signature", quantity),
-                f"'{quantity}' is not in registers: a signature uses mapped values",
+                f"'{quantity}' is not in registers or identify: a signature uses mapped values",
+            ))  # fmt: skip
+        elif lo > hi:
+            problems.append(doc.problem(
+                ("signature", quantity), f"the range [{lo}, {hi}] is empty: write [low, high]"
+            ))  # fmt: skip
+    for quantity in parsed.identify:
+        if quantity not in parsed.signature:
+            problems.append(doc.problem(
+                ("identify", quantity),
+                f"'{quantity}' is read only to identify the device: give its range in signature",
             ))  # fmt: skip
     if problems:
         raise ConfigError(problems)
@@ -193,6 +229,7 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
         limits=parsed.limits,
         points=points,
         signature=tuple((q, lo, hi) for q, (lo, hi) in parsed.signature.items()),
+        identify=identify,
     )
 
 

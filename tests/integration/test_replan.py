@@ -26,6 +26,7 @@ from vatio.common.links import SerialLine
 from vatio.drivers.modbus.device import ModbusDevice
 from vatio.drivers.modbus.planner import plan_reads
 from vatio.drivers.modbus.profile import load_profile
+from vatio.drivers.modbus.register_codec import encode
 from vatio.drivers.modbus.transport import ModbusTransport
 from vatio.simulators.brokers import free_port
 from vatio.simulators.configs import loopback_config
@@ -284,6 +285,13 @@ def register_image(unit: int, meter: SimulatedMeter) -> tuple[list[str], dict[st
         fc = 4 if p.register_type.value == "input" else 3
         lines += [f"{unit} {fc} {p.address} {hi}", f"{unit} {fc} {p.address + 1} {lo}"]
         expected[p.quantity] = struct.unpack(">f", struct.pack(">f", v))[0]
+    # what the meter holds beside its measurements: its model code (an SDM120's 0x0020 at
+    # holding 0xFC02), which `vatio scan` reads to tell it from an SDM220/SDM230
+    code = {q: lo for q, lo, _ in meter.profile.signature}
+    for p in meter.profile.identify:
+        fc = 4 if p.register_type.value == "input" else 3
+        words = encode(code[p.quantity], p.data_type, p.word_order, p.byte_order)
+        lines += [f"{unit} {fc} {p.address + i} {w}" for i, w in enumerate(words)]
     return lines, expected
 
 
