@@ -363,3 +363,34 @@ def test_simulated_pv_day_is_a_bell_with_export_at_noon():
     morning = unit.values_at(T - 4 * 3600)["dc_power_w"]  # 08:00
     assert 0 < morning < unit.values_at(T)["dc_power_w"]
     assert not math.isnan(unit.values_at(T)["ac_power_w"])
+
+
+async def test_the_device_status_message_carries_what_the_device_says_it_is(tmp_path):
+    import json
+
+    from vatio.agent.messages import MessageBuilder
+    from vatio.agent.runtime import _Pipeline
+    from vatio.agent.seqstore import SeqStore
+
+    class Sink:
+        def __init__(self) -> None:
+            self.messages: list = []
+
+        def submit(self, msg) -> None:
+            self.messages.append(msg)
+
+    dev, _ = device(sim("inverter"))
+    pipeline = _Pipeline(MessageBuilder("s", "gw", SeqStore(tmp_path / "seq.sqlite")))
+    out = Sink()
+    pipeline.outputs = [out]  # type: ignore[list-item]
+    pipeline.drivers = {"pv": dev}  # type: ignore[dict-item]
+    def last_status() -> dict:
+        return json.loads([m for m in out.messages if m.topic.endswith("/status")][-1].payload)
+
+    pipeline.device_state("pv", "degraded", "no answer")  # before discovery: nothing to say
+    assert last_status()["state"] == "degraded" and "info" not in last_status()
+    await dev.poll()
+    pipeline.device_state("pv", "online", "answering")
+    info = last_status()["info"]
+    assert info["manufacturer"] == "Vatio" and info["serial"] == "VS00700000"
+    assert info["sunspec_models"].endswith("103 inverter, 160 MPPT")
