@@ -124,3 +124,54 @@ async def test_vatio_simulate_serves_the_sunspec_devices_of_a_config(tmp_path):
     assert body["tejado"]["values"]["ac_power_w"] > 1000  # midday, on the simulated clock
     assert body["medidor"]["values"]["active_power_w"] < 0
     await wait_until(lambda: proc.returncode is not None, 5, "the simulator to stop")
+
+
+async def test_broken_sunspec_units_are_located_and_their_neighbour_keeps_its_schedule(
+    tmp_path, mosquitto, capture_factory, agent_factory
+):
+    """`vatio run` with a good inverter and three broken chains (plus a unit with no marker)
+    behind one gateway: each broken unit is degraded once with a located reason, still
+    publishes what it can read, and the inverter is read on every tick."""
+    good = SunSpecUnit(1, "inverter", clock=lambda: T)
+    broken = {u: SunSpecUnit(u, kind, seed=u, clock=lambda: T)
+              for u, kind in ((3, "bad-end"), (4, "bad-repeat"), (5, "bad-length"))}  # fmt: skip
+    sim = ModbusTcpSimulator([good, *broken.values()])
+    port = await sim.start()
+    devices = "".join(
+        f"  u{u}: {{bus: pv, driver: sunspec, unit: {u}, interval: 1s}}\n" for u in (1, 3, 4, 5, 6)
+    )
+    cfg = tmp_path / "vatio.yaml"
+    cfg.write_text(
+        f"site: s\nagent_id: gw\nstate_dir: {tmp_path / 'state'}\nbuses:\n"
+        f"  pv: {{type: modbus-tcp, host: 127.0.0.1, port: {port}, timeout: 300ms}}\n"
+        f"devices:\n{devices}outputs:\n  mqtt: {{url: '{mosquitto.url}'}}\n"
+    )
+    try:
+        cap = capture_factory(mosquitto.port)
+        agent = agent_factory(cfg)
+        await wait_until(lambda: cap.on("/u1/telemetry"), 20, "the inverter's reading")
+        first = len(cap.on("/u1/telemetry"))
+        await asyncio.sleep(6)
+        polled = len(cap.on("/u1/telemetry")) - first
+        agent.stop()
+    finally:
+        await sim.stop()
+    assert polled >= 5, polled  # one reading per 1 s tick
+    assert all(b["values"]["ac_power_w"] == 5000.0 for b in cap.on("/u1/telemetry"))
+    status = cap.on("/u1/status")[-1]
+    assert status["state"] == "online" and status["info"]["manufacturer"] == "Vatio"
+    expected = {
+        3: "unit 3 on 'pv', register 40172: the SunSpec chain breaks after model 160",
+        4: "unit 4 on 'pv', register 40122, model 103 (inverter, three phase): the model "
+        "appears again",
+        5: "unit 5 on 'pv', register 40070, model 103 (inverter, three phase): length 48",
+    }
+    for u, text in expected.items():
+        events = [e for e in cap.on(f"/u{u}/events") if e["event"] == "device_degraded"]
+        assert len(events) == 1 and text in events[0]["message"], (u, events)
+        last = cap.on(f"/u{u}/telemetry")[-1]
+        assert last["values"]["dc_power_mppt1_w"] == pytest.approx(3218.0)
+    assert cap.on("/u5/telemetry")[-1]["quality"]["ac_power_w"] == "sunspec_bad_model"
+    (gone,) = [e for e in cap.on("/u6/events") if e["event"] == "device_degraded"]
+    assert "no SunSpec marker" in gone["message"]
+    assert "Traceback" not in agent.output()
