@@ -394,3 +394,27 @@ async def test_the_device_status_message_carries_what_the_device_says_it_is(tmp_
     info = last_status()["info"]
     assert info["manufacturer"] == "Vatio" and info["serial"] == "VS00700000"
     assert info["sunspec_models"].endswith("103 inverter, 160 MPPT")
+
+
+async def test_a_read_refused_as_illegal_address_makes_the_next_poll_walk_again():
+    # a firmware update leaves model 160 out: its registers now answer exception 2
+    image = {a: w for a, w in image_of(sim("inverter")).items() if a < 40122}
+    image[40122], image[40123] = 0xFFFF, 0
+    dev, transport = device(sim("inverter"), max_registers=60)  # 103 and 160 read apart
+    await dev.poll()
+    transport.regs.image = image
+    result = await dev.poll()
+    assert result.values["ac_power_w"] == 5000.0
+    assert result.values["dc_power_mppt1_w"] is None
+    assert result.quality["dc_power_mppt1_w"] == "exception 2"
+    result = await dev.poll()
+    assert dev.discoveries == 2 and "dc_power_mppt1_w" not in result.values
+    assert result.values["ac_power_w"] == 5000.0 and result.degraded is None
+    # read in one request, the whole poll is refused: a failed poll, then a new walk
+    dev, transport = device(sim("inverter"))
+    await dev.poll()
+    transport.regs.image = image
+    with pytest.raises(DeviceExceptionReply, match="every SunSpec read was refused"):
+        await dev.poll()
+    result = await dev.poll()
+    assert dev.discoveries == 2 and result.values["ac_power_w"] == 5000.0
