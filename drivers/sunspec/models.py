@@ -23,6 +23,10 @@ model                 L      note
 scale-factor link points at a scale-factor register of the same model, and that no two
 points overlap.
 
+Which models devices in the field expose: e.g. SMA's Data Manager M reads 1, 101–103, 160,
+201–204 and 211–214 from SunSpec devices (SMA, "EDMM-20 SunSpec Modbus profile",
+manuals.sma.de/EDMM-20/en-US/14259660939.html), the set mapped here.
+
 Unit conversions to the vocabulary's names: energy in Wh → kWh (10⁻³); power factor in
 ``Pct`` (models 1xx and 20x) → −1…1 (10⁻²); models 21x give the power factor as a plain
 factor (unit ``PF`` in model_21x.json) and are taken as they are.
@@ -201,8 +205,9 @@ _INV_FLOAT_PHASES = {
 # --- Meters, integer + scale factors (model_201..204.json): the same layout -------------
 # A 2, AphA..C 3-5, A_SF 6, PhV 7, PhVphA..C 8-10, PPV 11, PhVphAB..CA 12-14, V_SF 15, Hz 16,
 # Hz_SF 17, W 18, WphA..C 19-21, W_SF 22, VA 23, VA_SF 27, VAR 28, VAR_SF 32, PF 33, PF_SF 37,
-# TotWhExp 38 (acc32), TotWhImp 46 (acc32), TotWh_SF 54. W is positive when the meter's
-# site imports (SunSpec meter convention, the same as Vatio's active_power_w).
+# TotWhExp 38 (acc32), TotWhImp 46 (acc32), TotWh_SF 54. W is taken as positive = import
+# (the reading of SunSpec meter models that Vatio's active_power_w shares); not every vendor
+# agrees, so check the sign once on site while the inverter produces.
 _MTR_INT_COMMON = (
     P("frequency_hz", 16, I16, 17),
     P("active_power_w", 18, I16, 22),
