@@ -190,6 +190,7 @@ class _Pipeline:
         self.outputs: list[MqttOutput | InfluxOutput] = []
         self._failed_before: set[str] = set()
         self._metrics_failed: set[str] = set()
+        self.drivers: dict[str, Driver] = {}  # by device name, for what they say they are
 
     def emit(self, msg: Message) -> None:
         for out in self.outputs:
@@ -241,7 +242,13 @@ class _Pipeline:
         self.emit(self.builder.event(device, kind, message, **extra))
 
     def device_state(self, device: str, state: str, reason: str) -> None:
-        self.emit(self.builder.status(device, state, reason=reason))
+        extra = {}
+        info = getattr(self.drivers.get(device), "info", None)  # optional (drivers/plugin.py)
+        if info is not None:
+            described = info()
+            if described:
+                extra["info"] = described
+        self.emit(self.builder.status(device, state, reason=reason, **extra))
         if state == "degraded":
             self.event(device, "device_degraded", reason)
         elif device in self._failed_before:
@@ -281,6 +288,7 @@ class Agent:
         self.clock_trust = ClockTrust(cfg.time, on_change=self._clock_changed)
         self.pipeline.trust = self.clock_trust
         self.scheduler, self.transports, self.drivers = build_scheduler(loaded, self.pipeline)
+        self.pipeline.drivers = {d.name: d for d in self.drivers}
         self.mqtt: MqttOutput | None = None
         self.spool: Spool | None = None
         if cfg.outputs.mqtt is not None:

@@ -15,6 +15,11 @@ timeout is its time on the wire at the line's baud rate plus a device turnaround
 (``--timeout``, 0.2 s by default): an 80-register read at 2400 baud takes ~0.9 s on the wire,
 which a fixed 0.2 s would call silence. Units whose replies arrive garbled (bytes, but no
 valid frame) are reported as such, with "check baud rate and parity", not as absent.
+
+A unit that answers but matches no profile is asked for the SunSpec marker ("SunS" at
+40000, 0 or 50000); if it has one, its model chain is walked and printed ("SunSpec: 1
+common (SMA, SB5.0), 103 inverter, 160 MPPT"), with any fault of the chain, and the
+snippet proposes ``driver: sunspec`` for it.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ from vatio.drivers.modbus.transport import ModbusTransport, read_wire_time
 from vatio.drivers.reading import (
     BadReply,
     BusUnavailable,
+    DeviceError,
     DeviceExceptionReply,
     DeviceTimeout,
     GarbledReply,
 )
+from vatio.drivers.sunspec.chain import Chain, discover
 
 
 class ScanBus:
@@ -90,6 +97,19 @@ class Found:
     unit: int
     profiles: list[str] = field(default_factory=list)
     values: dict[str, float] = field(default_factory=dict)
+    sunspec: Chain | None = None  # the model chain, when the unit speaks SunSpec
+
+
+async def _sunspec(client: Client, unit: int) -> Chain | None:
+    """The unit's SunSpec model chain, or None when it has no "SunS" marker."""
+
+    async def read(start: int, count: int) -> list[int]:
+        return await client.read(RegisterType.HOLDING, start, count, unit)
+
+    try:
+        return await discover(read, f"unit {unit}")
+    except DeviceError:  # no marker (NotSunSpec), silence, a dropped link
+        return None
 
 
 async def _read(
@@ -199,6 +219,8 @@ async def scan(client: Client, units: range, progress: bool = True) -> list[Foun
                     best, hit.profiles, hit.values = score, [p.name], values
                 elif score == best:
                     hit.profiles.append(p.name)
+            if not hit.profiles:
+                hit.sunspec = await _sunspec(client, unit)
             found.append(hit)
     except (KeyboardInterrupt, asyncio.CancelledError):
         if progress:
@@ -237,7 +259,10 @@ def report(
     lines = [f"{'unit':>4}  {'model (profile)':<40} values read"]
     for f in found:
         model = " or ".join(f.profiles) if f.profiles else "answers, model not recognised"
-        if not f.profiles and f.unit in bad:
+        if f.sunspec is not None:
+            model = f"SunSpec: {f.sunspec.summary()}"
+            warning += f.sunspec.problems
+        elif not f.profiles and f.unit in bad:
             model = "answers with bad replies"
             warning.append(f"unit {f.unit}: {bad[f.unit]}")
         vals = ", ".join(
@@ -247,6 +272,9 @@ def report(
     lines = [*warning, *lines]
     lines += ["", "# paste into your config:", "buses:", f"  {bus_name}: {bus_yaml}", "devices:"]
     for f in found:
+        if f.sunspec is not None:
+            lines.append(f"  device-{f.unit}: {{bus: {bus_name}, unit: {f.unit}, driver: sunspec}}")
+            continue
         profile = f.profiles[0] if f.profiles else "PROFILE  # write or choose a profile"
         note = f"  # or {', '.join(f.profiles[1:])}" if len(f.profiles) > 1 else ""
         lines.append(

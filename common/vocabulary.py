@@ -36,6 +36,16 @@ def _phases(stem: str, unit: str, description: str, kind: Kind = Kind.GAUGE) -> 
     ]
 
 
+
+MAX_MPPTS = 8  # MPPT inputs with names of their own (SunSpec model 160 repeats per input)
+
+
+def _mppts(stem: str, unit: str, description: str, kind: Kind = Kind.GAUGE) -> list[Quantity]:
+    return [
+        Quantity(f"{stem}_mppt{n}_{unit}", unit, kind, f"{description}, MPPT input {n}")
+        for n in range(1, MAX_MPPTS + 1)
+    ]
+
 _ALL: list[Quantity] = [
     # Electrical, instantaneous
     *_phases("voltage", "v", "Voltage line to neutral (V)"),
@@ -74,6 +84,27 @@ _ALL: list[Quantity] = [
     Quantity("energy_total_t2_kwh", "kwh", Kind.COUNTER, "Total active energy, tariff 2"),
     # Identity, read by `vatio scan` from a profile's `identify:` registers, never polled
     Quantity("model_code", "", Kind.GAUGE, "The device's model code register (identity)"),
+    # PV inverters (SunSpec models 101–103, 111–113, 160): the AC side uses the electrical
+    # names above, except the output power and yield, which have names of their own so that
+    # a generator is never summed as a load (active_power_w is positive = import)
+    Quantity("ac_power_w", "w", Kind.GAUGE, "AC power an inverter delivers (W), + = generated"),
+    Quantity("energy_generated_kwh", "kwh", Kind.COUNTER, "Lifetime AC energy of an inverter"),
+    Quantity("dc_power_w", "w", Kind.GAUGE, "DC input power of an inverter (W)"),
+    Quantity("dc_voltage_v", "v", Kind.GAUGE, "DC input voltage of an inverter (V)"),
+    Quantity("dc_current_a", "a", Kind.GAUGE, "DC input current of an inverter (A)"),
+    *_mppts("dc_power", "w", "DC power (W)"),
+    *_mppts("dc_voltage", "v", "DC voltage (V)"),
+    *_mppts("dc_current", "a", "DC current (A)"),
+    *_mppts("dc_energy", "kwh", "Lifetime DC energy (kWh)", Kind.COUNTER),
+    Quantity("cabinet_temperature_c", "c", Kind.GAUGE, "Inside temperature of a device (°C)"),
+    Quantity("heatsink_temperature_c", "c", Kind.GAUGE, "Heat sink temperature (°C)"),
+    Quantity(
+        "operating_state",
+        "",
+        Kind.GAUGE,
+        "Inverter state (SunSpec St): 1 off, 2 sleeping, 3 starting, 4 MPPT, 5 throttled, "
+        "6 shutting down, 7 fault, 8 standby",
+    ),
     # Air quality and environment
     Quantity("pm1_0_ugm3", "ugm3", Kind.GAUGE, "PM1.0 mass concentration (µg/m³)"),
     Quantity("pm2_5_ugm3", "ugm3", Kind.GAUGE, "PM2.5 mass concentration (µg/m³)"),

@@ -38,6 +38,10 @@ read plan a device taught it). Writes are atomic and never raise.
 Optional: ``counters()`` on the driver, ``{name: (kind, help, value)}`` with kind "counter" or
 "gauge": the agent's ``/metrics`` serves each as ``vatio_<name>{device="…"}``.
 
+Optional: ``info()`` on the driver, ``{key: text}``: what the device says it is
+(manufacturer, model, serial, firmware version …, as the SunSpec driver reads them from the
+common model); the agent adds it to the device's retained ``status`` message as ``info``.
+
 Options models may read ``info.context`` in their validators: it holds ``base_dir`` (the
 config file's folder) and ``bus_type``.
 """

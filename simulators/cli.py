@@ -5,7 +5,12 @@
 * a ``modbus-rtu`` bus becomes a virtual serial cable (socat) whose agent end is created at
   the configured ``port`` path, with the RTU meters on the other end (``--baud-faithful``
   makes them answer at the real speed of the configured baud rate);
-* a ``serial`` bus gets the byte-exact simulator of its UART sensor (SDS011, PMS5003, MH-Z19B).
+* a ``serial`` bus gets the byte-exact simulator of its UART sensor (SDS011, PMS5003, MH-Z19B);
+* a ``driver: sunspec`` device becomes a SunSpec unit (simulators/sunspec_server.py) on its
+  bus: an inverter, or a grid meter when its name says "meter"/"medidor" (``--sunspec
+  DEVICE=KIND`` chooses: inverter, inverter-float, meter, meter-float, bad-end, bad-repeat,
+  bad-length). All SunSpec units of a config share one site: the meter sees the house's
+  load minus the inverter's PV. ``VATIO_SIMULATED_TIME`` runs their day fast.
 
 Then ``vatio run -c FILE`` polls them as it would poll real devices.
 """
@@ -25,8 +30,11 @@ from typing import Any
 
 from vatio.agent.cli import load_or_report
 from vatio.agent.config import LoadedConfig, RtuBusConfig, RtuTcpBusConfig, TcpBusConfig
+from vatio.common import clock as simulated_or_wall
 from vatio.simulators.modbus_server import ModbusSerialSimulator, ModbusTcpSimulator, SimulatedMeter
+from vatio.simulators.pv_day import PvPlant, SiteState
 from vatio.simulators.serial_pair import SerialPair
+from vatio.simulators.sunspec_server import KINDS, SunSpecUnit
 from vatio.simulators.uart_sensors import Mhz19Sim, Pms5003Sim, Sds011Sim
 
 
@@ -79,12 +87,37 @@ class TcpBusSimulation:
 UART_SIMULATORS = {"sds011": Sds011Sim, "pms5003": Pms5003Sim, "mhz19b": Mhz19Sim}
 
 
+def sunspec_kind(name: str, chosen: dict[str, str]) -> str:
+    """What a ``driver: sunspec`` device is simulated as (see the module docstring)."""
+    if name in chosen:
+        return chosen[name]
+    return "meter" if any(w in name.lower() for w in ("meter", "medidor")) else "inverter"
+
+
+def parse_sunspec_choices(specs: list[str]) -> dict[str, str]:
+    """``DEVICE=KIND`` pairs of ``--sunspec``; raises ValueError saying which is wrong."""
+    chosen = {}
+    for spec in specs:
+        device, _, kind = spec.partition("=")
+        if kind not in KINDS:
+            raise ValueError(
+                f"--sunspec {spec}: write DEVICE=KIND, KIND one of {', '.join(KINDS)}"
+            )
+        chosen[device] = kind
+    return chosen
+
+
 def build_simulators(
-    loaded: LoadedConfig, baud_faithful: bool = False
+    loaded: LoadedConfig, baud_faithful: bool = False, sunspec: dict[str, str] | None = None
 ) -> tuple[list[TcpBusSimulation | SerialBusSimulation], list[str]]:
     """A simulation per bus of the config; returns them and the buses it cannot simulate."""
     sims: list[TcpBusSimulation | SerialBusSimulation] = []
     problems = []
+    sunspec = sunspec or {}
+    unknown = set(sunspec) - {n for n, e in loaded.entries.items() if e.config.driver == "sunspec"}
+    problems += [f"--sunspec {n}: no enabled 'driver: sunspec' device of that name"
+                 for n in sorted(unknown)]  # fmt: skip
+    site: SiteState | None = None  # one site for every SunSpec unit: inverter and meter
     for bus_name, bus in loaded.config.buses.items():
         members = {n: e for n, e in loaded.entries.items() if e.config.bus == bus_name}
         if not members:
@@ -95,6 +128,13 @@ def build_simulators(
             if n in loaded.profiles
         ]
         what = [f"{m.profile.manufacturer} {m.profile.model} unit {m.unit}" for m in meters]
+        for n, e in members.items():
+            if e.config.driver != "sunspec":
+                continue
+            site = site or SiteState(PvPlant(device_seed(n)), simulated_or_wall.now())
+            kind = sunspec_kind(n, sunspec)
+            meters.append(SunSpecUnit(e.options.unit, kind, site))  # duck-types a meter
+            what.append(f"SunSpec {kind} '{n}' unit {e.options.unit}")
         if isinstance(bus, TcpBusConfig | RtuTcpBusConfig):
             if not is_loopback(bus.host):
                 problems.append(
@@ -134,8 +174,13 @@ def build_simulators(
     return sims, problems
 
 
-async def _simulate(loaded: LoadedConfig, duration: float | None, baud_faithful: bool) -> int:
-    sims, problems = build_simulators(loaded, baud_faithful)
+async def _simulate(
+    loaded: LoadedConfig,
+    duration: float | None,
+    baud_faithful: bool,
+    sunspec: dict[str, str] | None = None,
+) -> int:
+    sims, problems = build_simulators(loaded, baud_faithful, sunspec)
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
     if not sims:
@@ -179,11 +224,23 @@ def simulate_command(sub: Any) -> None:
         action="store_true",
         help="RS-485 meters answer at the configured baud rate's real speed",
     )
+    p.add_argument(
+        "--sunspec",
+        action="append",
+        default=[],
+        metavar="DEVICE=KIND",
+        help=f"simulate a 'driver: sunspec' device as KIND ({', '.join(KINDS)})",
+    )
 
     def run(args: argparse.Namespace) -> int:
+        try:
+            chosen = parse_sunspec_choices(args.sunspec)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         loaded = load_or_report(args.config)
         if loaded is None:
             return 1
-        return asyncio.run(_simulate(loaded, args.duration, args.baud_faithful))
+        return asyncio.run(_simulate(loaded, args.duration, args.baud_faithful, chosen))
 
     p.set_defaults(func=run)

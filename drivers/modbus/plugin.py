@@ -28,6 +28,26 @@ def _profile_ref(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+def unit_in_range(unit: int, info: ValidationInfo) -> int:
+    """A Modbus unit id for the bus type in ``info.context`` (other Modbus drivers use it)."""
+    serial = (info.context or {}).get("bus_type") in SERIAL_BUSES
+    low, high = (1, 247) if serial else (0, 255)
+    if not low <= unit <= high:
+        raise ValueError(
+            tr(
+                "unit id {unit} is out of range {low}–{high} for RS-485 (Modbus serial "
+                "line): use the address set on the device (often 1)"
+                if serial
+                else "unit id {unit} is out of range {low}–{high}: use the address set on "
+                "the device (often 1)",
+                unit=unit,
+                low=low,
+                high=high,
+            )
+        )
+    return unit
+
+
 class ModbusOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -37,22 +57,7 @@ class ModbusOptions(BaseModel):
     @field_validator("unit")
     @classmethod
     def _unit_range(cls, unit: int, info: ValidationInfo) -> int:
-        serial = (info.context or {}).get("bus_type") in SERIAL_BUSES
-        low, high = (1, 247) if serial else (0, 255)
-        if not low <= unit <= high:
-            raise ValueError(
-                tr(
-                    "unit id {unit} is out of range {low}–{high} for RS-485 (Modbus serial "
-                    "line): use the address set on the device (often 1)"
-                    if serial
-                    else "unit id {unit} is out of range {low}–{high}: use the address set on "
-                    "the device (often 1)",
-                    unit=unit,
-                    low=low,
-                    high=high,
-                )
-            )
-        return unit
+        return unit_in_range(unit, info)
 
 
 class ModbusDriver:
