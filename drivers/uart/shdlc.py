@@ -167,7 +167,7 @@ def decode_miso(frame: bytes) -> MisoFrame:
     if len(body) != 5 + length:
         raise ShdlcError(
             f"length byte says {length} data bytes, the frame holds {len(body) - 5}",
-            _stuffed_offset(frame, 4),
+            _stuffed_offset(frame, 3),
         )
     expected = checksum(body[:-1])
     if body[-1] != expected:
