@@ -291,12 +291,18 @@ class Sps30Sim(UartSensorSim):
             values = {q: self.fixed.get(q, SPS30_VALUES[q]) for q in sps30.QUANTITIES}
         else:
             pm25 = city_pm25(simulated_or_wall.now(), self.seed)
+            # the typical particle size stays 0.99 µm (3F 7D 70 A4): every reply is stuffed
             values = dict(SPS30_VALUES)
             values.update(
                 pm1_0_ugm3=round(pm25 * 0.8, 2),
                 pm2_5_ugm3=pm25,
                 pm4_0_ugm3=round(pm25 * 1.05, 2),
                 pm10_ugm3=round(pm25 * 1.1, 2),
+                nc0_5_per_cm3=round(pm25 * 5.2, 2),
+                nc1_0_per_cm3=round(pm25 * 6.1, 2),
+                nc2_5_per_cm3=round(pm25 * 6.2, 2),
+                nc4_0_per_cm3=round(pm25 * 6.21, 2),
+                nc10_per_cm3=round(pm25 * 6.22, 2),
             )
         data = sps30.encode_measured_values(values)
         # what the agent can see: the values as float32
