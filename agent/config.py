@@ -521,7 +521,13 @@ def _resolve_device(
             driver=dev.driver, types=" or ".join(plugin.bus_types), bus=dev.bus, type=bus.type,
         )))  # fmt: skip
         return None
-    context = {"base_dir": base_dir, "bus_type": bus.type if bus else None}
+    context = {
+        "base_dir": base_dir,
+        "bus_type": bus.type if bus else None,
+        # a driver whose device has one fixed line speed checks it (the SPS30: 115200)
+        "baudrate": getattr(bus, "baudrate", None),
+        "bus": dev.bus,
+    }
     try:
         options = plugin.Options.model_validate(dev.options, context=context)
     except ValidationError as exc:

@@ -41,7 +41,7 @@ Optional: ``counters()`` on the driver, ``{name: (kind, help, value)}`` with kin
 "gauge": the agent's ``/metrics`` serves each as ``vatio_<name>{device="…"}``.
 
 Options models may read ``info.context`` in their validators: it holds ``base_dir`` (the
-config file's folder) and ``bus_type``.
+config file's folder), ``bus_type``, ``bus`` (its name) and ``baudrate`` (serial buses).
 """
 
 from __future__ import annotations

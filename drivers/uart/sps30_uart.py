@@ -33,7 +33,7 @@ import math
 import time
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from vatio.common import clock
 from vatio.common.links import SerialLine
@@ -53,6 +53,17 @@ class Sps30Options(BaseModel):
     # 0 switches automatic cleaning off (not recommended by Sensirion)
     auto_cleaning_interval_h: float | None = Field(None, ge=0, le=24 * 365)
     fan_cleaning_on_start: bool = False
+
+    @model_validator(mode="after")
+    def _line_speed(self, info: ValidationInfo) -> Sps30Options:
+        context = info.context or {}
+        baudrate = context.get("baudrate")
+        if baudrate is not None and baudrate != BAUDRATE:
+            raise ValueError(
+                f"the SPS30 talks at {BAUDRATE} baud (8N1), but bus '{context.get('bus')}' is "
+                f"set to {baudrate}: set baudrate: {BAUDRATE} on the bus"
+            )
+        return self
 
 
 class Sps30Refused(DeviceError):

@@ -78,3 +78,12 @@ def test_config_resolves_sps30_on_a_serial_bus_and_checks_its_options():
     with pytest.raises(ConfigError) as err:
         parse_config_text(SPS30_CONFIG % "auto_cleaning_interval_h: -1", file="v.yaml")
     assert "v.yaml:5: devices.dust.auto_cleaning_interval_h" in str(err.value)
+
+
+def test_config_refuses_an_sps30_bus_at_another_speed():
+    plugin.load_plugin.cache_clear()
+    text = SPS30_CONFIG.replace("baudrate: 115200", "baudrate: 9600") % "interval: 5s"
+    with pytest.raises(ConfigError) as err:
+        parse_config_text(text, file="v.yaml")
+    assert "v.yaml:5: devices.dust" in str(err.value)
+    assert "the SPS30 talks at 115200 baud (8N1), but bus 'pm' is set to 9600" in str(err.value)
