@@ -5,8 +5,9 @@ Each sensor sits alone on a ``serial`` bus. Two ways to read one:
 
 * **query** (SDS011 ``mode: query``, Plantower ``mode: passive``, MH-Z19B always): each poll sends
   the read command and waits for the answering frame;
-* **stream** (SDS011 ``mode: active``, Plantower ``mode: active``): the sensor sends a frame about
-  every second; a poll reports the mean of the frames that arrived since the previous poll.
+* **stream** (SDS011 ``mode: active``, Plantower ``mode: active``): the sensor sends a frame every
+  second or so (a steady PMS7003 every 2.3 s); a poll reports the mean of the frames that
+  arrived since the previous poll.
 
 The SDS011's laser wears out (~8000 h): ``duty_cycle: true`` wakes it for each poll, waits
 ``warmup`` (≥ 15 s per the maker; 30 s by default), reads, and puts it back to sleep, so the
