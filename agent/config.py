@@ -62,7 +62,7 @@ from vatio.common.yamlconf import (
 )
 from vatio.drivers.modbus.plugin import ModbusDriver
 from vatio.drivers.modbus.profile import Profile
-from vatio.drivers.plugin import DriverPlugin, PluginError, load_plugin
+from vatio.drivers.plugin import DriverPlugin, PluginError, load_plugin_for
 
 __all__ = ["AgentConfig", "ConfigError", "LoadedConfig", "load_config", "parse_config_text"]
 
@@ -503,12 +503,12 @@ def _resolve_device(
 ) -> DeviceEntry | None:
     """The device's driver and validated options; what is wrong goes to ``problems``."""
     here: tuple[PathPart, ...] = ("devices", name)
+    bus = config.buses.get(dev.bus)
     try:
-        plugin = load_plugin(dev.driver)
+        plugin = load_plugin_for(dev.driver, bus.type if bus else None)
     except PluginError as exc:
         problems.append(doc.problem((*here, "driver"), str(exc)))
         return None
-    bus = config.buses.get(dev.bus)
     if bus is None:
         problems.append(doc.problem((*here, "bus"), tr(
             "unknown bus '{bus}': define it under buses (defined: {defined})",
@@ -521,7 +521,13 @@ def _resolve_device(
             driver=dev.driver, types=" or ".join(plugin.bus_types), bus=dev.bus, type=bus.type,
         )))  # fmt: skip
         return None
-    context = {"base_dir": base_dir, "bus_type": bus.type if bus else None}
+    context = {
+        "base_dir": base_dir,
+        "bus_type": bus.type if bus else None,
+        # a driver whose device has one fixed line speed checks it (the SPS30: 115200)
+        "baudrate": getattr(bus, "baudrate", None),
+        "bus": dev.bus,
+    }
     try:
         options = plugin.Options.model_validate(dev.options, context=context)
     except ValidationError as exc:

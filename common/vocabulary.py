@@ -109,6 +109,33 @@ _ALL: list[Quantity] = [
     Quantity("pm1_0_ugm3", "ugm3", Kind.GAUGE, "PM1.0 mass concentration (µg/m³)"),
     Quantity("pm2_5_ugm3", "ugm3", Kind.GAUGE, "PM2.5 mass concentration (µg/m³)"),
     Quantity("pm10_ugm3", "ugm3", Kind.GAUGE, "PM10 mass concentration (µg/m³)"),
+    Quantity("pm4_0_ugm3", "ugm3", Kind.GAUGE, "PM4.0 mass concentration (µg/m³; SPS30)"),
+    # Plantower "CF=1" (factory calibration) mass concentrations, next to the atmospheric
+    # ones above: the US EPA humidity correction for Plantower sensors starts from CF=1
+    Quantity("pm1_0_cf1_ugm3", "ugm3", Kind.GAUGE, "PM1.0, Plantower CF=1 (µg/m³)"),
+    Quantity("pm2_5_cf1_ugm3", "ugm3", Kind.GAUGE, "PM2.5, Plantower CF=1 (µg/m³)"),
+    Quantity("pm10_cf1_ugm3", "ugm3", Kind.GAUGE, "PM10, Plantower CF=1 (µg/m³)"),
+    # Plantower particle counts: particles *larger than* the size, per 0.1 L (= per dL)
+    *[
+        Quantity(
+            f"particles_gt{s}um_per_dl",
+            "per_dl",
+            Kind.GAUGE,
+            f"Particles larger than {s.replace('_', '.')} µm per 0.1 L (Plantower)",
+        )
+        for s in ("0_3", "0_5", "1_0", "2_5", "5_0", "10")
+    ],
+    # Sensirion SPS30 number concentrations: particles from 0.3 µm *up to* the size, per cm³
+    *[
+        Quantity(
+            f"nc{s}_per_cm3",
+            "per_cm3",
+            Kind.GAUGE,
+            f"Particles 0.3–{s.replace('_', '.')} µm per cm³ (SPS30)",
+        )
+        for s in ("0_5", "1_0", "2_5", "4_0", "10")
+    ],
+    Quantity("typical_particle_size_um", "um", Kind.GAUGE, "Typical particle size (µm; SPS30)"),
     Quantity("co2_ppm", "ppm", Kind.GAUGE, "CO2 concentration (ppm); not an AQI pollutant"),
     Quantity("temperature_c", "c", Kind.GAUGE, "Temperature (°C)"),
     Quantity("humidity_pct", "pct", Kind.GAUGE, "Relative humidity (%)"),

@@ -5,7 +5,9 @@ drivers register exactly the same way (see pyproject.toml), so a third-party pac
 first-class citizen. The class provides:
 
 * ``bus_types``: the bus types it can talk over (``modbus-tcp``, ``modbus-rtu``,
-  ``modbus-rtu-tcp``, ``serial``);
+  ``modbus-rtu-tcp``, ``serial``); a model with one driver per bus type registers
+  ``<name>_uart`` for its serial driver, and ``driver: <name>`` on a serial bus finds it
+  (:func:`load_plugin_for`);
 * ``Options``: a pydantic model of its settings. Every key of a device's YAML mapping other
   than ``bus``, ``driver``, ``interval`` and ``enabled`` is an option, so a mistake in an option
   is reported with its YAML path like any other;
@@ -43,7 +45,7 @@ Optional: ``info()`` on the driver, ``{key: text}``: what the device says it is
 common model); the agent adds it to the device's retained ``status`` message as ``info``.
 
 Options models may read ``info.context`` in their validators: it holds ``base_dir`` (the
-config file's folder) and ``bus_type``.
+config file's folder), ``bus_type``, ``bus`` (its name) and ``baudrate`` (serial buses).
 """
 
 from __future__ import annotations
@@ -108,6 +110,30 @@ def load_plugin(name: str) -> type[DriverPlugin]:
             )
     result: type[DriverPlugin] = plugin
     return result
+
+
+# A driver name may stand for one device model on several bus types, each served by its own
+# entry point: ``driver: sps30`` on a ``serial`` bus is ``sps30_uart``; on an ``i2c`` bus the
+# plain ``sps30``. The suffix of each bus type:
+BUS_SUFFIXES = {"serial": "uart"}
+
+
+def load_plugin_for(name: str, bus_type: str | None) -> type[DriverPlugin]:
+    """The plugin for ``driver: name`` on a bus of ``bus_type``: ``name`` itself, or
+    ``<name>_<suffix>`` (``sps30_uart``) when ``name`` is missing or does not serve that bus
+    type and the suffixed entry point exists."""
+    suffix = BUS_SUFFIXES.get(bus_type or "")
+    variant = f"{name}_{suffix}" if suffix else None
+    if variant is None or variant not in _entry_points():
+        return load_plugin(name)
+    if name in _entry_points():
+        try:
+            plugin = load_plugin(name)
+        except PluginError:
+            return load_plugin(variant)
+        if bus_type in plugin.bus_types:
+            return plugin
+    return load_plugin(variant)
 
 
 def state_file(state_dir: Path, device: str, writable: bool = True) -> StateFile:

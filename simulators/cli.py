@@ -5,7 +5,8 @@
 * a ``modbus-rtu`` bus becomes a virtual serial cable (socat) whose agent end is created at
   the configured ``port`` path, with the RTU meters on the other end (``--baud-faithful``
   makes them answer at the real speed of the configured baud rate);
-* a ``serial`` bus gets the byte-exact simulator of its UART sensor (SDS011, PMS5003, MH-Z19B);
+* a ``serial`` bus gets the byte-exact simulator of its UART sensor (SDS011, PMS5003, PMS7003,
+  PMSA003, MH-Z19B, SPS30);
 * a ``driver: sunspec`` device becomes a SunSpec unit (simulators/sunspec_server.py) on its
   bus: an inverter, or a grid meter when its name says "meter"/"medidor" (``--sunspec
   DEVICE=KIND`` chooses: inverter, inverter-float, meter, meter-float, bad-end, bad-repeat,
@@ -35,7 +36,14 @@ from vatio.simulators.modbus_server import ModbusSerialSimulator, ModbusTcpSimul
 from vatio.simulators.pv_day import PvPlant, SiteState
 from vatio.simulators.serial_pair import SerialPair
 from vatio.simulators.sunspec_server import KINDS, SunSpecUnit
-from vatio.simulators.uart_sensors import Mhz19Sim, Pms5003Sim, Sds011Sim
+from vatio.simulators.uart_sensors import (
+    Mhz19Sim,
+    Pms5003Sim,
+    Pms7003Sim,
+    Pmsa003Sim,
+    Sds011Sim,
+    Sps30Sim,
+)
 
 
 def device_seed(name: str) -> int:
@@ -84,7 +92,15 @@ class TcpBusSimulation:
         await self.server.stop()
 
 
-UART_SIMULATORS = {"sds011": Sds011Sim, "pms5003": Pms5003Sim, "mhz19b": Mhz19Sim}
+UART_SIMULATORS = {
+    "sds011": Sds011Sim,
+    "pms5003": Pms5003Sim,
+    "pms7003": Pms7003Sim,
+    "pmsa003": Pmsa003Sim,
+    "mhz19b": Mhz19Sim,
+    "sps30": Sps30Sim,  # on a serial bus: the sps30_uart driver
+    "sps30_uart": Sps30Sim,
+}
 
 
 def sunspec_kind(name: str, chosen: dict[str, str]) -> str:

@@ -1,11 +1,13 @@
-"""UART air-quality drivers: Nova SDS011, Plantower PMS5003, Winsen MH-Z19B.
+"""UART air-quality drivers: Nova SDS011, Plantower PMS5003/PMS7003/PMSA003, Winsen MH-Z19B
+(the Sensirion SPS30 speaks SHDLC: :mod:`vatio.drivers.uart.sps30_uart`).
 
 Each sensor sits alone on a ``serial`` bus. Two ways to read one:
 
-* **query** (SDS011 ``mode: query``, PMS5003 ``mode: passive``, MH-Z19B always): each poll sends
+* **query** (SDS011 ``mode: query``, Plantower ``mode: passive``, MH-Z19B always): each poll sends
   the read command and waits for the answering frame;
-* **stream** (SDS011 ``mode: active``, PMS5003 ``mode: active``): the sensor sends a frame about
-  every second; a poll reports the mean of the frames that arrived since the previous poll.
+* **stream** (SDS011 ``mode: active``, Plantower ``mode: active``): the sensor sends a frame every
+  second or so (a steady PMS7003 every 2.3 s); a poll reports the mean of the frames that
+  arrived since the previous poll.
 
 The SDS011's laser wears out (~8000 h): ``duty_cycle: true`` wakes it for each poll, waits
 ``warmup`` (≥ 15 s per the maker; 30 s by default), reads, and puts it back to sleep, so the
@@ -143,11 +145,23 @@ class Pms5003Options(BaseModel):
     values: Literal["atmospheric", "cf1"] = "atmospheric"
 
 
-class Pms5003Driver(_UartSensor):
-    """Entry point ``pms5003``."""
+PlantowerOptions = Pms5003Options
+
+_CF1 = ("pm1_0_cf1_ugm3", "pm2_5_cf1_ugm3", "pm10_cf1_ugm3")
+_COUNTS = tuple(f"particles_gt{s}um_per_dl" for s in ("0_3", "0_5", "1_0", "2_5", "5_0", "10"))
+
+
+class _PlantowerDriver(_UartSensor):
+    """The PMS5003 protocol family: one frame layout, one command set (pms5003.py).
+
+    ``pm*_ugm3`` follow the ``values`` option (atmospheric by default); the CF=1 values are
+    always published as ``pm*_cf1_ugm3`` too (the US EPA humidity correction for Plantower
+    sensors starts from CF=1 PM2.5), and the six particle counts as ``particles_gt*_per_dl``.
+    """
 
     Options: ClassVar[type[BaseModel]] = Pms5003Options
-    model = "Plantower PMS5003"
+    # word 13's low byte is an error code (PMS7003, PMSA003); "reserved" on the PMS5003
+    reports_error_code: ClassVar[bool] = False
 
     def __init__(self, name: str, line: SerialLine, options: Pms5003Options) -> None:
         scanner = FrameScanner(pms5003.HEADER, pms5003.frame_length, pms5003.frame_valid)
@@ -156,7 +170,7 @@ class Pms5003Driver(_UartSensor):
 
     @property
     def quantities(self) -> list[str]:
-        return ["pm1_0_ugm3", "pm2_5_ugm3", "pm10_ugm3"]
+        return ["pm1_0_ugm3", "pm2_5_ugm3", "pm10_ugm3", *_CF1, *_COUNTS]
 
     async def poll(self) -> PollResult:
         ts = clock.now()
@@ -170,16 +184,46 @@ class Pms5003Driver(_UartSensor):
         else:
             frames = await self._stream(lambda f: True)
         readings = [pms5003.parse(f) for f in frames]
-        cf1 = self.options.values == "cf1"
-        return PollResult(
-            self.name,
-            ts,
-            {
-                "pm1_0_ugm3": round(fmean(r.pm1_0_cf1 if cf1 else r.pm1_0 for r in readings), 2),
-                "pm2_5_ugm3": round(fmean(r.pm2_5_cf1 if cf1 else r.pm2_5 for r in readings), 2),
-                "pm10_ugm3": round(fmean(r.pm10_cf1 if cf1 else r.pm10 for r in readings), 2),
-            },
-        )
+        cf1 = [(r.pm1_0_cf1, r.pm2_5_cf1, r.pm10_cf1) for r in readings]
+        atm = [(r.pm1_0, r.pm2_5, r.pm10) for r in readings]
+        reported = cf1 if self.options.values == "cf1" else atm
+        values: dict[str, float | None] = {}
+        for i, q in enumerate(("pm1_0_ugm3", "pm2_5_ugm3", "pm10_ugm3")):
+            values[q] = round(fmean(v[i] for v in reported), 2)
+        for i, q in enumerate(_CF1):
+            values[q] = round(fmean(v[i] for v in cf1), 2)
+        for i, q in enumerate(_COUNTS):
+            values[q] = round(fmean(r.counts[i] for r in readings), 1)
+        degraded = None
+        errors = sorted({r.error_code for r in readings if r.error_code})
+        if self.reports_error_code and errors:
+            codes = ", ".join(f"0x{c:02X}" for c in errors)
+            degraded = (
+                f"the {self.model} reports error code {codes} (byte {pms5003.ERROR_OFFSET} of "
+                "its frame; Plantower does not document the codes): check the fan and that the "
+                "air inlet is not blocked, then power-cycle the sensor"
+            )
+        return PollResult(self.name, ts, values, degraded=degraded)
+
+
+class Pms5003Driver(_PlantowerDriver):
+    """Entry point ``pms5003``."""
+
+    model = "Plantower PMS5003"
+
+
+class Pms7003Driver(_PlantowerDriver):
+    """Entry point ``pms7003``: the PMS5003 frame; byte 29 is an error code."""
+
+    model = "Plantower PMS7003"
+    reports_error_code = True
+
+
+class Pmsa003Driver(_PlantowerDriver):
+    """Entry point ``pmsa003``: the same frame and commands as the PMS7003."""
+
+    model = "Plantower PMSA003"
+    reports_error_code = True
 
 
 class Mhz19Options(BaseModel):

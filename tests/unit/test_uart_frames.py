@@ -89,3 +89,31 @@ def test_every_frame_is_recovered_from_noise_in_any_chunking(noises, chunk):
     for i in range(0, len(stream), chunk):
         got += sc.feed(stream[i : i + chunk])
     assert got == [SDS] * len(noises)
+
+
+# A PMSx003 capture from avaldebe/PyPMS docs/sensors/Plantower.md (PyPMS reads the PMS5003,
+# PMS7003 and PMSA003 with one message class): word 13 = 97 00, version 0x97, error code 0
+PMSX = bytes.fromhex(
+    "42 4d 00 1c 00 00 00 05 00 05 00 00 00 05 00 0500 8a 00 2e 00 17 00 0f 00 00 00 00 97 00 02 34"
+)
+
+
+def test_pms7003_frame_version_and_error_code():
+    assert pms5003.frame_valid(PMSX)
+    r = pms5003.parse(PMSX)
+    assert (r.pm1_0_cf1, r.pm2_5_cf1, r.pm10_cf1, r.pm1_0, r.pm2_5, r.pm10) == (0, 5, 5, 0, 5, 5)
+    assert r.counts == (138, 46, 23, 15, 0, 0)
+    assert (r.version, r.error_code) == (0x97, 0)
+    faulty = pms5003.data_frame((1, 2, 3), word13=0x9103)
+    assert pms5003.frame_valid(faulty)
+    assert (pms5003.parse(faulty).version, pms5003.parse(faulty).error_code) == (0x91, 3)
+    assert faulty[pms5003.ERROR_OFFSET] == 3
+
+
+def test_plantower_checksum_errors_and_resync():
+    sc = FrameScanner(pms5003.HEADER, pms5003.frame_length, pms5003.frame_valid)
+    bad = PMSX[:30] + bytes([PMSX[30], PMSX[31] ^ 0x10])
+    # garbage holding a false header, a frame with a broken checksum, a good frame
+    got = sc.feed(b"\x42\x4d\x00\x99\x13" + bad + b"\x00\x42" + PMSX)
+    assert got == [PMSX]
+    assert sc.stats.bad_frames >= 2
