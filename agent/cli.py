@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import get_args
 
 from vatio.agent import sdnotify
-from vatio.agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
+from vatio.agent.config import (
+    ConfigError,
+    DeviceEntry,
+    I2cBusConfig,
+    LoadedConfig,
+    SerialBusConfig,
+    load_config,
+)
 from vatio.agent.httpstatus import PortTaken
 from vatio.agent.influx import WriteError
 from vatio.agent.logs import LogFormat, secrets_of, setup_logging
@@ -106,7 +113,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             warnings.append(tr("bus '{bus}' has no enabled device", bus=name))
             continue
         line = f"  {name}: {bus.type} {bus_link(bus).describe()}"
-        if not isinstance(bus, SerialBusConfig):
+        if not isinstance(bus, SerialBusConfig | I2cBusConfig):
             timing = bus_timing(name, loaded)
             line += f", timeout {timing.timeout:g} s, retries {timing.retries}"
             if timing.load:

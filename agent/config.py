@@ -142,8 +142,31 @@ class SerialBusConfig(_SerialPort):
     type: Literal["serial"]
 
 
+_I2C_DEVICE = re.compile(r"^/dev/i2c-\d{1,3}$")
+
+
+class I2cBusConfig(_Strict):
+    """An I2C adapter (a Pi's GPIO header is /dev/i2c-1): sensors, each at its address."""
+
+    type: Literal["i2c"]
+    device: str = "/dev/i2c-1"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _I2C_DEVICE.match(value):
+            raise ValueError(
+                tr(
+                    "'{value}' is not an I2C adapter: write /dev/i2c-N (/dev/i2c-1 on a "
+                    "Raspberry Pi's header; ls /dev/i2c-* lists them once I2C is enabled)",
+                    value=value,
+                )
+            )
+        return value
+
+
 BusConfig = Annotated[
-    TcpBusConfig | RtuBusConfig | RtuTcpBusConfig | SerialBusConfig,
+    TcpBusConfig | RtuBusConfig | RtuTcpBusConfig | SerialBusConfig | I2cBusConfig,
     Field(discriminator="type"),
 ]
 

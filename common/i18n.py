@@ -22,6 +22,10 @@ ES: dict[str, str] = {
     # config and profile problems (common/yamlconf.py)
     "unknown key '{key}': {hint}": "clave desconocida '{key}': {hint}",
     "did you mean '{close}'?": "¿quiso decir '{close}'?",
+    "'{value}' is not an I2C adapter: write /dev/i2c-N (/dev/i2c-1 on a Raspberry Pi's header; "
+    "ls /dev/i2c-* lists them once I2C is enabled)": "'{value}' no es un adaptador I2C: escriba "
+    "/dev/i2c-N (/dev/i2c-1 en el conector de una Raspberry Pi; ls /dev/i2c-* los lista una vez "
+    "activado I2C)",
     "allowed keys: {keys}": "claves permitidas: {keys}",
     "required but missing; add it": "obligatorio y falta; agréguelo",
     "'{given}' is not a valid name: use letters, digits, '-', '_' or '.', no spaces "
