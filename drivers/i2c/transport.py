@@ -25,7 +25,7 @@ import errno
 import logging
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Protocol
 
 from pydantic import BeforeValidator, Field
 
@@ -115,14 +115,20 @@ class BadCrc(DeviceError):
 
 
 def _address(value: object) -> object:
-    """Accept 0x76 (YAML reads hex as an int) and the string "0x76"."""
+    """Accept 0x76 (YAML reads hex as an int) and the string "0x76"; say what is wrong."""
     if isinstance(value, str):
         try:
-            return int(value.strip(), 0)
+            value = int(value.strip(), 0)
         except ValueError:
             raise ValueError(
-                f"'{value}' is not an I2C address: write it like 0x44 (i2cdetect -y 1 shows it)"
+                f"'{value}' is not an I2C address: write it like 0x44 (i2cdetect -y 1 shows "
+                "the addresses that answer)"
             ) from None
+    if isinstance(value, int) and not isinstance(value, bool) and not 0x03 <= value <= 0x77:
+        raise ValueError(
+            f"0x{value:02x} ({value}) is not a 7-bit I2C device address: use 0x03–0x77, as "
+            "i2cdetect -y 1 shows it (an 8-bit address from a datasheet is twice the 7-bit one)"
+        )
     return value
 
 
@@ -226,7 +232,3 @@ class I2cBus:
             self.close()
             return BusUnavailable(f"I2C bus {self.line.device} went away ({exc.strerror})")
         return I2cBusError(f"I2C error at {where}: {exc.strerror or exc}")
-
-
-def describe_address(model: str, bus: Any, address: int) -> str:
-    return f"{model} at 0x{address:02x} on {bus.describe()}"
