@@ -76,6 +76,8 @@ class _I2cSensor:
         self.name = name
         self.bus = bus
         self.address = address
+        # a sensor's own timing (measurement, execution times): tests run a simulated clock
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         bus.attach()
 
     @classmethod
@@ -96,7 +98,7 @@ class _I2cSensor:
     ) -> list[int | None]:
         """Send a 16-bit command, wait ``delay``, read ``words`` words (None: bad CRC)."""
         await self._write(sensirion.command(code), what)
-        await asyncio.sleep(delay)
+        await self._sleep(delay)
         return sensirion.words_or_none(await self._read(3 * words, what))
 
     def _where(self, what: str) -> str:
@@ -183,6 +185,8 @@ class Bme280Driver(_I2cSensor):
                        bme280.CTRL_MEAS, self._ctrl_meas(bme280.MODE_NORMAL)]),
                 "configure",
             )  # fmt: skip
+            n = self.options.oversampling  # the first measurement, before the first read
+            await self._sleep(bme280.measurement_time_s(n, n, n) + 0.002)
         return calibration
 
     async def poll(self) -> PollResult:
@@ -221,12 +225,12 @@ class Bme280Driver(_I2cSensor):
             "start measurement",
         )  # fmt: skip
         n = self.options.oversampling
-        await asyncio.sleep(bme280.measurement_time_s(n, n, n))
+        await self._sleep(bme280.measurement_time_s(n, n, n))
         for _ in range(10):
             status = await self.bus.transfer(self.address, bytes([bme280.STATUS]), 1, "status")
             if not status[0] & 0x08:  # bit 3 "measuring"
                 return
-            await asyncio.sleep(0.002)
+            await self._sleep(0.002)
         raise DeviceTimeout(f"{self._where('status')}: the measurement did not finish")
 
 
@@ -263,12 +267,12 @@ class _ShtDriver(_I2cSensor):
     async def poll(self) -> PollResult:
         ts = clock.now()
         await self._write(self.request, "measure")
-        await asyncio.sleep(self.duration)
+        await self._sleep(self.duration)
         try:
             data = await self._read(6, "read measurement")
         except I2cNak:
             # still measuring (a slow part, a cold day): once more, a little later
-            await asyncio.sleep(self.duration / 2)
+            await self._sleep(self.duration / 2)
             data = await self._read(6, "read measurement")
         t_word, rh_word = sensirion.words_or_none(data)
         values = {"temperature_c": _t_sensirion(t_word), "humidity_pct": self._humidity(rh_word)}
@@ -335,6 +339,14 @@ class _PeriodicSensor(_I2cSensor):
 
     async def poll(self) -> PollResult:
         ts = clock.now()
+        try:
+            return await self._poll(ts)
+        except DeviceError:
+            # it may have lost power meanwhile: its last measurement no longer stands in
+            self._last = None
+            raise
+
+    async def _poll(self, ts: float) -> PollResult:
         if self._started is None:
             await self._start()
             self._started = self._monotonic()
