@@ -85,7 +85,9 @@ def describe_device(name: str, entry: DeviceEntry, state_dir: Path | None = None
             "request(s) per poll"
         )
         return "\n".join([head, *(f"      {line}" for line in plan.lines())])
-    return f"driver {entry.config.driver} on '{entry.config.bus}'"
+    address = getattr(entry.options, "address", None)
+    at = f" at 0x{address:02x}" if isinstance(address, int) else ""
+    return f"driver {entry.config.driver}{at} on '{entry.config.bus}'"
 
 
 def cmd_check(args: argparse.Namespace) -> int:

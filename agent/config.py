@@ -511,9 +511,32 @@ def parse_config(doc: YamlDocument, base_dir: Path) -> LoadedConfig:
         entry = _resolve_device(name, dev, config, doc, base_dir, problems)
         if entry is not None and dev.enabled:
             entries[name] = entry
+    _check_i2c_addresses(config, entries, doc, problems)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, entries, doc.file)
+
+
+def _check_i2c_addresses(
+    config: AgentConfig, entries: dict[str, DeviceEntry], doc: YamlDocument, problems: list[Problem]
+) -> None:
+    """Two devices at one address on one I2C bus would answer together: say which."""
+    taken: dict[tuple[str, int], str] = {}
+    for name, entry in entries.items():
+        address = getattr(entry.options, "address", None)
+        if not isinstance(config.buses.get(entry.config.bus), I2cBusConfig) or address is None:
+            continue
+        other = taken.setdefault((entry.config.bus, address), name)
+        if other != name:
+            here: tuple[PathPart, ...] = ("devices", name)
+            if "address" in entry.config.options:
+                here = (*here, "address")
+            problems.append(doc.problem(here, tr(
+                "address 0x{address} on bus '{bus}' is taken by device '{other}': two sensors "
+                "cannot share an address; set another with the sensor's address pin, or put "
+                "one on another I2C bus",
+                address=f"{address:02x}", bus=entry.config.bus, other=other,
+            )))  # fmt: skip
 
 
 def _resolve_device(
