@@ -1,7 +1,10 @@
 """The I2C drivers through the simulated byte transport: values, timing, CRC, NAK, unplugged."""
 
 import asyncio
+import ctypes
 import errno
+import subprocess
+import sys
 import threading
 import time
 
@@ -21,7 +24,7 @@ from vatio.drivers.i2c.sensors import (
     Sps30Options,
     WrongDevice,
 )
-from vatio.drivers.i2c.transport import BadCrc, I2cBus, I2cBusError, I2cNak
+from vatio.drivers.i2c.transport import BadCrc, I2cBus, I2cBusError, I2cNak, Smbus2Transport
 from vatio.drivers.reading import BusUnavailable, DeviceTimeout
 from vatio.simulators.i2c_sensors import (
     Bme280Sim,
@@ -358,3 +361,55 @@ async def test_the_bus_closes_when_its_last_driver_closes():
     assert not sim.closed
     await b.close()
     assert sim.closed
+
+
+# ----------------------------------------------------------------- the smbus2 transport
+
+
+def test_smbus2_is_imported_only_when_an_i2c_bus_is_opened():
+    # a fresh interpreter: this one may have loaded smbus2 for another test
+    code = (
+        "import sys\n"
+        "from vatio.common.links import I2cLine\n"
+        "from vatio.drivers.i2c.sensors import Sht3xDriver, Sht3xOptions\n"
+        "from vatio.drivers.i2c.transport import I2cBus\n"
+        "Sht3xDriver('th', I2cBus('kit', I2cLine('/dev/i2c-1')), Sht3xOptions())\n"
+        "print('smbus2' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "False"  # a driver on a bus not yet opened: not loaded
+
+
+async def test_the_smbus2_transport_names_a_missing_adapter():
+    bus = I2cBus("kit", I2cLine("/dev/i2c-99"))  # the real opener: smbus2 on i2c-dev
+    with pytest.raises(BusUnavailable, match="cannot open I2C bus /dev/i2c-99: No such file"):
+        await bus.transfer(0x44, b"\x24\x00", what="measure")
+    assert "smbus2" in sys.modules
+
+
+def test_the_smbus2_transport_sends_i2c_messages_with_a_repeated_start(monkeypatch):
+    import smbus2
+
+    sim = SimulatedI2cBus()
+    sim.add(Bme280Sim())
+    calls = []
+
+    def i2c_rdwr(self, *msgs):
+        calls.append([(m.addr, m.flags, m.len) for m in msgs])
+        for m in msgs:
+            if m.flags & smbus2.smbus2.I2C_M_RD:
+                data = sim.read(m.addr, m.len)
+                ctypes.memmove(m.buf, data, m.len)
+            else:
+                sim.write(m.addr, bytes(m))
+
+    monkeypatch.setattr(smbus2.SMBus, "open", lambda self, bus: None)
+    monkeypatch.setattr(smbus2.SMBus, "i2c_rdwr", i2c_rdwr)
+    transport = Smbus2Transport("/dev/i2c-1")
+    assert transport.write_read(0x76, b"\xd0", 1) == b"\x60"  # chip id, one transaction
+    transport.write(0x76, b"\xf2\x05")  # ctrl_hum := 5
+    transport.write(0x76, b"\xf2")  # the register pointer
+    assert transport.read(0x76, 1) == b"\x05"
+    assert calls == [[(0x76, 0, 1), (0x76, 1, 1)], [(0x76, 0, 2)], [(0x76, 0, 1)], [(0x76, 1, 1)]]
