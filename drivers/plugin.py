@@ -5,14 +5,16 @@ drivers register exactly the same way (see pyproject.toml), so a third-party pac
 first-class citizen. The class provides:
 
 * ``bus_types``: the bus types it can talk over (``modbus-tcp``, ``modbus-rtu``,
-  ``modbus-rtu-tcp``, ``serial``);
+  ``modbus-rtu-tcp``, ``serial``, ``i2c``);
 * ``Options``: a pydantic model of its settings. Every key of a device's YAML mapping other
   than ``bus``, ``driver``, ``interval`` and ``enabled`` is an option, so a mistake in an option
   is reported with its YAML path like any other;
 * ``create(name, bus, options)``: a :class:`vatio.drivers.base.Driver` for one device. ``bus`` is
   what the agent opened for that bus: a :class:`~vatio.drivers.modbus.transport.ModbusTransport`
   for Modbus buses, a :class:`~vatio.drivers.modbus.transport.SerialLine` (the port's settings)
-  for a ``serial`` bus, which the driver opens itself.
+  for a ``serial`` bus, which the driver opens itself, and the bus's one
+  :class:`~vatio.drivers.i2c.transport.I2cBus` for an ``i2c`` bus (shared by every device on
+  it; the driver calls ``attach()`` when created and ``detach()`` when closed).
 
 A minimal third-party driver (``tests/fixtures/vatio_demo_driver`` is a complete one)::
 

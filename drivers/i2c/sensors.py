@@ -104,13 +104,22 @@ class _I2cSensor:
     def _where(self, what: str) -> str:
         return f"{self.model} at 0x{self.address:02x} on {self.bus.describe()} ({what})"
 
-    def _result(self, ts: float, values: dict[str, float | None], what: str) -> PollResult:
-        """Values with None for words that failed their CRC; all failed: the poll fails."""
-        quality = {q: "bad_crc" for q, v in values.items() if v is None}
-        if values and len(quality) == len(values):
+    def _result(
+        self,
+        ts: float,
+        values: dict[str, float | None],
+        what: str,
+        invalid: frozenset[str] = frozenset(),
+    ) -> PollResult:
+        """Values with None for words that failed their CRC (or, in ``invalid``, that the
+        sensor sent as NaN or infinity); all failed their CRC: the poll fails."""
+        quality = {
+            q: "invalid" if q in invalid else "bad_crc" for q, v in values.items() if v is None
+        }
+        if values and not invalid and len(quality) == len(values):
             raise BadCrc(f"{self._where(what)}: CRC mismatch in every word of the reply")
         if quality:
-            log.info("%s: CRC mismatch for %s", self._where(what), ", ".join(quality))
+            log.info("%s: no valid value for %s", self._where(what), ", ".join(quality))
         return PollResult(self.name, ts, values, quality)
 
     async def _stop(self) -> None:
@@ -333,8 +342,8 @@ class _PeriodicSensor(_I2cSensor):
     async def _ready(self) -> bool:
         raise NotImplementedError
 
-    async def _read_values(self) -> tuple[dict[str, float | None], str]:
-        """(values, what) — a None value failed its CRC."""
+    async def _read_values(self) -> tuple[dict[str, float | None], str, frozenset[str]]:
+        """(values, what, invalid) — a None value failed its CRC, or is in ``invalid``."""
         raise NotImplementedError
 
     async def poll(self) -> PollResult:
@@ -367,8 +376,8 @@ class _PeriodicSensor(_I2cSensor):
                     "measurement is started again at the next poll; check the power supply",
                 )
             await self._sleep(max(due - now, 0.0) + 0.1 * self.period)
-        values, what = await self._read_values()
-        result = self._result(ts, values, what)
+        values, what, invalid = await self._read_values()
+        result = self._result(ts, values, what, invalid)
         self._last = (self._monotonic(), result.values, result.quality)
         return result
 
@@ -408,14 +417,14 @@ class Scd4xDriver(_PeriodicSensor):
             raise BadCrc(f"{self._where('get_data_ready_status')}: CRC mismatch")
         return bool(word & 0x07FF)
 
-    async def _read_values(self) -> tuple[dict[str, float | None], str]:
+    async def _read_values(self) -> tuple[dict[str, float | None], str, frozenset[str]]:
         co2, t, rh = await self._command_read(self.READ, 3, 0.001, "read_measurement")
         values = {
             "co2_ppm": None if co2 is None else float(co2),
             "temperature_c": _t_sensirion(t),
             "humidity_pct": _rh_sensirion(rh),
         }
-        return values, "read_measurement"
+        return values, "read_measurement", frozenset()
 
     async def _stop(self) -> None:
         if self._started is not None:
@@ -480,9 +489,10 @@ class Sps30Driver(_PeriodicSensor):
             raise BadCrc(f"{self._where('read data-ready flag')}: CRC mismatch")
         return word & 0xFF == 1
 
-    async def _read_values(self) -> tuple[dict[str, float | None], str]:
+    async def _read_values(self) -> tuple[dict[str, float | None], str, frozenset[str]]:
         words = await self._command_read(self.READ, 20, 0.005, "read measured values")
         values: dict[str, float | None] = {}
+        invalid = set()
         for i, name in enumerate(SPS30_QUANTITIES):
             high, low = words[2 * i], words[2 * i + 1]
             if high is None or low is None:
@@ -490,7 +500,9 @@ class Sps30Driver(_PeriodicSensor):
                 continue
             v = sensirion.float_from_words(high, low)
             values[name] = round(v, 3) if math.isfinite(v) else None
-        return values, "read measured values"
+            if values[name] is None:
+                invalid.add(name)
+        return values, "read measured values", frozenset(invalid)
 
     async def _stop(self) -> None:
         if self._started is not None:

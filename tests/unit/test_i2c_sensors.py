@@ -287,6 +287,18 @@ async def test_sps30_bad_crc_in_one_float_nulls_that_value():
     assert result.values["pm10_ugm3"] == pytest.approx(15.7, abs=1e-3)
 
 
+async def test_sps30_a_nan_is_an_invalid_value_not_a_number():
+    clock = FakeClock()
+    sim = SimulatedI2cBus()
+    dev = sim.add(Sps30Sim(clock=clock))
+    dev.mass[0] = float("nan")
+    driver = Sps30Driver("pm", make_bus(sim), Sps30Options(), monotonic=clock, sleep=clock.sleep)
+    result = await driver.poll()
+    assert result.values["pm1_0_ugm3"] is None
+    assert result.quality == {"pm1_0_ugm3": "invalid"}
+    assert result.values["pm2_5_ugm3"] == pytest.approx(12.6, abs=1e-3)
+
+
 # ----------------------------------------------------------------------------- the bus
 
 
