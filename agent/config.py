@@ -520,7 +520,20 @@ def parse_config(doc: YamlDocument, base_dir: Path) -> LoadedConfig:
 def _check_i2c_addresses(
     config: AgentConfig, entries: dict[str, DeviceEntry], doc: YamlDocument, problems: list[Problem]
 ) -> None:
-    """Two devices at one address on one I2C bus would answer together: say which."""
+    """Two devices at one address on one I2C bus would answer together, and two buses on
+    one adapter would be two owners of it: say which."""
+    adapters: dict[str, str] = {}
+    for bus_name, bus in config.buses.items():
+        if isinstance(bus, I2cBusConfig):
+            first = adapters.setdefault(bus.device, bus_name)
+            if first != bus_name:
+                explicit = ["device"] if "device" in bus.model_fields_set else []
+                where: tuple[PathPart, ...] = ("buses", bus_name, *explicit)
+                problems.append(doc.problem(where, tr(
+                    "{device} is already bus '{first}': put every sensor of one I2C adapter "
+                    "on one bus",
+                    device=bus.device, first=first,
+                )))  # fmt: skip
     taken: dict[tuple[str, int], str] = {}
     for name, entry in entries.items():
         address = getattr(entry.options, "address", None)

@@ -22,6 +22,10 @@ ES: dict[str, str] = {
     # config and profile problems (common/yamlconf.py)
     "unknown key '{key}': {hint}": "clave desconocida '{key}': {hint}",
     "did you mean '{close}'?": "¿quiso decir '{close}'?",
+    "{device} is already bus '{first}': put every sensor of one I2C adapter on one bus": (
+        "{device} ya es el bus '{first}': ponga todos los sensores de un adaptador I2C en un "
+        "solo bus"
+    ),
     "address 0x{address} on bus '{bus}' is taken by device '{other}': two sensors cannot share "
     "an address; set another with the sensor's address pin, or put one on another I2C bus": (
         "la dirección 0x{address} del bus '{bus}' ya es del dispositivo '{other}': dos sensores "

@@ -103,3 +103,12 @@ def test_bme280_mode_and_oversampling_are_checked():
     out = problems("d: {bus: kit, driver: bme280, mode: fast, oversampling: 3}\n")
     assert any("devices.d.mode" in p and "forced" in p for p in out)
     assert any("devices.d.oversampling" in p for p in out)
+
+
+def test_one_adapter_is_one_bus():
+    base = BASE.replace("  tablero:", "  kit2: {type: i2c}\n  tablero:")
+    out = problems("d: {bus: kit, driver: sht3x}\ne: {bus: kit2, driver: sht4x}\n", base)
+    assert out == [
+        "f.yaml:4: buses.kit2: /dev/i2c-1 is already bus 'kit': put every sensor of one I2C "
+        "adapter on one bus"
+    ]
