@@ -182,9 +182,7 @@ async def test_scd4x_follows_the_sensors_five_second_cadence():
     clock = FakeClock()
     sim = SimulatedI2cBus()
     dev = sim.add(Scd4xSim(clock=clock))
-    driver = Scd4xDriver(
-        "co2", make_bus(sim), Scd4xOptions(), monotonic=clock, sleep=clock.sleep
-    )
+    driver = Scd4xDriver("co2", make_bus(sim), Scd4xOptions(), monotonic=clock, sleep=clock.sleep)
     started = clock()
     first = await driver.poll()
     assert clock() - started >= 5.0  # the first measurement comes 5 s after start
@@ -210,9 +208,7 @@ async def test_scd4x_restarts_a_sensor_that_lost_power():
     clock = FakeClock()
     sim = SimulatedI2cBus()
     dev = sim.add(Scd4xSim(clock=clock))
-    driver = Scd4xDriver(
-        "co2", make_bus(sim), Scd4xOptions(), monotonic=clock, sleep=clock.sleep
-    )
+    driver = Scd4xDriver("co2", make_bus(sim), Scd4xOptions(), monotonic=clock, sleep=clock.sleep)
     await driver.poll()
     dev.unplug()
     clock.t += 5
