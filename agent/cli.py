@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import get_args
 
 from vatio.agent import sdnotify
-from vatio.agent.config import ConfigError, DeviceEntry, LoadedConfig, SerialBusConfig, load_config
+from vatio.agent.config import (
+    ConfigError,
+    DeviceEntry,
+    I2cBusConfig,
+    LoadedConfig,
+    SerialBusConfig,
+    load_config,
+)
 from vatio.agent.httpstatus import PortTaken
 from vatio.agent.influx import WriteError
 from vatio.agent.logs import LogFormat, secrets_of, setup_logging
@@ -78,7 +85,9 @@ def describe_device(name: str, entry: DeviceEntry, state_dir: Path | None = None
             "request(s) per poll"
         )
         return "\n".join([head, *(f"      {line}" for line in plan.lines())])
-    return f"driver {entry.config.driver} on '{entry.config.bus}'"
+    address = getattr(entry.options, "address", None)
+    at = f" at 0x{address:02x}" if isinstance(address, int) else ""
+    return f"driver {entry.config.driver}{at} on '{entry.config.bus}'"
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -106,7 +115,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             warnings.append(tr("bus '{bus}' has no enabled device", bus=name))
             continue
         line = f"  {name}: {bus.type} {bus_link(bus).describe()}"
-        if not isinstance(bus, SerialBusConfig):
+        if not isinstance(bus, SerialBusConfig | I2cBusConfig):
             timing = bus_timing(name, loaded)
             line += f", timeout {timing.timeout:g} s, retries {timing.retries}"
             if timing.load:

@@ -142,8 +142,31 @@ class SerialBusConfig(_SerialPort):
     type: Literal["serial"]
 
 
+_I2C_DEVICE = re.compile(r"^/dev/i2c-\d{1,3}$")
+
+
+class I2cBusConfig(_Strict):
+    """An I2C adapter (a Pi's GPIO header is /dev/i2c-1): sensors, each at its address."""
+
+    type: Literal["i2c"]
+    device: str = "/dev/i2c-1"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _I2C_DEVICE.match(value):
+            raise ValueError(
+                tr(
+                    "'{value}' is not an I2C adapter: write /dev/i2c-N (/dev/i2c-1 on a "
+                    "Raspberry Pi's header; ls /dev/i2c-* lists them once I2C is enabled)",
+                    value=value,
+                )
+            )
+        return value
+
+
 BusConfig = Annotated[
-    TcpBusConfig | RtuBusConfig | RtuTcpBusConfig | SerialBusConfig,
+    TcpBusConfig | RtuBusConfig | RtuTcpBusConfig | SerialBusConfig | I2cBusConfig,
     Field(discriminator="type"),
 ]
 
@@ -488,9 +511,45 @@ def parse_config(doc: YamlDocument, base_dir: Path) -> LoadedConfig:
         entry = _resolve_device(name, dev, config, doc, base_dir, problems)
         if entry is not None and dev.enabled:
             entries[name] = entry
+    _check_i2c_addresses(config, entries, doc, problems)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, entries, doc.file)
+
+
+def _check_i2c_addresses(
+    config: AgentConfig, entries: dict[str, DeviceEntry], doc: YamlDocument, problems: list[Problem]
+) -> None:
+    """Two devices at one address on one I2C bus would answer together, and two buses on
+    one adapter would be two owners of it: say which."""
+    adapters: dict[str, str] = {}
+    for bus_name, bus in config.buses.items():
+        if isinstance(bus, I2cBusConfig):
+            first = adapters.setdefault(bus.device, bus_name)
+            if first != bus_name:
+                explicit = ["device"] if "device" in bus.model_fields_set else []
+                where: tuple[PathPart, ...] = ("buses", bus_name, *explicit)
+                problems.append(doc.problem(where, tr(
+                    "{device} is already bus '{first}': put every sensor of one I2C adapter "
+                    "on one bus",
+                    device=bus.device, first=first,
+                )))  # fmt: skip
+    taken: dict[tuple[str, int], str] = {}
+    for name, entry in entries.items():
+        address = getattr(entry.options, "address", None)
+        if not isinstance(config.buses.get(entry.config.bus), I2cBusConfig) or address is None:
+            continue
+        other = taken.setdefault((entry.config.bus, address), name)
+        if other != name:
+            here: tuple[PathPart, ...] = ("devices", name)
+            if "address" in entry.config.options:
+                here = (*here, "address")
+            problems.append(doc.problem(here, tr(
+                "address 0x{address} on bus '{bus}' is taken by device '{other}': two sensors "
+                "cannot share an address; set another with the sensor's address pin, or put "
+                "one on another I2C bus",
+                address=f"{address:02x}", bus=entry.config.bus, other=other,
+            )))  # fmt: skip
 
 
 def _resolve_device(

@@ -30,6 +30,9 @@ _UNITS: dict[str, tuple[str, str | None]] = {
     "pct": ("%", None),
     "ppm": ("ppm", "carbon_dioxide"),
     "ugm3": ("µg/m³", None),
+    "hpa": ("hPa", "atmospheric_pressure"),
+    "per_cm3": ("#/cm³", None),
+    "um": ("µm", None),
     "kgco2e": ("kg", None),
     "deg": ("°", None),
 }

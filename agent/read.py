@@ -20,6 +20,7 @@ from vatio.agent.runtime import build_bus
 from vatio.common.links import SerialLine
 from vatio.common.vocabulary import QUANTITIES
 from vatio.drivers.base import Driver
+from vatio.drivers.i2c.transport import I2cBus
 from vatio.drivers.modbus.transport import ModbusTransport
 from vatio.drivers.plugin import attach_state
 from vatio.drivers.reading import DeviceError, PollResult
@@ -29,7 +30,7 @@ def build_drivers(
     loaded: LoadedConfig, names: list[str]
 ) -> tuple[list[Driver], list[ModbusTransport]]:
     drivers: list[Driver] = []
-    buses: dict[str, ModbusTransport | SerialLine] = {}
+    buses: dict[str, ModbusTransport | SerialLine | I2cBus] = {}
     transports: list[ModbusTransport] = []
     for name in names:
         entry = loaded.entries[name]

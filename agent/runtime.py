@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from vatio.agent import sdnotify
 from vatio.agent.config import (
     BusConfig,
+    I2cBusConfig,
     LoadedConfig,
     RtuBusConfig,
     RtuTcpBusConfig,
@@ -45,8 +46,9 @@ from vatio.agent.storage import DISK_STATES, StorageHealth
 from vatio.agent.timetrust import QUALITY_KEY, UNSYNCHRONISED, ClockTrust
 from vatio.common import clock
 from vatio.common.i18n import tr
-from vatio.common.links import SerialLine, TcpEndpoint
+from vatio.common.links import I2cLine, SerialLine, TcpEndpoint
 from vatio.drivers.base import Driver
+from vatio.drivers.i2c.transport import I2cBus, TransportOpener
 from vatio.drivers.modbus.planner import plan_reads
 from vatio.drivers.modbus.transport import ModbusTransport, read_wire_time
 from vatio.drivers.plugin import attach_state
@@ -104,7 +106,9 @@ def bus_timing(name: str, loaded: LoadedConfig) -> BusTiming:
     )
 
 
-def bus_link(bus: BusConfig) -> TcpEndpoint | SerialLine:
+def bus_link(bus: BusConfig) -> TcpEndpoint | SerialLine | I2cLine:
+    if isinstance(bus, I2cBusConfig):
+        return I2cLine(bus.device)
     if isinstance(bus, TcpBusConfig):
         return TcpEndpoint(bus.host, bus.port, bus.max_connections)
     if isinstance(bus, RtuTcpBusConfig):
@@ -112,10 +116,15 @@ def bus_link(bus: BusConfig) -> TcpEndpoint | SerialLine:
     return SerialLine(bus.port, bus.baudrate, bus.parity, bus.stopbits, bus.bytesize)
 
 
-def build_bus(name: str, loaded: LoadedConfig) -> ModbusTransport | SerialLine:
-    """What the drivers of a bus receive: a Modbus transport, or a serial line to open."""
+def build_bus(
+    name: str, loaded: LoadedConfig, i2c_opener: TransportOpener | None = None
+) -> ModbusTransport | SerialLine | I2cBus:
+    """What the drivers of a bus receive: a Modbus transport, a serial line to open, or
+    the one owner of an I2C bus (``i2c_opener``: tests put a simulated bus behind it)."""
     bus = loaded.config.buses[name]
     link = bus_link(bus)
+    if isinstance(link, I2cLine):
+        return I2cBus(name, link, i2c_opener)
     if isinstance(bus, SerialBusConfig):
         assert isinstance(link, SerialLine)
         return link
@@ -124,7 +133,7 @@ def build_bus(name: str, loaded: LoadedConfig) -> ModbusTransport | SerialLine:
 
 
 def build_scheduler(
-    loaded: LoadedConfig, sink: _Pipeline
+    loaded: LoadedConfig, sink: _Pipeline, i2c_opener: TransportOpener | None = None
 ) -> tuple[Scheduler, list[ModbusTransport], list[Driver]]:
     workers = []
     transports = []
@@ -134,7 +143,7 @@ def build_scheduler(
         members = {n: e for n, e in loaded.entries.items() if e.config.bus == bus_name}
         if not members:
             continue
-        bus = build_bus(bus_name, loaded)
+        bus = build_bus(bus_name, loaded, i2c_opener)
         if isinstance(bus, ModbusTransport):
             transports.append(bus)
         scheduled = []
@@ -260,7 +269,12 @@ class _Pipeline:
 class Agent:
     """One running agent. ``await agent.run(stop)`` until ``stop`` is set."""
 
-    def __init__(self, loaded: LoadedConfig, handed_over: Handover | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        handed_over: Handover | None = None,
+        i2c_opener: TransportOpener | None = None,
+    ) -> None:
         """``handed_over``: what the agent this one replaces (a reload) leaves to it."""
         self.loaded = loaded
         self.handover: Handover | None = None  # what this agent leaves to the next one
@@ -287,7 +301,9 @@ class Agent:
         )
         self.clock_trust = ClockTrust(cfg.time, on_change=self._clock_changed)
         self.pipeline.trust = self.clock_trust
-        self.scheduler, self.transports, self.drivers = build_scheduler(loaded, self.pipeline)
+        self.scheduler, self.transports, self.drivers = build_scheduler(
+            loaded, self.pipeline, i2c_opener
+        )
         self.pipeline.drivers = {d.name: d for d in self.drivers}
         self.mqtt: MqttOutput | None = None
         self.spool: Spool | None = None

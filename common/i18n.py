@@ -22,6 +22,20 @@ ES: dict[str, str] = {
     # config and profile problems (common/yamlconf.py)
     "unknown key '{key}': {hint}": "clave desconocida '{key}': {hint}",
     "did you mean '{close}'?": "¿quiso decir '{close}'?",
+    "{device} is already bus '{first}': put every sensor of one I2C adapter on one bus": (
+        "{device} ya es el bus '{first}': ponga todos los sensores de un adaptador I2C en un "
+        "solo bus"
+    ),
+    "address 0x{address} on bus '{bus}' is taken by device '{other}': two sensors cannot share "
+    "an address; set another with the sensor's address pin, or put one on another I2C bus": (
+        "la dirección 0x{address} del bus '{bus}' ya es del dispositivo '{other}': dos sensores "
+        "no pueden compartir dirección; cambie una con el pin de dirección del sensor, o ponga "
+        "uno en otro bus I2C"
+    ),
+    "'{value}' is not an I2C adapter: write /dev/i2c-N (/dev/i2c-1 on a Raspberry Pi's header; "
+    "ls /dev/i2c-* lists them once I2C is enabled)": "'{value}' no es un adaptador I2C: escriba "
+    "/dev/i2c-N (/dev/i2c-1 en el conector de una Raspberry Pi; ls /dev/i2c-* los lista una vez "
+    "activado I2C)",
     "allowed keys: {keys}": "claves permitidas: {keys}",
     "required but missing; add it": "obligatorio y falta; agréguelo",
     "'{given}' is not a valid name: use letters, digits, '-', '_' or '.', no spaces "

@@ -1,5 +1,5 @@
-"""Where a bus is: a TCP endpoint or a serial line. Plain settings, nothing opened yet —
-except :func:`explain_serial_error`, which opens a port that failed to say why."""
+"""Where a bus is: a TCP endpoint, a serial line or an I2C adapter. Plain settings, nothing
+opened yet — except :func:`explain_serial_error`, which opens a port that failed to say why."""
 
 from __future__ import annotations
 
@@ -37,6 +37,16 @@ class SerialLine:
     def bits_per_char(self) -> int:
         """Start bit + data + parity + stop bits."""
         return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+
+
+@dataclass(frozen=True)
+class I2cLine:
+    """An I2C adapter of the kernel (``/dev/i2c-1`` on a Raspberry Pi's GPIO header)."""
+
+    device: str
+
+    def describe(self) -> str:
+        return self.device
 
 
 def explain_serial_error(line: SerialLine, error: str = "") -> tuple[str, str]:

@@ -139,6 +139,7 @@ _ALL: list[Quantity] = [
     Quantity("co2_ppm", "ppm", Kind.GAUGE, "CO2 concentration (ppm); not an AQI pollutant"),
     Quantity("temperature_c", "c", Kind.GAUGE, "Temperature (°C)"),
     Quantity("humidity_pct", "pct", Kind.GAUGE, "Relative humidity (%)"),
+    Quantity("pressure_hpa", "hpa", Kind.GAUGE, "Barometric (station) pressure (hPa)"),
     # Computed on the device (agent/metrics)
     Quantity("demand_15m_kw", "kw", Kind.GAUGE, "Average power over the last 15-minute block"),
     Quantity("demand_current_kw", "kw", Kind.GAUGE, "Average power of the current block so far"),

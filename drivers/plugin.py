@@ -5,16 +5,18 @@ drivers register exactly the same way (see pyproject.toml), so a third-party pac
 first-class citizen. The class provides:
 
 * ``bus_types``: the bus types it can talk over (``modbus-tcp``, ``modbus-rtu``,
-  ``modbus-rtu-tcp``, ``serial``); a model with one driver per bus type registers
-  ``<name>_uart`` for its serial driver, and ``driver: <name>`` on a serial bus finds it
-  (:func:`load_plugin_for`);
+  ``modbus-rtu-tcp``, ``serial``, ``i2c``); a model with one driver per bus type registers
+  ``<name>_uart`` for its serial driver and ``<name>_i2c`` for its I2C one, and ``driver: <name>``
+  on such a bus finds it (:func:`load_plugin_for`);
 * ``Options``: a pydantic model of its settings. Every key of a device's YAML mapping other
   than ``bus``, ``driver``, ``interval`` and ``enabled`` is an option, so a mistake in an option
   is reported with its YAML path like any other;
 * ``create(name, bus, options)``: a :class:`vatio.drivers.base.Driver` for one device. ``bus`` is
   what the agent opened for that bus: a :class:`~vatio.drivers.modbus.transport.ModbusTransport`
   for Modbus buses, a :class:`~vatio.drivers.modbus.transport.SerialLine` (the port's settings)
-  for a ``serial`` bus, which the driver opens itself.
+  for a ``serial`` bus, which the driver opens itself, and the bus's one
+  :class:`~vatio.drivers.i2c.transport.I2cBus` for an ``i2c`` bus (shared by every device on
+  it; the driver calls ``attach()`` when created and ``detach()`` when closed).
 
 A minimal third-party driver (``tests/fixtures/vatio_demo_driver`` is a complete one)::
 
@@ -115,7 +117,7 @@ def load_plugin(name: str) -> type[DriverPlugin]:
 # A driver name may stand for one device model on several bus types, each served by its own
 # entry point: ``driver: sps30`` on a ``serial`` bus is ``sps30_uart``; on an ``i2c`` bus the
 # plain ``sps30``. The suffix of each bus type:
-BUS_SUFFIXES = {"serial": "uart"}
+BUS_SUFFIXES = {"serial": "uart", "i2c": "i2c"}
 
 
 def load_plugin_for(name: str, bus_type: str | None) -> type[DriverPlugin]:
