@@ -157,6 +157,13 @@ class DeviceMetricsConfig(_Strict):
     # where energy comes from: the meter's counter, or integrated power ("auto": the counter
     # when the device reads one)
     energy_source: Literal["auto", "counter", "power"] = "auto"
+    # PM2.5 corrected for humidity (agent/metrics/pm_humidity.py): the device that measures
+    # the relative humidity next to this PM sensor, how old its reading may be, and which
+    # PM2.5 is the CF=1 input ("auto": pm2_5_cf1_ugm3 if the driver reads it, else
+    # pm2_5_ugm3 flagged input_not_cf1; "pm2_5_ugm3": the driver already reports CF=1)
+    humidity_from: Name | None = None
+    humidity_max_age: Duration = 300.0
+    humidity_input: Literal["auto", "pm2_5_cf1_ugm3", "pm2_5_ugm3"] = "auto"
 
 
 class DeviceConfig(BaseModel):
@@ -360,6 +367,9 @@ class MetricsConfig(_Strict):
     ias_stage: Literal["2019", "2024", "2026"] = "2026"
     ias_adjustment: float | None = Field(None, gt=0, le=1)  # NOM-172 "FA", UNCONFIRMED: off
     co2_limit_ppm: float = Field(1000, gt=0)
+    # NowCast, AQI and IAS of PM2.5 from the humidity-corrected PM2.5 (devices with
+    # humidity_from) instead of the sensor's own: off, see agent/metrics/pm_humidity.py
+    pm2_5_indices_from_corrected: bool = False
     # custom grid factors replace Mexico's national ones (the latest applies until the next)
     emission_factors: list[EmissionFactorConfig] | None = None
 
@@ -488,9 +498,46 @@ def parse_config(doc: YamlDocument, base_dir: Path) -> LoadedConfig:
         entry = _resolve_device(name, dev, config, doc, base_dir, problems)
         if entry is not None and dev.enabled:
             entries[name] = entry
+    _check_humidity_sources(config, entries, doc, problems)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, entries, doc.file)
+
+
+def _check_humidity_sources(
+    config: AgentConfig, entries: dict[str, DeviceEntry], doc: YamlDocument,
+    problems: list[Problem],
+) -> None:  # fmt: skip
+    """``metrics.humidity_from`` must name an enabled device that reads humidity_pct."""
+    from vatio.agent.metrics.sources import device_quantities
+
+    for name, dev in config.devices.items():
+        source = dev.metrics.humidity_from
+        if source is None or not dev.enabled:
+            continue
+        here: tuple[PathPart, ...] = ("devices", name, "metrics", "humidity_from")
+        if source not in config.devices:
+            problems.append(doc.problem(here, tr(
+                "unknown device '{source}': name the device that measures relative humidity "
+                "(defined: {defined})", source=source, defined=", ".join(config.devices),
+            )))  # fmt: skip
+            continue
+        entry = entries.get(source)
+        if entry is None:  # disabled, or its own mistakes are reported above
+            if not config.devices[source].enabled:
+                problems.append(doc.problem(here, tr(
+                    "device '{source}' is disabled: enable it or remove humidity_from",
+                    source=source,
+                )))  # fmt: skip
+            continue
+        quantities = device_quantities(source, entry.plugin, entry.options, config.buses.get(
+            entry.config.bus))  # fmt: skip
+        if quantities is not None and "humidity_pct" not in quantities:
+            problems.append(doc.problem(here, tr(
+                "device '{source}' does not read humidity_pct (it reads {quantities}): name a "
+                "device that measures relative humidity",
+                source=source, quantities=", ".join(quantities) or "nothing",
+            )))  # fmt: skip
 
 
 def _resolve_device(
