@@ -40,7 +40,7 @@ def test_unknown_profile_names_the_place_and_suggests():
     assert out == [
         "f.yaml:7: devices.general.profile: unknown profile 'eastron_sdm63': did you mean "
         "'eastron_sdm630'? (built-in: carlo_gavazzi_em24, eastron_sdm120, eastron_sdm630, "
-        "eastron_sdm72, orno_or_we_516, senseair_s8)"
+        "eastron_sdm72, orno_or_we_516, senseair_s8, vaisala_aqt530)"
     ]
 
 
