@@ -175,3 +175,39 @@ def test_humidity_from_must_name_a_device_that_reads_humidity():
     assert "device 'meter' does not read humidity_pct" in no_rh
     (uart,) = config_problems("pms")  # a serial driver's quantities are known too
     assert "device 'pms' does not read humidity_pct (it reads pm1_0_ugm3" in uart
+
+
+def test_corrected_and_gas_hours_survive_a_restart(tmp_path):
+    from vatio.agent.metrics.engine import MetricsStore
+
+    store = MetricsStore(tmp_path / "metrics.sqlite")
+    e = MetricsEngine(MetricsConfig(), {"pm": DeviceMetricsConfig(humidity_from="rh")}, store)
+    for h in range(8):
+        for i in range(4):
+            ts = T0 + h * 3600 + i * 900
+            e.observe(poll("rh", ts, humidity_pct=50.0))
+            e.observe(poll("pm", ts + 5, pm2_5_cf1_ugm3=20.0, co_ppm=2.0, o3_ppb=70.0))
+    e.save()
+    store.close()
+    again = MetricsEngine(
+        MetricsConfig(),
+        {"pm": DeviceMetricsConfig(humidity_from="rh")},
+        MetricsStore(tmp_path / "metrics.sqlite"),
+    )
+    again.observe(poll("pm", T0 + 8 * 3600, pm2_5_cf1_ugm3=20.0))  # loads the saved state
+    now = T0 + 8 * 3600 + 1
+    v = again.values("pm", now)
+    assert v == e.values("pm", now)
+    assert v["co_8h_ppm"] == 2.0 and v["o3_1h_ppm"] == 0.07 and v["ias_mx_o3"] == 2.0
+    assert v["pm2_5_corrected_1h_ugm3"] == 11.92
+
+
+def test_metrics_messages_carry_quality_and_the_critical_pollutant():
+    e = MetricsEngine(MetricsConfig(), {})
+    for h in range(3):
+        e.observe(poll("aq", T0 + h * 3600, pm2_5_ugm3=10.0, o3_ppb=100.0, co_ppm=1.0))
+    extras = e.extras("aq", T0 + 3 * 3600 + 1)
+    assert extras["ias_mx_pollutant"] == "o3"  # 0.100 ppm: Mala; PM2.5 10: Buena
+    assert extras["quality"]["co_8h_ppm"] == "insufficient_hours"  # 3 of 8 hours
+    assert extras["quality"]["pm2_5_24h_ugm3"] == "insufficient_hours"
+    assert e.extras("unknown", T0) == {}
