@@ -39,8 +39,12 @@ Validity, as this module applies it:
   range (Plantower PMS5003 datasheet, "effective range 0–500 µg/m³", maximum ≥ 1000); above it
   the value is still computed but flagged ``pm_beyond_range``; a negative input gives no value;
 * RH must be a number in [0, 100] %; otherwise no value (``humidity_out_of_range``). EPA's
-  fit used the PurpleAir's own BME280, which reads a few % drier than the air outside; an
-  external RH probe is what a Vatio site has, a difference to keep in mind;
+  fit used the *raw* RH of the PurpleAir's own BME280, inside its warm housing (AirGradient,
+  "EPA correction and AirGradient", https://www.airgradient.com/blog/epa-correction-and-airgradient/,
+  as quoted in MallocArray/airgradient_esphome#92), which reads drier than the air outside.
+  A Vatio site names a separate RH device, usually a proper probe: its higher RH makes the
+  correction subtract a little more (0.0862 µg/m³ per % RH). Prefer an RH sensor in the PM
+  sensor's enclosure where there is one;
 * the formula was fitted on hourly and 24-hour means: a single reading's correction is as
   good as the reading, and the hourly mean of corrected values equals the correction of the
   hourly mean wherever the segment is linear (below 210 µg/m³);
