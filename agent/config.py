@@ -511,32 +511,42 @@ def _check_humidity_sources(
     """``metrics.humidity_from`` must name an enabled device that reads humidity_pct."""
     from vatio.agent.metrics.sources import device_quantities
 
+    known: dict[str, list[str] | None] = {}
+
+    def quantities(device: str) -> list[str] | None:
+        if device not in known:
+            e = entries[device]
+            known[device] = device_quantities(
+                device, e.plugin, e.options, config.buses.get(e.config.bus)
+            )
+        return known[device]
+
     for name, dev in config.devices.items():
         source = dev.metrics.humidity_from
-        if source is None or not dev.enabled:
+        if source is None or not dev.enabled or name not in entries:
             continue
         here: tuple[PathPart, ...] = ("devices", name, "metrics", "humidity_from")
+        with_rh = [d for d in entries if "humidity_pct" in (quantities(d) or [])]
+        hint = (
+            tr("these do: {devices}", devices=", ".join(with_rh))
+            if with_rh
+            else tr("none of the configured devices does")
+        )
         if source not in config.devices:
             problems.append(doc.problem(here, tr(
                 "unknown device '{source}': name the device that measures relative humidity "
-                "(defined: {defined})", source=source, defined=", ".join(config.devices),
+                "({hint})", source=source, hint=hint,
             )))  # fmt: skip
-            continue
-        entry = entries.get(source)
-        if entry is None:  # disabled, or its own mistakes are reported above
+        elif source not in entries:  # disabled, or its own mistakes are reported above
             if not config.devices[source].enabled:
                 problems.append(doc.problem(here, tr(
                     "device '{source}' is disabled: enable it or remove humidity_from",
                     source=source,
                 )))  # fmt: skip
-            continue
-        quantities = device_quantities(source, entry.plugin, entry.options, config.buses.get(
-            entry.config.bus))  # fmt: skip
-        if quantities is not None and "humidity_pct" not in quantities:
+        elif (q := quantities(source)) is not None and "humidity_pct" not in q:
             problems.append(doc.problem(here, tr(
-                "device '{source}' does not read humidity_pct (it reads {quantities}): name a "
-                "device that measures relative humidity",
-                source=source, quantities=", ".join(quantities) or "nothing",
+                "device '{source}' does not read humidity_pct: name a device that measures "
+                "relative humidity ({hint})", source=source, hint=hint,
             )))  # fmt: skip
 
 

@@ -170,11 +170,21 @@ def test_humidity_from_must_name_a_device_that_reads_humidity():
     assert loaded.config.devices["pms"].metrics.humidity_from == "aqt"
     assert loaded.config.devices["pms"].metrics.humidity_max_age == 300
     (unknown,) = config_problems("aqtt")
-    assert "devices.pms.metrics.humidity_from" in unknown and "unknown device 'aqtt'" in unknown
+    assert unknown == (
+        "f.yaml:8: devices.pms.metrics.humidity_from: unknown device 'aqtt': name the device "
+        "that measures relative humidity (these do: aqt)"
+    )
     (no_rh,) = config_problems("meter")
-    assert "device 'meter' does not read humidity_pct" in no_rh
+    assert "device 'meter' does not read humidity_pct" in no_rh and "(these do: aqt)" in no_rh
     (uart,) = config_problems("pms")  # a serial driver's quantities are known too
-    assert "device 'pms' does not read humidity_pct (it reads pm1_0_ugm3" in uart
+    assert "device 'pms' does not read humidity_pct" in uart
+    off = CONFIG.replace("SOURCE", "aqt").replace("profile: vaisala_aqt530}", "profile: "
+                                                  "vaisala_aqt530, enabled: false}")  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(off)
+    assert "device 'aqt' is disabled: enable it or remove humidity_from" in str(
+        info.value.problems[0]
+    )
 
 
 def test_corrected_and_gas_hours_survive_a_restart(tmp_path):
