@@ -8,6 +8,10 @@ no accumulated energy and does not reset a demand window. (Readings between the 
 a power cut are re-counted from the meter's counter at the next reading, so energy from
 counters is not lost either; only integrated power is.)
 
+Air metrics cover PM, the NOM-172 gases and CO2. A device with ``humidity_from`` also gets a
+humidity-corrected PM2.5 from another device's latest RH (:mod:`~vatio.agent.metrics.sources`,
+the only metric that crosses devices).
+
 Readings taken while the wall clock is not trusted (``observe(result, trusted=False)``, see
 common/timesync.py) are not filed by that clock: electrical energy is measured at once and
 held (:class:`~vatio.agent.metrics.electrical.HeldEnergy`), air-quality readings are kept (one a
