@@ -180,6 +180,13 @@ class DeviceMetricsConfig(_Strict):
     # where energy comes from: the meter's counter, or integrated power ("auto": the counter
     # when the device reads one)
     energy_source: Literal["auto", "counter", "power"] = "auto"
+    # PM2.5 corrected for humidity (agent/metrics/pm_humidity.py): the device that measures
+    # the relative humidity next to this PM sensor, how old its reading may be, and which
+    # PM2.5 is the CF=1 input ("auto": pm2_5_cf1_ugm3 if the driver reads it, else
+    # pm2_5_ugm3 flagged input_not_cf1; "pm2_5_ugm3": the driver already reports CF=1)
+    humidity_from: Name | None = None
+    humidity_max_age: Duration = 300.0
+    humidity_input: Literal["auto", "pm2_5_cf1_ugm3", "pm2_5_ugm3"] = "auto"
 
 
 class DeviceConfig(BaseModel):
@@ -383,6 +390,9 @@ class MetricsConfig(_Strict):
     ias_stage: Literal["2019", "2024", "2026"] = "2026"
     ias_adjustment: float | None = Field(None, gt=0, le=1)  # NOM-172 "FA", UNCONFIRMED: off
     co2_limit_ppm: float = Field(1000, gt=0)
+    # NowCast, AQI and IAS of PM2.5 from the humidity-corrected PM2.5 (devices with
+    # humidity_from) instead of the sensor's own: off, see agent/metrics/pm_humidity.py
+    pm2_5_indices_from_corrected: bool = False
     # custom grid factors replace Mexico's national ones (the latest applies until the next)
     emission_factors: list[EmissionFactorConfig] | None = None
 
@@ -512,6 +522,7 @@ def parse_config(doc: YamlDocument, base_dir: Path) -> LoadedConfig:
         if entry is not None and dev.enabled:
             entries[name] = entry
     _check_i2c_addresses(config, entries, doc, problems)
+    _check_humidity_sources(config, entries, doc, problems)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, entries, doc.file)
@@ -549,6 +560,52 @@ def _check_i2c_addresses(
                 "cannot share an address; set another with the sensor's address pin, or put "
                 "one on another I2C bus",
                 address=f"{address:02x}", bus=entry.config.bus, other=other,
+            )))  # fmt: skip
+
+
+def _check_humidity_sources(
+    config: AgentConfig, entries: dict[str, DeviceEntry], doc: YamlDocument,
+    problems: list[Problem],
+) -> None:  # fmt: skip
+    """``metrics.humidity_from`` must name an enabled device that reads humidity_pct."""
+    from vatio.agent.metrics.sources import device_quantities
+
+    known: dict[str, list[str] | None] = {}
+
+    def quantities(device: str) -> list[str] | None:
+        if device not in known:
+            e = entries[device]
+            known[device] = device_quantities(
+                device, e.plugin, e.options, config.buses.get(e.config.bus)
+            )
+        return known[device]
+
+    for name, dev in config.devices.items():
+        source = dev.metrics.humidity_from
+        if source is None or not dev.enabled or name not in entries:
+            continue
+        here: tuple[PathPart, ...] = ("devices", name, "metrics", "humidity_from")
+        with_rh = [d for d in entries if "humidity_pct" in (quantities(d) or [])]
+        hint = (
+            tr("these do: {devices}", devices=", ".join(with_rh))
+            if with_rh
+            else tr("none of the configured devices does")
+        )
+        if source not in config.devices:
+            problems.append(doc.problem(here, tr(
+                "unknown device '{source}': name the device that measures relative humidity "
+                "({hint})", source=source, hint=hint,
+            )))  # fmt: skip
+        elif source not in entries:  # disabled, or its own mistakes are reported above
+            if not config.devices[source].enabled:
+                problems.append(doc.problem(here, tr(
+                    "device '{source}' is disabled: enable it or remove humidity_from",
+                    source=source,
+                )))  # fmt: skip
+        elif (q := quantities(source)) is not None and "humidity_pct" not in q:
+            problems.append(doc.problem(here, tr(
+                "device '{source}' does not read humidity_pct: name a device that measures "
+                "relative humidity ({hint})", source=source, hint=hint,
             )))  # fmt: skip
 
 

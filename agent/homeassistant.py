@@ -29,6 +29,7 @@ _UNITS: dict[str, tuple[str, str | None]] = {
     "c": ("°C", "temperature"),
     "pct": ("%", None),
     "ppm": ("ppm", "carbon_dioxide"),
+    "ppb": ("ppb", None),  # Home Assistant's ozone/NO2/SO2 classes want µg/m³: no class
     "ugm3": ("µg/m³", None),
     "hpa": ("hPa", "atmospheric_pressure"),
     "per_cm3": ("#/cm³", None),
@@ -36,7 +37,8 @@ _UNITS: dict[str, tuple[str, str | None]] = {
     "kgco2e": ("kg", None),
     "deg": ("°", None),
 }
-_PM = {"pm2_5_ugm3": "pm25", "pm10_ugm3": "pm10", "pm1_0_ugm3": "pm1", "humidity_pct": "humidity"}
+_PM = {"pm2_5_ugm3": "pm25", "pm10_ugm3": "pm10", "pm1_0_ugm3": "pm1", "humidity_pct": "humidity",
+       "pm2_5_cf1_ugm3": "pm25", "co_ppm": "carbon_monoxide"}  # fmt: skip
 
 
 def discovery(

@@ -240,7 +240,8 @@ class _Pipeline:
         if values:
             if self.live is not None:
                 self.live.metrics(device, values, now)
-            self.emit(self.builder.metrics(device, values, now))
+            extra = self.engine.extras(device, now)  # quality, ias_mx_pollutant
+            self.emit(self.builder.metrics(device, values, now, **extra))
 
     def event(self, device: str, kind: str, message: str) -> None:
         if self.live is not None:

@@ -20,6 +20,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from vatio.simulators.air_day import AirDay
+
 V_LN = 127.0  # Mexico's 220Y/127 V low-voltage service
 FREQ = 60.0
 
@@ -154,7 +156,7 @@ def electrical(p_w: float, pf: float, t: float, seed: int) -> dict[str, float]:
 class MeterState:
     """A meter's counters, advanced by integrating the load between updates."""
 
-    load: FactoryLoad | DailyProfile
+    load: FactoryLoad | DailyProfile | AirDay  # an AirDay has no power: counters stay put
     t: float
     energy_import_kwh: float = field(default=0.0)
     reactive_import_kvarh: float = field(default=0.0)
@@ -176,7 +178,7 @@ class MeterState:
             self.reactive_import_kvarh += kwh * math.tan(math.acos(self.load.pf))
             self.t = t
             self._last = now
-        elif dt > 0:
+        elif dt > 0 and "active_power_w" in now:
             before = self._last
             self.energy_import_kwh += (
                 (before["active_power_w"] + now["active_power_w"]) / 2 * dt / 3.6e6

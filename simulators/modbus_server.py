@@ -41,6 +41,7 @@ from vatio.common.links import SerialLine
 from vatio.drivers.modbus.profile import Profile, RegisterType
 from vatio.drivers.modbus.register_codec import encode
 from vatio.drivers.modbus.transport import read_wire_time, t35
+from vatio.simulators.air_day import AirDay
 from vatio.simulators.load_curve import DailyProfile, FactoryLoad, MeterState
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -136,7 +137,7 @@ class SimulatedMeter:
         clock: Callable[[], float] = simulated_or_wall.now,
         refresh: float = 0.2,
         faults: Faults | None = None,
-        load: FactoryLoad | DailyProfile | None = None,
+        load: FactoryLoad | DailyProfile | AirDay | None = None,
         strict: bool = False,
         lacks: tuple[str, ...] = (),
     ) -> None:

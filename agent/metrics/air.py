@@ -1,22 +1,59 @@
 """Per-device air-quality metrics: hourly and 24-hour PM means, NowCast, US AQI, Mexico's
-IAS, and a CO2 rolling mean with a threshold (CO2 is never called an AQI, domain.md §1.1).
+IAS for PM and gases, and a CO2 rolling mean with a threshold (CO2 is never called an AQI,
+domain.md §1.1).
 
 Hours are clock hours (UTC epoch hours; Mexico's offsets are whole hours). NowCast and IAS use
 the 12 most recent *complete* hours, newest first; a 24-hour mean needs 18 valid hours
 (75 %, domain.md §2.4). Like :mod:`vatio.agent.metrics.electrical`, its state is JSON-ready.
+
+Published per device (names in common/vocabulary.py):
+
+* PM: ``pm2_5_1h_ugm3``, ``pm2_5_24h_ugm3``, ``pm2_5_nowcast_ugm3``, ``pm2_5_12h_ugm3`` (the
+  NOM-172 12-hour weighted indicator) and ``ias_mx_pm2_5``; the same for PM10; ``aqi_us``.
+* PM2.5 corrected for humidity (:mod:`~vatio.agent.metrics.pm_humidity`, fed by the engine as
+  ``pm2_5_corrected_ugm3``): ``pm2_5_corrected_1h_ugm3``. With ``indices_from_corrected`` the
+  PM2.5 NowCast, AQI and IAS use the corrected hourly means instead of the raw ones.
+* Gases (:mod:`~vatio.agent.metrics.ias_gases`), only for a device that reports the gas:
+  ``o3_1h_ppm``, ``o3_8h_ppm``, ``no2_1h_ppm``, ``so2_1h_ppm``, ``co_8h_ppm`` and their levels
+  ``ias_mx_o3`` (1 h; in stage 2019 the worse of 1 h and 8 h), ``ias_mx_o3_8h``,
+  ``ias_mx_no2``, ``ias_mx_so2``, ``ias_mx_co``.
+* ``ias_mx``: the worst level among the pollutants that have one; :meth:`report` also says
+  which pollutant(s) set it (``critical``).
+
+A value that cannot be computed is None; when that is because too few hours were valid
+(24-h mean: < 18 of 24; NowCast/12-h indicator: < 2 of the 3 latest; 8-h means: < 6 of 8)
+:meth:`report` gives the quality reason ``insufficient_hours`` for it, so a consumer sees
+"not enough data" rather than a silent gap.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
 from vatio.agent.metrics.air_quality import aqi, nowcast
+from vatio.agent.metrics.ias_gases import AVERAGING, SOURCES, gas_ias, in_overall, indicator_ppm
 from vatio.agent.metrics.ias_mx import LEVELS, Stage, ias, weighted_12h
 
 POLLUTANTS = {"pm2_5": "pm2_5_ugm3", "pm10": "pm10_ugm3"}
+CORRECTED = "pm2_5_corrected"
+# every hourly series kept: pollutant key → the reading's quantity
+TRACKED = {
+    **POLLUTANTS,
+    CORRECTED: "pm2_5_corrected_ugm3",
+    **{gas: quantity for gas, (quantity, _) in SOURCES.items()},
+}
 LEVEL_NAMES = {level: name for level, name, *_ in LEVELS}
+INSUFFICIENT = "insufficient_hours"
+
+
+@dataclass
+class AirReport:
+    values: dict[str, float | None] = field(default_factory=dict)
+    quality: dict[str, str] = field(default_factory=dict)  # value name → reason
+    critical: list[str] = field(default_factory=list)  # pollutants at the overall IAS level
 
 
 class AirQualityMetrics:
@@ -26,13 +63,15 @@ class AirQualityMetrics:
         ias_adjustment: float | None = None,
         co2_window_s: float = 900.0,
         co2_limit_ppm: float = 1000.0,
+        indices_from_corrected: bool = False,
     ) -> None:
         self.ias_stage: Stage = ias_stage
         self.ias_adjustment = ias_adjustment
         self.co2_window_s = co2_window_s
         self.co2_limit = co2_limit_ppm
+        self.indices_from_corrected = indices_from_corrected
         # pollutant → {epoch hour: [sum, count]}
-        self.hours: dict[str, dict[int, list[float]]] = {p: {} for p in POLLUTANTS}
+        self.hours: dict[str, dict[int, list[float]]] = {p: {} for p in TRACKED}
         self.co2: deque[tuple[float, float]] = deque()
         self.last_ias: int | None = None
         self.co2_high = False
@@ -41,7 +80,7 @@ class AirQualityMetrics:
     def observe(self, values: dict[str, float | None], ts: float) -> list[tuple[str, str]]:
         """Add one poll; returns events (kind, message) for threshold crossings."""
         hour = int(ts // 3600)
-        for p, quantity in POLLUTANTS.items():
+        for p, quantity in TRACKED.items():
             v = values.get(quantity)
             if v is not None and v >= 0:
                 acc = self.hours[p].setdefault(hour, [0.0, 0.0])
@@ -66,42 +105,93 @@ class AirQualityMetrics:
         return out
 
     def values(self, now: float) -> dict[str, float | None]:
-        out: dict[str, float | None] = {}
-        indices, levels = [], []
+        return self.report(now).values
+
+    def report(self, now: float) -> AirReport:
+        """Every metric at ``now``, the reasons for the missing ones, and the critical
+        pollutant(s) of the overall IAS."""
+        r = AirReport()
+        out, quality = r.values, r.quality
+        indices: list[int] = []
+        levels: dict[str, int] = {}  # pollutant → level, for the overall IAS
         for p in POLLUTANTS:
             hourly = self._hourly(p, now)
             out[f"{p}_1h_ugm3"] = None if hourly[0] is None else round(hourly[0], 2)
             valid = [v for v in hourly if v is not None]
             out[f"{p}_24h_ugm3"] = round(fmean(valid), 2) if len(valid) >= 18 else None
+            if valid and len(valid) < 18:
+                quality[f"{p}_24h_ugm3"] = INSUFFICIENT
+            if p == "pm2_5" and self.indices_from_corrected:
+                hourly = self._hourly(CORRECTED, now)  # the indices follow the corrected PM2.5
             nc = nowcast(hourly, p)
             out[f"{p}_nowcast_ugm3"] = None if nc is None else float(nc)
             if nc is not None:
                 indices.append(aqi(float(nc), p).value)
             w = weighted_12h(hourly, self.ias_adjustment)
-            if w is not None:
-                levels.append(ias(w, p, self.ias_stage).level)
+            out[f"{p}_12h_ugm3"] = None if w is None else float(w)
+            level = None if w is None else ias(w, p, self.ias_stage).level
+            out[f"ias_mx_{p}"] = None if level is None else float(level)
+            if level is not None:
+                levels[p] = level
+            elif any(v is not None for v in hourly[:12]):
+                for name in (f"{p}_nowcast_ugm3", f"{p}_12h_ugm3", f"ias_mx_{p}"):
+                    quality[name] = INSUFFICIENT
+        if self.hours[CORRECTED]:
+            first = self._hourly(CORRECTED, now)[0]
+            out["pm2_5_corrected_1h_ugm3"] = None if first is None else round(first, 2)
+        self._gases(now, r, levels)
         out["aqi_us"] = float(max(indices)) if indices else None
-        out["ias_mx"] = float(max(levels)) if levels else None
+        if levels:
+            top = max(levels.values())
+            out["ias_mx"] = float(top)
+            r.critical = [p for p, level in levels.items() if level == top]
+        else:
+            out["ias_mx"] = None
         out["co2_avg_ppm"] = round(fmean(v for _, v in self.co2), 1) if self.co2 else None
-        return out
+        return r
 
-    def _ias_level(self, now: float) -> int | None:
-        levels = []
-        for p in POLLUTANTS:
-            w = weighted_12h(self._hourly(p, now), self.ias_adjustment)
-            if w is not None:
-                levels.append(ias(w, p, self.ias_stage).level)
-        return max(levels) if levels else None
+    def _gases(self, now: float, r: AirReport, levels: dict[str, int]) -> None:
+        """Gas indicators and their levels, for the gases this device reports."""
+        for indicator, (gas, _, _) in AVERAGING.items():
+            if not self.hours[gas]:
+                continue  # the device does not measure this gas: publish nothing about it
+            name = f"{indicator}_ppm"
+            ppm = indicator_ppm(indicator, self._hourly(gas, now))[0]
+            r.values[name] = None if ppm is None else float(ppm)
+            level_name = f"ias_mx_{gas}" if indicator != "o3_8h" else "ias_mx_o3_8h"
+            if ppm is None:  # the gas is measured, but too few of these hours were valid
+                r.quality[name] = INSUFFICIENT
+                if r.values.get(level_name) is None:
+                    r.values[level_name] = None
+                    r.quality[level_name] = INSUFFICIENT
+                continue
+            level = gas_ias(indicator, ppm, self.ias_stage).level
+            if indicator == "o3_8h":
+                r.values[level_name] = float(level)
+            if in_overall(indicator, self.ias_stage):
+                levels[gas] = max(levels.get(gas, 0), level)
+                r.values[f"ias_mx_{gas}"] = float(levels[gas])
+                r.quality.pop(f"ias_mx_{gas}", None)
+
+    def _ias_level(self, now: float) -> tuple[int | None, list[str]]:
+        r = self.report(now)
+        level = r.values.get("ias_mx")
+        return (None if level is None else int(level)), r.critical
 
     def _events(self, now: float) -> list[tuple[str, str]]:
         events = []
         hour = int(now // 3600)
         if hour != self._evaluated_hour:  # the IAS only moves when an hour completes
             self._evaluated_hour = hour
-            level = self._ias_level(now)
+            level, critical = self._ias_level(now)
             if level is not None and self.last_ias is not None and level != self.last_ias:
                 before, after = LEVEL_NAMES[self.last_ias], LEVEL_NAMES[level]
-                events.append(("ias_changed", f"Índice AIRE Y SALUD: {before} → {after}"))
+                events.append(
+                    (
+                        "ias_changed",
+                        f"Índice AIRE Y SALUD: {before} → {after} ({', '.join(critical)})",
+                    )
+                )
             if level is not None:
                 self.last_ias = level
         if self.co2:
@@ -123,9 +213,11 @@ class AirQualityMetrics:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.hours = {
-            p: {int(h): list(acc) for h, acc in hs.items()} for p, hs in state["hours"].items()
-        }
+        # a state saved before a series existed (gases, corrected PM) restores the rest
+        self.hours = {p: {} for p in TRACKED}
+        for p, hs in state["hours"].items():
+            if p in self.hours:
+                self.hours[p] = {int(h): list(acc) for h, acc in hs.items()}
         self.co2 = deque((float(t), float(v)) for t, v in state["co2"])
         self.last_ias = state["last_ias"]
         self.co2_high = state["co2_high"]

@@ -8,6 +8,10 @@ no accumulated energy and does not reset a demand window. (Readings between the 
 a power cut are re-counted from the meter's counter at the next reading, so energy from
 counters is not lost either; only integrated power is.)
 
+Air metrics cover PM, the NOM-172 gases and CO2. A device with ``humidity_from`` also gets a
+humidity-corrected PM2.5 from another device's latest RH (:mod:`~vatio.agent.metrics.sources`,
+the only metric that crosses devices).
+
 Readings taken while the wall clock is not trusted (``observe(result, trusted=False)``, see
 common/timesync.py) are not filed by that clock: electrical energy is measured at once and
 held (:class:`~vatio.agent.metrics.electrical.HeldEnergy`), air-quality readings are kept (one a
@@ -31,6 +35,7 @@ from vatio.agent.config import DeviceMetricsConfig, MetricsConfig
 from vatio.agent.metrics.air import AirQualityMetrics
 from vatio.agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from vatio.agent.metrics.emissions import MEXICO_SEN, Factor
+from vatio.agent.metrics.sources import CORRECTED, HumiditySources
 from vatio.agent.storage import (
     StorageHealth,
     explain,
@@ -44,7 +49,8 @@ from vatio.drivers.reading import PollResult
 log = logging.getLogger(__name__)
 
 ELECTRICAL = {"active_power_w", "energy_import_kwh"}
-AIR = {"pm2_5_ugm3", "pm10_ugm3", "co2_ppm"}
+AIR = {"pm2_5_ugm3", "pm10_ugm3", "co2_ppm", "pm2_5_cf1_ugm3", "o3_ppb", "no2_ppb", "so2_ppb",
+       "co_ppm"}  # fmt: skip
 AIR_HOLD_EVERY_S = 60.0  # air readings kept while the clock is untrusted: one a minute …
 AIR_HOLD_MAX = 7 * 1440  # … for a week at most (the oldest go first: they are means)
 
@@ -181,6 +187,7 @@ class MetricsEngine:
             else MEXICO_SEN
         )
         self.devices: dict[str, DeviceMetrics] = {}
+        self.humidity = HumiditySources()  # latest RH per device, for humidity_from
 
     def _device(self, name: str, result: PollResult) -> DeviceMetrics:
         dm = self.devices.get(name)
@@ -209,6 +216,7 @@ class MetricsEngine:
                     self.cfg.ias_stage,
                     self.cfg.ias_adjustment,
                     co2_limit_ppm=self.cfg.co2_limit_ppm,
+                    indices_from_corrected=self.cfg.pm2_5_indices_from_corrected,
                 )
                 if "air" in saved:
                     dm.air.restore(saved["air"])  # type: ignore[arg-type]
@@ -224,9 +232,13 @@ class MetricsEngine:
         reading's steady time (:func:`vatio.common.clock.monotonic`), needed only while the clock
         is untrusted and at the first trusted reading after; by default it is derived from
         now, as the pipeline calls this right after the poll."""
+        self.humidity.observe(result)  # a humidity source need not have metrics of its own
         if not result.ok or not self.settings.get(result.device, DeviceMetricsConfig()).enabled:
             return False, [], {}
         dm = self._device(result.device, result)
+        corrected = self.humidity.correct(dm.settings, result.values, result.ts)
+        if corrected is not None:  # next to the raw PM2.5 in the telemetry (sources.py)
+            result.values[CORRECTED] = corrected.value
         if mono is None:
             mono = result.mono
         if (not trusted or dm.holding) and mono is None:
@@ -260,6 +272,8 @@ class MetricsEngine:
                     dm.air_held = None
                 events += dm.air.observe(result.values, result.ts)
         flags = dict(dm.electrical.flags) if dm.electrical is not None else {}
+        if corrected is not None and corrected.flag:
+            flags[CORRECTED] = corrected.flag
         return closed is not None, events, flags
 
     def holding(self) -> list[str]:
@@ -276,6 +290,21 @@ class MetricsEngine:
         if dm is not None and dm.air is not None:
             out.update(dm.air.values(now))
         return out
+
+    def extras(self, device: str, now: float) -> dict[str, Any]:
+        """What a metrics message carries besides ``values``: ``quality`` (why a value is
+        null, e.g. ``insufficient_hours``) and ``ias_mx_pollutant`` (which pollutant sets
+        the overall IAS; several, comma-separated, on a tie)."""
+        dm = self.devices.get(device)
+        if dm is None or dm.holding or dm.air is None:
+            return {}
+        report = dm.air.report(now)
+        extra: dict[str, Any] = {}
+        if report.quality:
+            extra["quality"] = report.quality
+        if report.critical:
+            extra["ias_mx_pollutant"] = ",".join(report.critical)
+        return extra
 
     def save(self) -> None:
         if self.store is None:

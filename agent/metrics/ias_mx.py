@@ -1,4 +1,5 @@
-"""Mexico's Índice AIRE Y SALUD (NOM-172-SEMARNAT), for PM10 and PM2.5 (domain.md §2).
+"""Mexico's Índice AIRE Y SALUD (NOM-172-SEMARNAT), for PM10 and PM2.5 (domain.md §2); the
+gases (O3, NO2, SO2, CO) are in :mod:`vatio.agent.metrics.ias_gases`.
 
 * Stages: ``2019`` (NOM-172-SEMARNAT-2019, for history), ``2024`` and ``2026`` (the two
   phases of NOM-172-SEMARNAT-2023; the 2026 bands apply from 1 Jan 2026).
@@ -44,7 +45,7 @@ class Ias:
     colour_name: str
     colour: str
     risk: str
-    concentration: int
+    concentration: int | Decimal  # PM: integer µg/m³; gases: ppm (ias_gases.py)
 
 
 def _round(x: Decimal | float) -> int:
