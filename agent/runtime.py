@@ -30,6 +30,7 @@ from vatio.agent.httpstatus import PortTaken, StatusServer, json_body, prometheu
 from vatio.agent.livestatus import LiveStatus
 from vatio.agent.messages import Message, MessageBuilder
 from vatio.agent.metrics.engine import MetricsEngine, MetricsStore
+from vatio.agent.metrics.site import SITE_DEVICE, build_site
 from vatio.agent.outputs.mqtt import MqttOutput
 from vatio.agent.scheduler import (
     BusWorker,
@@ -232,6 +233,19 @@ class _Pipeline:
                 self.live.metrics(device, values, now)
             self.emit(self.builder.metrics(device, values, now))
 
+    def publish_site(self, now: float) -> None:
+        """The site-level metrics message: balance and running bill (agent/metrics/site.py)."""
+        assert self.engine is not None
+        site = self.engine.site
+        if site is None:
+            return
+        values, quality, extra = site.values(now)
+        if self.live is not None:
+            self.live.site(values, extra.get("bill"), now)
+        if quality:
+            extra["quality"] = quality
+        self.emit(self.builder.metrics(SITE_DEVICE, values, now, **extra))
+
     def event(self, device: str, kind: str, message: str) -> None:
         if self.live is not None:
             self.live.event(device, kind, message, clock.now())
@@ -275,6 +289,12 @@ class Agent:
                 {n: d.metrics for n, d in loaded.devices.items()},
                 MetricsStore(self.state_dir / "metrics.sqlite", self.storage),
             )
+            # the site's balance and bill: set after the engine so it reads the same factors
+            self.engine.site = build_site(loaded, self.engine.factors)
+            if self.engine.site is not None and self.engine.store is not None:
+                saved = self.engine.store.load(SITE_DEVICE)
+                if saved and "site" in saved:
+                    self.engine.site.restore(saved["site"])  # type: ignore[arg-type]
         self.pipeline = _Pipeline(
             self.builder, self.engine, LiveStatus() if cfg.http is not None else None
         )
@@ -451,6 +471,7 @@ class Agent:
             try:
                 for device in list(self.engine.devices):
                     self.pipeline.publish_metrics(device, now)
+                self.pipeline.publish_site(now)
                 self.engine.save()
             except Exception:  # keep polling and telemetry alive; say what broke
                 log.exception("publishing or saving metrics failed")

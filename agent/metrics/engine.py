@@ -31,6 +31,7 @@ from vatio.agent.config import DeviceMetricsConfig, MetricsConfig
 from vatio.agent.metrics.air import AirQualityMetrics
 from vatio.agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from vatio.agent.metrics.emissions import MEXICO_SEN, Factor
+from vatio.agent.metrics.site import SITE_DEVICE, SiteMetrics
 from vatio.agent.storage import (
     StorageHealth,
     explain,
@@ -168,6 +169,7 @@ class MetricsEngine:
         cfg: MetricsConfig,
         devices: dict[str, DeviceMetricsConfig],
         store: MetricsStore | None = None,
+        site: SiteMetrics | None = None,
     ) -> None:
         self.cfg = cfg
         self.settings = devices
@@ -181,6 +183,12 @@ class MetricsEngine:
             else MEXICO_SEN
         )
         self.devices: dict[str, DeviceMetrics] = {}
+        # the site's balance and bill (agent/metrics/site.py), fed every poll of its devices
+        self.site = site
+        if site is not None and store is not None:
+            saved_site = store.load(SITE_DEVICE)
+            if saved_site and "site" in saved_site:
+                site.restore(saved_site["site"])  # type: ignore[arg-type]
 
     def _device(self, name: str, result: PollResult) -> DeviceMetrics:
         dm = self.devices.get(name)
@@ -226,6 +234,8 @@ class MetricsEngine:
         now, as the pipeline calls this right after the poll."""
         if not result.ok or not self.settings.get(result.device, DeviceMetricsConfig()).enabled:
             return False, [], {}
+        if self.site is not None:
+            self.site.observe(result.device, result.values, result.ts, trusted)
         dm = self._device(result.device, result)
         if mono is None:
             mono = result.mono
@@ -282,6 +292,8 @@ class MetricsEngine:
             for dm in self.devices.values():
                 if dm.electrical is not None:
                     dm.electrical.closed.clear()  # no history kept without a store
+            if self.site is not None:
+                self.site.closed.clear()
             return
         states: dict[str, dict[str, object]] = {}
         history: list[tuple[str, str, str, dict[str, Any]]] = []
@@ -295,8 +307,13 @@ class MetricsEngine:
             if dm.air is not None:
                 s["air"] = dm.air.state()
             states[name] = s
+        if self.site is not None:
+            states[SITE_DEVICE] = {"site": self.site.state()}
+            history += [(SITE_DEVICE, *c) for c in self.site.closed]
         if states and not self.store.save(states, history):
             return  # the disk refused: closed periods stay in memory for the next save
         for dm in self.devices.values():
             if dm.electrical is not None:
                 dm.electrical.closed.clear()
+        if self.site is not None:
+            self.site.closed.clear()
