@@ -598,6 +598,7 @@ def _check_bill(
     from vatio.agent.metrics.prices import load_prices  # the metrics package imports config
 
     path = None if bill.prices is None else base_dir / bill.prices
+    bill.prices = path  # resolved once, against the config's folder
     try:
         table = load_prices(path)
     except ConfigError as exc:

@@ -40,7 +40,6 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -486,9 +485,8 @@ def build_site(loaded: LoadedConfig, factors: list[Factor] = MEXICO_SEN) -> Site
     settings = None
     if cfg.bill is not None:
         b = cfg.bill
-        base = Path(loaded.source).resolve().parent if loaded.source else Path.cwd()
         settings = BillSettings(
-            prices=load_prices(None if b.prices is None else base / b.prices),
+            prices=load_prices(b.prices),  # resolved against the config's folder at load
             division=b.division,
             cut_off_day=b.cut_off_day,
             reading_dates=tuple(b.reading_dates or ()),
