@@ -337,8 +337,9 @@ class SiteMetrics:
         )
         if now is not None:
             begun = dt.datetime.combine(start, dt.time())
-            usage = project(usage, dt.datetime.fromtimestamp(now, self.tz).replace(tzinfo=None),
-                            begun)
+            usage = project(
+                usage, dt.datetime.fromtimestamp(now, self.tz).replace(tzinfo=None), begun
+            )
         last_day = end - dt.timedelta(days=1)
         prices = s.prices.row(s.division, last_day.strftime("%Y-%m"))
         try:
@@ -386,12 +387,10 @@ class SiteMetrics:
         so_far, projected = self.bill(now)
         if self.bill_settings is not None and self.billing.start:
             b = self.billing
-            out["bill_days"] = float(
+            out["bill_period_days"] = float(
                 (dt.date.fromisoformat(b.end) - dt.date.fromisoformat(b.start)).days
             )
-            out["bill_credit_kwh"] = round(
-                math.fsum(sum(c.kwh.values()) for c in self.credits), 6
-            )
+            out["bill_credit_kwh"] = round(math.fsum(sum(c.kwh.values()) for c in self.credits), 6)
             if so_far is None:
                 quality["bill_total_mxn"] = "bad_billing_period"
                 extra["bill"] = {"error": self.bill_error}

@@ -160,8 +160,9 @@ def test_power_factor_surcharge_on_energy_and_demand_only():
 
 
 def test_no_punta_hour_bills_capacity_on_the_umbral():
-    bill = compute_bill(usage(has_punta=False, peak_kw={"base": 5, "intermedia": 5, "punta": 0}),
-                        PRICES)
+    bill = compute_bill(
+        usage(has_punta=False, peak_kw={"base": 5, "intermedia": 5, "punta": 0}), PRICES
+    )
     assert bill.line("capacity").quantity == D("19.49")
     assert bill.line("distribution").quantity == 5
 

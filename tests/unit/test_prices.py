@@ -41,8 +41,9 @@ def problems(text: str) -> list[str]:
 
 
 def test_rows_are_selected_by_month_and_division():
-    t = parse_prices(load_yaml_text(table(("2026-10", "a"), ("2026-11", "a"), ("2026-11", "b")),
-                                    "p.yaml"))
+    t = parse_prices(
+        load_yaml_text(table(("2026-10", "a"), ("2026-11", "a"), ("2026-11", "b")), "p.yaml")
+    )
     row = t.row("a", "2026-11")
     assert row is not None and row.month == "2026-11"
     assert row.energy_intermedia == Decimal("1.9")  # the file's text, not a binary float

@@ -76,8 +76,10 @@ def test_a_generation_device_without_its_counter_is_refused(tmp_path):
         "fv: {bus: b, unit: 1, profile: ./imp.yaml, role: generation}\n", tmp_path=tmp_path
     )
     assert len(out) == 1
-    assert out[0].startswith("f.yaml:5: devices.fv.role: a generation device must publish its "
-                             "production counter energy_export_kwh")
+    assert out[0].startswith(
+        "f.yaml:5: devices.fv.role: a generation device must publish its "
+        "production counter energy_export_kwh"
+    )
     assert "energy_import_kwh" in out[0]  # what it has
     # … and accepted once told which counter counts production
     loaded = load(
