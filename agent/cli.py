@@ -309,6 +309,15 @@ def cmd_history(args: argparse.Namespace) -> int:
     from vatio.agent.history import history_command
 
     kind = "month" if args.months else "day"
+    if args.bills:
+        from vatio.agent.history import bills_command
+        from vatio.common import clock
+
+        return bills_command(loaded, args.json, clock.now())
+    if args.balance:
+        from vatio.agent.history import balance_command
+
+        return balance_command(Path(loaded.config.state_dir), kind, args.json)
     return history_command(loaded.config.state_dir, kind, args.device, args.json)
 
 
@@ -394,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("device", nargs="?", help="one device (default: all)")
     p.add_argument("--months", action="store_true", help="closed months instead of days")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--bills", action="store_true", help="the CFE bill of each billing period, line by line"
+    )
+    p.add_argument(
+        "--balance", action="store_true", help="the site balance: import, export, generation"
+    )
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("ingest", help="the ingest bridge: MQTT → InfluxDB / VictoriaMetrics")

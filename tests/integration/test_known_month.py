@@ -67,12 +67,15 @@ total                                            97 113.03
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import re
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.helpers import run_cli
 from vatio.agent.config import parse_config_text
 from vatio.agent.metrics.engine import MetricsEngine, MetricsStore
 from vatio.agent.metrics.site import SITE_DEVICE, build_site
@@ -94,11 +97,12 @@ rows:
 
 CONFIG = """\
 site: s
-buses: {b: {type: modbus-tcp, host: 127.0.0.1, port: 5020}}
+state_dir: {state}
+buses: {{b: {{type: modbus-tcp, host: 127.0.0.1, port: 5020}}}}
 devices:
-  red: {bus: b, unit: 1, profile: eastron_sdm630, role: grid}
-  fv: {bus: b, unit: 2, profile: eastron_sdm120, role: generation}
-bill: {division: test, prices: prices.yaml, net_metering: medicion_neta}
+  red: {{bus: b, unit: 1, profile: eastron_sdm630, role: grid}}
+  fv: {{bus: b, unit: 2, profile: eastron_sdm120, role: generation}}
+bill: {{division: test, prices: prices.yaml, net_metering: medicion_neta}}
 """
 
 
@@ -127,7 +131,9 @@ def engine_for(tmp_path, loaded):
 
 def test_a_known_month_gives_the_bill_worked_out_by_hand(tmp_path):
     (tmp_path / "prices.yaml").write_text(PRICES)
-    loaded = parse_config_text(CONFIG, base_dir=tmp_path, file="f.yaml")
+    config = tmp_path / "vatio.yaml"
+    config.write_text(CONFIG.format(state=tmp_path))
+    loaded = parse_config_text(config.read_text(), base_dir=tmp_path, file=str(config))
     engine = engine_for(tmp_path, loaded)
     imp = exp = gen = 0.0
     t = START
@@ -208,3 +214,16 @@ def test_a_known_month_gives_the_bill_worked_out_by_hand(tmp_path):
     assert sunday["export_kwh"] == pytest.approx(200.0)
     assert sunday["consumption_kwh"] == pytest.approx(480.0)
     assert sunday["self_sufficiency_pct"] == pytest.approx(100 / 480 * 100, abs=0.001)
+    engine.store.close()
+
+    # `vatio history --bills` prints the closed bill the way the paper shows it
+    out = run_cli("history", "-c", str(config), "--bills")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "closed: 2026-11-01 … 2026-12-01 (30 d)" in text
+    assert re.search(r"Distribución\s+70\.47 kW\s+100\s+7,047\.00", text), text
+    assert re.search(r"Factor de potencia\s+95 % FP\s+-1\.3\s+-1,102\.67", text), text
+    assert re.search(r"Total\s+97,113\.03", text), text
+    out = run_cli("history", "-c", str(config), "--balance", "--months", "--json")
+    months = {r["month"]: r for r in map(json.loads, out.stdout.splitlines())}
+    assert months["2026-11"]["self_consumption_pct"] == pytest.approx(80.0)
