@@ -130,3 +130,28 @@ def test_a_bad_price_file_is_reported_where_it_is(tmp_path):
     )
     assert out[0].startswith("f.yaml:6: bill.prices: the price table has errors:")
     assert any(p.startswith(f"{tmp_path / 'p.yaml'}:2: rows[0].energy_base") for p in out), out
+
+
+def test_check_warns_without_prices_for_the_month_and_about_a_grid_without_export(
+    tmp_path, capsys
+):
+    import datetime as dt
+
+    from vatio.agent.cli import site_warnings
+
+    (tmp_path / "imp.yaml").write_text(NO_EXPORT)
+    loaded = load(
+        """\
+        red: {bus: b, unit: 1, profile: ./imp.yaml, role: grid}
+        fv: {bus: b, unit: 2, profile: eastron_sdm120, role: generation}
+        """,
+        "bill: {division: bajio}\n",
+        tmp_path,
+    )
+    later = dt.datetime(2030, 5, 2, tzinfo=dt.UTC).timestamp()
+    warnings = site_warnings(loaded, later)
+    assert "site balance: red (grid), fv (generation)" in capsys.readouterr().out
+    assert any(w.startswith("no GDMTH prices for 2030-05 in division bajio") for w in warnings)
+    assert any("grid meter 'red' has no export counter" in w for w in warnings)
+    now = dt.datetime(2026, 11, 15, tzinfo=dt.UTC).timestamp()
+    assert any("2026-11 prices for bajio are examples" in w for w in site_warnings(loaded, now))
