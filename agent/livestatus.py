@@ -111,7 +111,7 @@ class LiveStatus:
                 for name, d in self._devices.items()
             },
             "events": list(self._events),
-            "site": self._site,
+            "site_metrics": self._site,
             "series": {
                 q: {dev: s.since(oldest) for dev, s in by_device.items()}
                 for q, by_device in self._series.items()
