@@ -25,7 +25,9 @@ several simulated seconds off: across the 10:00 step that moves at most 70 kW ×
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
+import urllib.request
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -33,6 +35,7 @@ import pytest
 from tests.helpers import wait_until
 from vatio.common.clock import SimulatedClock
 from vatio.drivers.modbus.profile import load_profile
+from vatio.simulators.brokers import free_port
 from vatio.simulators.load_curve import DailyProfile
 from vatio.simulators.modbus_server import ModbusTcpSimulator, SimulatedMeter
 
@@ -68,6 +71,7 @@ async def test_the_site_message_carries_the_balance_and_the_bill(
     )
     port = await sim.start()
     (tmp_path / "prices.yaml").write_text(PRICES)
+    http_port = free_port()
     cfg = tmp_path / "vatio.yaml"
     cfg.write_text(
         f"site: s\nagent_id: gw\nstate_dir: {tmp_path / 'state'}\n"
@@ -78,6 +82,7 @@ async def test_the_site_message_carries_the_balance_and_the_bill(
         f"outputs:\n  mqtt: {{url: '{mosquitto.url}'}}\n"
         "metrics: {interval: 15m, timezone: America/Mexico_City, region: SIN}\n"
         "bill: {division: test, prices: prices.yaml}\n"
+        f"http: {{listen: '127.0.0.1:{http_port}'}}\n"
     )
     env = {"VATIO_SIMULATED_TIME": f"{START.isoformat()},{SPEED},{anchor}"}
     try:
@@ -110,6 +115,13 @@ async def test_the_site_message_carries_the_balance_and_the_bill(
         assert lines["energy_intermedia"]["label"] == "Energía intermedia"
         assert msg["bill"]["flags"] == []
         assert v["bill_projected_total_mxn"] > v["bill_total_mxn"]
+        # the status page's data holds the same bill and balance
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/status", timeout=5) as r:
+            page = json.load(r)
+        assert page["site"] == "s"
+        shown = page["site_metrics"]
+        assert shown["bill"]["lines"][1]["key"] == "energy_intermedia"
+        assert shown["values"]["site_export_today_kwh"] == pytest.approx(50.0, abs=0.3)
         assert agent.stop() == 0
     finally:
         await sim.stop()
