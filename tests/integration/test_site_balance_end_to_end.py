@@ -31,8 +31,10 @@ import urllib.request
 from zoneinfo import ZoneInfo
 
 import pytest
+from selenium.webdriver.common.by import By
 
 from tests.helpers import wait_until
+from tests.integration.test_status_page import chromium, open_page
 from vatio.common.clock import SimulatedClock
 from vatio.drivers.modbus.profile import load_profile
 from vatio.simulators.brokers import free_port
@@ -122,6 +124,16 @@ async def test_the_site_message_carries_the_balance_and_the_bill(
         shown = page["site_metrics"]
         assert shown["bill"]["lines"][1]["key"] == "energy_intermedia"
         assert shown["values"]["site_export_today_kwh"] == pytest.approx(50.0, abs=0.3)
+        # … and a real browser draws it as the paper bill's lines
+        browser = chromium(tmp_path)
+        try:
+            await open_page(browser, f"http://127.0.0.1:{http_port}/")
+            bill = browser.find_element(By.ID, "bill").text
+            balance = browser.find_element(By.ID, "balance").text
+        finally:
+            browser.quit()
+        assert "Energía intermedia 67 kWh 1.9 127.30" in bill, bill
+        assert "site export month 50" in balance, balance
         assert agent.stop() == 0
     finally:
         await sim.stop()
