@@ -82,10 +82,11 @@ class Balance:
     generated: float = 0.0
     avoided_kgco2e: float = 0.0
 
-    def record(self, export_known: bool) -> dict[str, float | None]:
-        exported = self.exported if export_known else None
+    def record(self, export_known: bool, import_known: bool = True) -> dict[str, float | None]:
+        """The day's or month's balance; what cannot be known is None (module docstring)."""
+        exported = self.exported if export_known and import_known else None
         out: dict[str, float | None] = {
-            "import_kwh": round(self.imported, 6),
+            "import_kwh": round(self.imported, 6) if import_known else None,
             "export_kwh": None if exported is None else round(exported, 6),
             "generation_kwh": round(self.generated, 6),
             "avoided_kgco2e": round(self.avoided_kgco2e, 6),
@@ -93,8 +94,8 @@ class Balance:
             "self_consumption_pct": None,
             "self_sufficiency_pct": None,
         }
-        if exported is None and self.generated > 0:
-            return out  # generation without export: the balance cannot close
+        if not import_known or (exported is None and self.generated > 0):
+            return out  # no grid meter, or generation without export: the balance is open
         exported = exported or 0.0
         used_own = max(self.generated - exported, 0.0)
         consumption = self.imported + self.generated - exported
@@ -273,17 +274,20 @@ class SiteMetrics:
     def _roll(self, local: dt.datetime) -> None:
         day, month = local.date().isoformat(), local.strftime("%Y-%m")
         known = self.grid_has_export is not False
+        grid = self.grid is not None
         # a piece earlier than the current day (another device's poll delivered late across
         # midnight) is booked in the current one: days never roll back
         if day > self.day.key:
             if self.day.key:
-                record = self.day.record(known)
+                record = self.day.record(known, grid)
                 self.yesterday = {"day": self.day.key, **record}
                 self.closed.append(("balance_day", self.day.key, record))
             self.day = Balance(day)
         if month > self.month.key:
             if self.month.key:
-                self.closed.append(("balance_month", self.month.key, self.month.record(known)))
+                self.closed.append(
+                    ("balance_month", self.month.key, self.month.record(known, grid))
+                )
             self.month = Balance(month)
         if self.bill_settings is None:
             return
@@ -371,14 +375,18 @@ class SiteMetrics:
     def values(self, now: float) -> tuple[dict[str, float | None], dict[str, str], dict[str, Any]]:
         """(values, quality flags, the bill as the paper shows it) for the site message."""
         known = self.grid_has_export is not False
+        grid = self.grid is not None
+        why = "no_grid_meter" if not grid else "no_export_register"
         out: dict[str, float | None] = {}
         quality: dict[str, str] = {}
         for span, bal in (("today", self.day), ("month", self.month)):
-            for name, v in bal.record(known).items():
+            for name, v in bal.record(known, grid).items():
                 metric = _balance_name(name, span)
                 out[metric] = v
-                if v is None and not known and name != "avoided_kgco2e":
-                    quality[metric] = "no_export_register"
+                # a share is also null without generation: that is no missing register
+                open_ = v is None and not (known and grid)
+                if open_ and ("pct" not in name or bal.generated > 0):
+                    quality[metric] = why
         if self.yesterday is not None:
             for name, v in self.yesterday.items():
                 if name != "day":

@@ -141,3 +141,14 @@ def test_state_survives_a_restart():
     values = again.values(ts(2026, 11, 2, 6))[0]
     assert values["site_import_today_kwh"] == pytest.approx(150.0)
     assert values["bill_energy_kwh"] == 150
+
+
+def test_without_a_grid_meter_the_balance_is_open_and_says_so():
+    site = SiteMetrics({"fv": "generation"})
+    site.observe("fv", {"energy_export_kwh": 0.0}, ts(2026, 11, 3, 10))
+    site.observe("fv", {"energy_export_kwh": 7.0}, ts(2026, 11, 3, 11))
+    values, quality, _ = site.values(ts(2026, 11, 3, 11))
+    assert values["site_generation_today_kwh"] == pytest.approx(7.0)
+    assert values["site_import_today_kwh"] is None and values["site_consumption_today_kwh"] is None
+    assert quality["site_import_today_kwh"] == "no_grid_meter"
+    assert quality["site_self_consumption_today_pct"] == "no_grid_meter"
