@@ -152,3 +152,35 @@ def test_without_a_grid_meter_the_balance_is_open_and_says_so():
     assert values["site_import_today_kwh"] is None and values["site_consumption_today_kwh"] is None
     assert quality["site_import_today_kwh"] == "no_grid_meter"
     assert quality["site_self_consumption_today_pct"] == "no_grid_meter"
+
+
+def test_a_closed_period_keeps_the_prices_of_its_own_month(tmp_path):
+    """A period from 12 October to 12 November is billed at the November row (the month it
+    ends in, the month of the bill); the next one, closed in December, at December's."""
+    from vatio.agent.metrics.prices import parse_prices
+    from vatio.common.yamlconf import load_yaml_text
+
+    row = (
+        "  - {{month: {m}, division: t, energy_base: {p}, energy_intermedia: {p},"
+        " energy_punta: {p}, transmission: 0, cenace: 0, scnmem: 0, fixed: 0, capacity: 0,"
+        " distribution: 0, vat_pct: 0, source: test}}\n"
+    )
+    text = "rows:\n" + "".join(row.format(m=m, p=p) for m, p in (("2026-11", 1), ("2026-12", 2)))
+    table = parse_prices(load_yaml_text(text, "p.yaml"))
+    site = SiteMetrics(
+        {"red": "grid"}, bill=BillSettings(prices=table, division="t", cut_off_day=12)
+    )
+    site.observe("red", {"energy_import_kwh": 0.0}, ts(2026, 11, 10, 0))
+    site.observe("red", {"energy_import_kwh": 100.0}, ts(2026, 11, 11, 0))
+    site.observe("red", {"energy_import_kwh": 100.0}, ts(2026, 11, 13, 0))  # closes it
+    site.observe("red", {"energy_import_kwh": 150.0}, ts(2026, 12, 13, 0))  # and the next
+    bills = {key: r["bill"] for kind, key, r in site.closed if kind == "bill"}
+
+    def energy(bill: dict) -> float:
+        return sum(x["amount"] for x in bill["lines"] if x["key"].startswith("energy_"))
+
+    assert bills["2026-10-12"]["prices_month"] == "2026-11"
+    assert energy(bills["2026-10-12"]) == 100.0  # 100 kWh × 1
+    assert bills["2026-11-12"]["prices_month"] == "2026-12"
+    # 50 kWh spread over 13 Nov–13 Dec: 29/30 of it (48 kWh) before 12 Dec, × 2
+    assert energy(bills["2026-11-12"]) == 96.0
