@@ -184,3 +184,21 @@ def test_a_closed_period_keeps_the_prices_of_its_own_month(tmp_path):
     assert bills["2026-11-12"]["prices_month"] == "2026-12"
     # 50 kWh spread over 13 Nov–13 Dec: 29/30 of it (48 kWh) before 12 Dec, × 2
     assert energy(bills["2026-11-12"]) == 96.0
+
+
+def test_the_site_message_passes_the_ingest_bridge(tmp_path):
+    from vatio.agent.ingest.lineproto import to_line
+    from vatio.agent.messages import MessageBuilder
+    from vatio.agent.metrics.site import SITE_DEVICE
+    from vatio.agent.seqstore import SeqStore
+
+    site = bill_site()
+    site.observe("red", {"energy_import_kwh": 0.0, "energy_export_kwh": 0.0}, ts(2026, 11, 2))
+    site.observe("red", {"energy_import_kwh": 10.0, "energy_export_kwh": 1.0}, ts(2026, 11, 2, 1))
+    values, quality, extra = site.values(ts(2026, 11, 2, 1))
+    builder = MessageBuilder("s", "gw", SeqStore(tmp_path / "seq.sqlite"))
+    msg = builder.metrics(SITE_DEVICE, values, ts(2026, 11, 2, 1), quality=quality, **extra)
+    assert msg.topic == "vatio/v1/s/_site/metrics"
+    line = to_line(msg.topic, msg.payload)
+    assert line is not None and line.startswith("metrics,site=s,device=_site ")
+    assert "bill_energy_base_mxn=" in line and "site_export_today_kwh=1.0" in line
