@@ -289,12 +289,10 @@ class Agent:
                 {n: d.metrics for n, d in loaded.devices.items()},
                 MetricsStore(self.state_dir / "metrics.sqlite", self.storage),
             )
-            # the site's balance and bill: set after the engine so it reads the same factors
-            self.engine.site = build_site(loaded, self.engine.factors)
-            if self.engine.site is not None and self.engine.store is not None:
-                saved = self.engine.store.load(SITE_DEVICE)
-                if saved and "site" in saved:
-                    self.engine.site.restore(saved["site"])  # type: ignore[arg-type]
+            # the site's balance and bill, with the engine's emission factors
+            site = build_site(loaded, self.engine.factors)
+            if site is not None:
+                self.engine.attach_site(site)
         self.pipeline = _Pipeline(
             self.builder, self.engine, LiveStatus() if cfg.http is not None else None
         )

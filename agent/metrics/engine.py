@@ -183,12 +183,17 @@ class MetricsEngine:
             else MEXICO_SEN
         )
         self.devices: dict[str, DeviceMetrics] = {}
-        # the site's balance and bill (agent/metrics/site.py), fed every poll of its devices
+        self.site: SiteMetrics | None = None
+        if site is not None:
+            self.attach_site(site)
+
+    def attach_site(self, site: SiteMetrics) -> None:
+        """Feed ``site`` (the balance and bill, agent/metrics/site.py) every poll, and keep its
+        state with the devices'; its saved state, if any, is restored now."""
         self.site = site
-        if site is not None and store is not None:
-            saved_site = store.load(SITE_DEVICE)
-            if saved_site and "site" in saved_site:
-                site.restore(saved_site["site"])  # type: ignore[arg-type]
+        saved = self.store.load(SITE_DEVICE) if self.store is not None else None
+        if saved and "site" in saved:
+            site.restore(saved["site"])  # type: ignore[arg-type]
 
     def _device(self, name: str, result: PollResult) -> DeviceMetrics:
         dm = self.devices.get(name)
@@ -234,8 +239,6 @@ class MetricsEngine:
         now, as the pipeline calls this right after the poll."""
         if not result.ok or not self.settings.get(result.device, DeviceMetricsConfig()).enabled:
             return False, [], {}
-        if self.site is not None:
-            self.site.observe(result.device, result.values, result.ts, trusted)
         dm = self._device(result.device, result)
         if mono is None:
             mono = result.mono
@@ -270,6 +273,8 @@ class MetricsEngine:
                     dm.air_held = None
                 events += dm.air.observe(result.values, result.ts)
         flags = dict(dm.electrical.flags) if dm.electrical is not None else {}
+        if self.site is not None:  # after the device's own metrics: they never wait for it
+            self.site.observe(result.device, result.values, result.ts, trusted)
         return closed is not None, events, flags
 
     def holding(self) -> list[str]:

@@ -122,10 +122,7 @@ def engine_for(tmp_path, loaded):
     engine = MetricsEngine(
         loaded.config.metrics, {n: d.metrics for n, d in loaded.devices.items()}, store
     )
-    engine.site = build_site(loaded, engine.factors)
-    saved = store.load(SITE_DEVICE)
-    if saved:
-        engine.site.restore(saved["site"])
+    engine.attach_site(build_site(loaded, engine.factors))
     return engine
 
 
