@@ -34,8 +34,9 @@ acumular hasta por 12 meses"): within each billing period the energy delivered o
 energy received; a surplus becomes a credit in kWh that offsets later periods' energy, oldest
 first, and lapses after 12 billing periods. We assume — the DACG text was not read — that the
 netting is done **per tariff period** (a punta kWh delivered offsets a punta kWh received),
-and that demand is billed on the measured import, not netted. *Facturación neta* (net billing)
-is not implemented.
+that demand is billed on the measured import, not netted, that the umbral (and so capacity
+and distribution) uses the billed (net) kWh, and that the power factor uses the measured
+import's kWh and kVArh. *Facturación neta* (net billing) is not implemented.
 """
 
 from __future__ import annotations
