@@ -137,6 +137,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         every = tr("every {interval} s", interval=f"{entry.config.interval:g}")
         described = describe_device(name, entry, Path(cfg.state_dir))
         print(f"  {name}: {every}, {described}")
+    warnings += site_warnings(loaded)
     mqtt = cfg.outputs.mqtt
     print(tr("outputs: {outputs}", outputs="mqtt " + mqtt.url if mqtt else tr("none")))
     if mqtt is None:
@@ -144,6 +145,78 @@ def cmd_check(args: argparse.Namespace) -> int:
     for w in warnings:
         print(tr("warning: {text}", text=w))
     return 0
+
+
+def site_warnings(loaded: LoadedConfig, now: float | None = None) -> list[str]:
+    """Roles and bill: print them, and warn where the balance or the bill will be incomplete
+    (a grid meter without an export counter; no prices for the current month)."""
+    from vatio.agent.config import published
+    from vatio.agent.metrics.prices import load_prices
+    from vatio.common import clock
+
+    cfg = loaded.config
+    warnings: list[str] = []
+    roles = {n: e.config.role for n, e in loaded.entries.items() if e.config.role != "load"}
+    if roles:
+        print(tr("site balance: {roles}", roles=", ".join(f"{n} ({r})" for n, r in roles.items())))
+    for name, role in roles.items():
+        quantities = published(loaded.entries[name])
+        if role == "grid" and quantities is not None and "energy_export_kwh" not in quantities:
+            has_generation = "generation" in roles.values()
+            warnings.append(
+                tr(
+                    "grid meter '{device}' has no export counter (energy_export_kwh): "
+                    "{consequence}",
+                    device=name,
+                    consequence=tr(
+                        "exports, consumption and self-consumption will be null (flagged "
+                        "no_export_register); use a profile that maps the export register"
+                    )
+                    if has_generation
+                    else tr("if the site ever exports, the balance will not show it"),
+                )
+            )
+    bill = cfg.bill
+    if bill is not None:
+        import datetime as dt
+        from zoneinfo import ZoneInfo
+
+        table = load_prices(bill.prices)  # checked when the config loaded
+        today = dt.datetime.fromtimestamp(
+            clock.now() if now is None else now, ZoneInfo(cfg.metrics.timezone)
+        )
+        month = today.strftime("%Y-%m")
+        row = table.row(bill.division, month)
+        print(
+            tr(
+                "bill: {tariff}, division {division}, prices {file}, net metering {scheme}",
+                tariff=bill.tariff,
+                division=bill.division,
+                file=table.file,
+                scheme=bill.net_metering,
+            )
+        )
+        if row is None:
+            warnings.append(
+                tr(
+                    "no {tariff} prices for {month} in division {division} ({file}): the bill "
+                    "will show energy and demand without amounts; add the month's row",
+                    tariff=bill.tariff,
+                    month=month,
+                    division=bill.division,
+                    file=table.file,
+                )
+            )
+        elif row.example:
+            warnings.append(
+                tr(
+                    "the {month} prices for {division} are examples, not CFE's: copy the "
+                    "month's figures from CFE's GDMTH page into bill.prices",
+                    month=month,
+                    division=bill.division,
+                )
+            )
+    return warnings
 
 
 def exposed_secrets(path: str, loaded: LoadedConfig) -> str | None:
@@ -318,6 +391,15 @@ def cmd_history(args: argparse.Namespace) -> int:
     from vatio.agent.history import history_command
 
     kind = "month" if args.months else "day"
+    if args.bills:
+        from vatio.agent.history import bills_command
+        from vatio.common import clock
+
+        return bills_command(loaded, args.json, clock.now())
+    if args.balance:
+        from vatio.agent.history import balance_command
+
+        return balance_command(Path(loaded.config.state_dir), kind, args.json)
     return history_command(loaded.config.state_dir, kind, args.device, args.json)
 
 
@@ -403,6 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("device", nargs="?", help="one device (default: all)")
     p.add_argument("--months", action="store_true", help="closed months instead of days")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--bills", action="store_true", help="the CFE bill of each billing period, line by line"
+    )
+    p.add_argument(
+        "--balance", action="store_true", help="the site balance: import, export, generation"
+    )
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("ingest", help="the ingest bridge: MQTT → InfluxDB / VictoriaMetrics")

@@ -31,6 +31,8 @@ stay out of the file. Every error names the file, line and YAML path, and says w
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import os
 import re
 import socket
@@ -171,6 +173,9 @@ BusConfig = Annotated[
 ]
 
 
+GenerationCounter = Literal["energy_export_kwh", "energy_import_kwh", "energy_total_kwh"]
+
+
 class DeviceMetricsConfig(_Strict):
     """Per-device metric settings."""
 
@@ -187,6 +192,12 @@ class DeviceMetricsConfig(_Strict):
     humidity_from: Name | None = None
     humidity_max_age: Duration = 300.0
     humidity_input: Literal["auto", "pm2_5_cf1_ugm3", "pm2_5_ugm3"] = "auto"
+    # role: generation only: the counter that counts what the generator produced (the site
+    # balance, agent/metrics/site.py). Default energy_export_kwh: a meter on an inverter's
+    # output sees production leave towards the plant as export, and an inverter's own
+    # lifetime-energy register is mapped as export. energy_import_kwh for a meter wired the
+    # other way round; energy_total_kwh for a profile that maps only a total.
+    generation_counter: GenerationCounter = "energy_export_kwh"
 
 
 class DeviceConfig(BaseModel):
@@ -200,6 +211,9 @@ class DeviceConfig(BaseModel):
     interval: Duration = 5.0
     enabled: bool = True
     metrics: DeviceMetricsConfig = DeviceMetricsConfig()
+    # where the device sits in the site's balance (agent/metrics/site.py): the utility meter
+    # (import and export), a PV inverter or its meter, or a sub-meter
+    role: Literal["grid", "generation", "load"] = "load"
 
     @property
     def options(self) -> dict[str, Any]:
@@ -411,6 +425,42 @@ class MetricsConfig(_Strict):
         return value
 
 
+class BillConfig(_Strict):
+    """The site's CFE contract, for the running bill (agent/metrics/bill.py, site.py).
+
+    Billing periods follow calendar months unless ``cut_off_day`` (the meter is read on that
+    day of each month: a period runs from that day to the same day of the next month) or
+    ``reading_dates`` (the dates CFE read the meter, as printed on past bills; each period at
+    most 35 days; after the last date the cut-off day, or that date's day, goes on) say
+    otherwise."""
+
+    tariff: Literal["GDMTH"] = "GDMTH"
+    division: str = Field(min_length=1)  # CFE tariff division, as the price table names it
+    cut_off_day: int | None = Field(None, ge=1, le=28)
+    reading_dates: list[dt.date] | None = None
+    # medicion_neta: CRE's net metering (bill.py docstring); none: exports are not credited
+    net_metering: Literal["none", "medicion_neta"] = "none"
+    prices: Path | None = None  # a price table file; default: the shipped gdmth.yaml
+    # UNCONFIRMED (domain.md §4.4): what the power-factor % applies to
+    pf_base: Literal["supply", "energy_demand"] = "supply"
+
+    @field_validator("reading_dates")
+    @classmethod
+    def _dates(cls, value: list[dt.date] | None) -> list[dt.date] | None:
+        if value is None:
+            return value
+        for i, (a, b) in enumerate(itertools.pairwise(value)):
+            days = (b - a).days
+            if days <= 0:
+                raise ValueError(f"reading_dates[{i + 1}] ({b}) must come after {a}")
+            if days > 35:
+                raise ValueError(
+                    f"the billing period {a}…{b} (reading_dates[{i}]…[{i + 1}]) is {days} days:"
+                    " GDMTH is billed monthly, 35 days at most; add the reading date between"
+                )
+        return value
+
+
 class TimeConfig(_Strict):
     """Whether readings may be trusted to the wall clock (common/timesync.py).
 
@@ -441,6 +491,7 @@ class AgentConfig(_Strict):
     metrics: MetricsConfig = MetricsConfig()
     http: HttpConfig | None = None  # off unless configured
     time: TimeConfig = TimeConfig()
+    bill: BillConfig | None = None  # the running CFE bill; off unless configured
 
 
 @dataclass(frozen=True)
@@ -523,6 +574,9 @@ def parse_config(doc: YamlDocument, base_dir: Path) -> LoadedConfig:
             entries[name] = entry
     _check_i2c_addresses(config, entries, doc, problems)
     _check_humidity_sources(config, entries, doc, problems)
+    _check_roles(config, entries, doc, problems)
+    if config.bill is not None:
+        _check_bill(config.bill, doc, base_dir, problems)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, entries, doc.file)
@@ -607,6 +661,69 @@ def _check_humidity_sources(
                 "device '{source}' does not read humidity_pct: name a device that measures "
                 "relative humidity ({hint})", source=source, hint=hint,
             )))  # fmt: skip
+def published(entry: DeviceEntry) -> frozenset[str] | None:
+    """The quantities a device publishes, when its driver says (a Modbus profile); else None."""
+    if entry.plugin is ModbusDriver:
+        return frozenset(p.quantity for p in entry.options.profile.points)
+    return None
+
+
+def _check_roles(
+    config: AgentConfig, entries: dict[str, DeviceEntry], doc: YamlDocument, problems: list[Problem]
+) -> None:
+    """One grid meter at most (the balance and the bill have one point of supply); a grid
+    meter must count imports; a generation device must publish its generation counter."""
+    grids = [n for n, e in entries.items() if e.config.role == "grid"]
+    for extra in grids[1:]:
+        problems.append(doc.problem(("devices", extra, "role"), tr(
+            "a site has one grid meter (the CFE supply point); '{first}' is already role: grid."
+            " Make this one role: load, or split the site",
+            first=grids[0],
+        )))  # fmt: skip
+    for name, entry in entries.items():
+        quantities = published(entry)
+        if quantities is None:
+            continue
+        role = entry.config.role
+        if role == "grid" and "energy_import_kwh" not in quantities:
+            problems.append(doc.problem(("devices", name, "role"), tr(
+                "a grid meter must count imported energy (energy_import_kwh); its profile has"
+                " no such register: choose a profile that maps it",
+            )))  # fmt: skip
+        counter = entry.config.metrics.generation_counter
+        if role == "generation" and counter not in quantities:
+            has = sorted(q for q in quantities if q.startswith("energy_"))
+            problems.append(doc.problem(("devices", name, "role"), tr(
+                "a generation device must publish its production counter {counter}, and its "
+                "profile does not (it has: {has}); set metrics.generation_counter to one it has,"
+                " or use a profile that maps it",
+                counter=counter, has=", ".join(has) or tr("no energy counter"),
+            )))  # fmt: skip
+    if config.bill is not None and not grids:
+        problems.append(doc.problem(("bill",), tr(
+            "the bill needs the utility meter: give one device role: grid",
+        )))  # fmt: skip
+
+
+def _check_bill(
+    bill: BillConfig, doc: YamlDocument, base_dir: Path, problems: list[Problem]
+) -> None:
+    """The price table loads, and names the configured division."""
+    from vatio.agent.metrics.prices import load_prices  # the metrics package imports config
+
+    path = None if bill.prices is None else base_dir / bill.prices
+    bill.prices = path  # resolved once, against the config's folder
+    try:
+        table = load_prices(path)
+    except ConfigError as exc:
+        problems.append(doc.problem(("bill", "prices"), tr("the price table has errors:")))
+        problems.extend(exc.problems)
+        return
+    if bill.division not in table.divisions:
+        problems.append(doc.problem(("bill", "division"), tr(
+            "division '{division}' has no prices in {file}; it has: {divisions}",
+            division=bill.division, file=table.file, divisions=", ".join(table.divisions),
+        )))  # fmt: skip
 
 
 def _resolve_device(

@@ -1,5 +1,6 @@
 """What the local status page shows, kept in memory and bounded: each device's last reading
-and metrics, the recent events, and the last hour of power and PM2.5 for the charts.
+and metrics, the site's balance and running bill, the recent events, and the last hour of
+power and PM2.5 for the charts.
 
 The pipeline feeds it whether or not an output is configured, so a technician with a
 laptop on the gateway's port sees the meters even before the broker is set up. Series are
@@ -57,6 +58,7 @@ class LiveStatus:
         self._devices: dict[str, _Device] = {}
         self._series: dict[str, dict[str, _Series]] = {q: {} for q in CHARTED}
         self._events: deque[dict[str, object]] = deque(maxlen=events)
+        self._site: dict[str, object] | None = None  # the balance and the running bill
 
     def _device(self, name: str) -> _Device:
         return self._devices.setdefault(name, _Device())
@@ -84,6 +86,12 @@ class LiveStatus:
         dev.metrics = values
         dev.metrics_ts = ts
 
+    def site(
+        self, values: dict[str, float | None], bill: dict[str, object] | None, ts: float
+    ) -> None:
+        """The site's balance and running bill (agent/metrics/site.py)."""
+        self._site = {"ts": ts, "values": values, "bill": bill}
+
     def event(self, device: str, kind: str, message: str, ts: float) -> None:
         self._events.appendleft({"ts": ts, "device": device, "event": kind, "message": message})
 
@@ -103,6 +111,7 @@ class LiveStatus:
                 for name, d in self._devices.items()
             },
             "events": list(self._events),
+            "site_metrics": self._site,
             "series": {
                 q: {dev: s.since(oldest) for dev, s in by_device.items()}
                 for q, by_device in self._series.items()

@@ -31,6 +31,7 @@ from vatio.agent.httpstatus import PortTaken, StatusServer, json_body, prometheu
 from vatio.agent.livestatus import LiveStatus
 from vatio.agent.messages import Message, MessageBuilder
 from vatio.agent.metrics.engine import MetricsEngine, MetricsStore
+from vatio.agent.metrics.site import SITE_DEVICE, build_site
 from vatio.agent.outputs.mqtt import MqttOutput
 from vatio.agent.scheduler import (
     BusWorker,
@@ -243,6 +244,19 @@ class _Pipeline:
             extra = self.engine.extras(device, now)  # quality, ias_mx_pollutant
             self.emit(self.builder.metrics(device, values, now, **extra))
 
+    def publish_site(self, now: float) -> None:
+        """The site-level metrics message: balance and running bill (agent/metrics/site.py)."""
+        assert self.engine is not None
+        site = self.engine.site
+        if site is None:
+            return
+        values, quality, extra = site.values(now)
+        if self.live is not None:
+            self.live.site(values, extra.get("bill"), now)
+        if quality:
+            extra["quality"] = quality
+        self.emit(self.builder.metrics(SITE_DEVICE, values, now, **extra))
+
     def event(self, device: str, kind: str, message: str) -> None:
         if self.live is not None:
             self.live.event(device, kind, message, clock.now())
@@ -297,6 +311,10 @@ class Agent:
                 {n: d.metrics for n, d in loaded.devices.items()},
                 MetricsStore(self.state_dir / "metrics.sqlite", self.storage),
             )
+            # the site's balance and bill, with the engine's emission factors
+            site = build_site(loaded, self.engine.factors)
+            if site is not None:
+                self.engine.attach_site(site)
         self.pipeline = _Pipeline(
             self.builder, self.engine, LiveStatus() if cfg.http is not None else None
         )
@@ -476,6 +494,7 @@ class Agent:
             try:
                 for device in list(self.engine.devices):
                     self.pipeline.publish_metrics(device, now)
+                self.pipeline.publish_site(now)
                 self.engine.save()
             except Exception:  # keep polling and telemetry alive; say what broke
                 log.exception("publishing or saving metrics failed")

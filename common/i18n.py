@@ -132,6 +132,58 @@ ES: dict[str, str] = {
     "{path}: the folder {folder} does not exist; create it first": "{path}: la carpeta "
     "{folder} no existe; créela primero",
     "{path} is a folder; name a file": "{path} es una carpeta; indique un archivo",
+    # the site balance and the CFE bill (agent/metrics/site.py, bill.py; vatio check/history)
+    "a site has one grid meter (the CFE supply point); '{first}' is already role: grid."
+    " Make this one role: load, or split the site": "un sitio tiene un solo medidor de red (el"
+    " punto de suministro de CFE); '{first}' ya es role: grid. Ponga role: load en éste, o"
+    " divida el sitio",
+    "a grid meter must count imported energy (energy_import_kwh); its profile has"
+    " no such register: choose a profile that maps it": "un medidor de red debe contar la"
+    " energía importada (energy_import_kwh); su perfil no tiene ese registro: elija un perfil"
+    " que lo incluya",
+    "a generation device must publish its production counter {counter}, and its "
+    "profile does not (it has: {has}); set metrics.generation_counter to one it has,"
+    " or use a profile that maps it": "un equipo de generación debe publicar su contador de"
+    " producción {counter} y su perfil no lo tiene (tiene: {has}); indique en"
+    " metrics.generation_counter uno que tenga, o use un perfil que lo incluya",
+    "no energy counter": "ningún contador de energía",
+    "the bill needs the utility meter: give one device role: grid": "el recibo necesita el"
+    " medidor de CFE: ponga role: grid en un equipo",
+    "the price table has errors:": "la tabla de precios tiene errores:",
+    "division '{division}' has no prices in {file}; it has: {divisions}": "la división"
+    " '{division}' no tiene precios en {file}; tiene: {divisions}",
+    "site balance: {roles}": "balance del sitio: {roles}",
+    "grid meter '{device}' has no export counter (energy_export_kwh): {consequence}": "el"
+    " medidor de red '{device}' no tiene contador de exportación (energy_export_kwh):"
+    " {consequence}",
+    "exports, consumption and self-consumption will be null (flagged "
+    "no_export_register); use a profile that maps the export register": "la exportación, el"
+    " consumo y el autoconsumo quedarán nulos (marcados no_export_register); use un perfil con"
+    " el registro de exportación",
+    "if the site ever exports, the balance will not show it": "si el sitio llega a exportar,"
+    " el balance no lo mostrará",
+    "bill: {tariff}, division {division}, prices {file}, net metering {scheme}": "recibo:"
+    " {tariff}, división {division}, precios {file}, medición neta {scheme}",
+    "no {tariff} prices for {month} in division {division} ({file}): the bill "
+    "will show energy and demand without amounts; add the month's row": "no hay precios"
+    " {tariff} de {month} para la división {division} ({file}): el recibo mostrará energía y"
+    " demanda sin importes; agregue la fila del mes",
+    "the {month} prices for {division} are examples, not CFE's: copy the "
+    "month's figures from CFE's GDMTH page into bill.prices": "los precios de {month} para"
+    " {division} son de ejemplo, no de CFE: copie las cifras del mes de la página GDMTH de CFE"
+    " en bill.prices",
+    "  no prices for this month in the price table: quantities only": "  no hay precios para"
+    " este mes en la tabla: sólo cantidades",
+    "  EXAMPLE prices (not sourced from CFE): amounts are illustrations": "  precios de"
+    " EJEMPLO (no tomados de CFE): los importes son ilustrativos",
+    "Total": "Total",
+    "Projected at the period's end": "Proyección al cierre del periodo",
+    "closed": "cerrado",
+    "running (as last saved)": "en curso (según lo último guardado)",
+    "closed period {key}: {error}": "periodo cerrado {key}: {error}",
+    "no bill yet: configure bill: and a device with role: grid": "aún no hay recibo: configure"
+    " bill: y un equipo con role: grid",
+
     "{path}: cannot write it: {reason}": "{path}: no se puede escribir: {reason}",
 }
 

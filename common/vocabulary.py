@@ -170,6 +170,45 @@ _ALL: list[Quantity] = [
     Quantity("emissions_kgco2e", "kgco2e", Kind.COUNTER, "Emissions from energy × grid factor"),
     Quantity("emissions_today_kgco2e", "kgco2e", Kind.GAUGE, "Emissions since local midnight"),
     Quantity("emissions_month_kgco2e", "kgco2e", Kind.GAUGE, "Emissions this month"),
+    # Site level (agent/metrics/site.py): the balance of grid, generation and loads
+    *[
+        Quantity(f"site_{stem}_{span}_{unit}", unit, Kind.GAUGE, f"Site {what}, {span}")
+        for span in ("today", "yesterday", "month")
+        for stem, unit, what in (
+            ("import", "kwh", "energy imported from the grid"),
+            ("export", "kwh", "energy exported to the grid"),
+            ("generation", "kwh", "energy generated on site"),
+            ("consumption", "kwh", "consumption = import + generation - export"),
+            ("self_consumption", "pct", "share of generation used on site"),
+            ("self_sufficiency", "pct", "share of consumption covered by generation"),
+            ("avoided", "kgco2e", "emissions avoided by generation"),
+        )
+    ],
+    # The running CFE bill of the billing period (agent/metrics/bill.py), MXN
+    *[
+        Quantity(f"bill_{line}_mxn", "mxn", Kind.GAUGE, f"Bill line: {line}")
+        for line in (
+            "energy_base",
+            "energy_intermedia",
+            "energy_punta",
+            "transmission",
+            "cenace",
+            "scnmem",
+            "fixed",
+            "capacity",
+            "distribution",
+            "power_factor",
+            "vat",
+            "subtotal",
+            "total",
+            "projected_total",
+        )
+    ],
+    Quantity("bill_energy_kwh", "kwh", Kind.GAUGE, "Billed energy of the period (net)"),
+    Quantity("bill_capacity_kw", "kw", Kind.GAUGE, "Billed capacity demand"),
+    Quantity("bill_distribution_kw", "kw", Kind.GAUGE, "Billed distribution demand"),
+    Quantity("bill_period_days", "d", Kind.GAUGE, "Days of the billing period"),
+    Quantity("bill_credit_kwh", "kwh", Kind.GAUGE, "Net-metering credit carried"),
     Quantity("pm2_5_1h_ugm3", "ugm3", Kind.GAUGE, "PM2.5 mean of the last complete hour"),
     Quantity("pm10_1h_ugm3", "ugm3", Kind.GAUGE, "PM10 mean of the last complete hour"),
     Quantity("pm2_5_24h_ugm3", "ugm3", Kind.GAUGE, "PM2.5 24-hour mean (≥ 18 valid hours)"),

@@ -89,7 +89,9 @@ class FactoryLoad:
 class DailyProfile:
     """A known day, for tests that check totals exactly: constant power between steps at
     local times of day, the same every day, at a constant power factor. Its energy between
-    two instants is integrated exactly (:meth:`energy_kwh`), not sampled."""
+    two instants is integrated exactly (:meth:`energy_kwh`), not sampled. A negative step is
+    power flowing out (a site exporting solar at noon, or a meter on an inverter's output):
+    the meter counts it on its export register (:meth:`energy_split_kwh`)."""
 
     steps: tuple[tuple[float, float], ...]  # (local hour the step starts, kW); the first at 0
     pf: float = 0.95
@@ -105,15 +107,25 @@ class DailyProfile:
 
     def energy_kwh(self, t0: float, t1: float) -> float:
         """∫ power dt over [t0, t1], exactly, in kWh."""
+        imported, exported = self.energy_split_kwh(t0, t1)
+        return imported - exported
+
+    def energy_split_kwh(self, t0: float, t1: float) -> tuple[float, float]:
+        """(∫ max(power, 0) dt, ∫ max(−power, 0) dt) over [t0, t1], exactly, in kWh."""
         edges = sorted({start for start, _ in self.steps} | {24.0})
-        total, t = 0.0, t0
+        imported = exported = 0.0
+        t = t0
         while t < t1:
             h = self._hour(t)
             nxt = next(e for e in edges if e > h + 1e-12)
             end = min(t1, t + (nxt - h) * 3600)
-            total += self.power_kw(t) * (end - t) / 3600
+            kwh = self.power_kw(t) * (end - t) / 3600
+            if kwh >= 0:
+                imported += kwh
+            else:
+                exported -= kwh
             t = end
-        return total
+        return imported, exported
 
     def instant(self, t: float) -> dict[str, float]:
         v = electrical(self.power_kw(t) * 1000, self.pf, t, self.seed)
@@ -160,6 +172,7 @@ class MeterState:
     t: float
     energy_import_kwh: float = field(default=0.0)
     reactive_import_kvarh: float = field(default=0.0)
+    energy_export_kwh: float = field(default=0.0)  # only a DailyProfile's negative steps
     _last: dict[str, float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -173,8 +186,9 @@ class MeterState:
         now = self.load.instant(t)
         dt = t - self.t
         if dt > 0 and isinstance(self.load, DailyProfile):
-            kwh = self.load.energy_kwh(self.t, t)
+            kwh, out = self.load.energy_split_kwh(self.t, t)
             self.energy_import_kwh += kwh
+            self.energy_export_kwh += out
             self.reactive_import_kvarh += kwh * math.tan(math.acos(self.load.pf))
             self.t = t
             self._last = now
@@ -191,8 +205,8 @@ class MeterState:
         now = dict(now)
         now.update(
             energy_import_kwh=self.energy_import_kwh,
-            energy_export_kwh=0.0,
-            energy_total_kwh=self.energy_import_kwh,
+            energy_export_kwh=self.energy_export_kwh,
+            energy_total_kwh=self.energy_import_kwh + self.energy_export_kwh,
             reactive_energy_import_kvarh=self.reactive_import_kvarh,
             reactive_energy_export_kvarh=0.0,
             reactive_energy_total_kvarh=self.reactive_import_kvarh,

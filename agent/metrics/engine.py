@@ -35,6 +35,7 @@ from vatio.agent.config import DeviceMetricsConfig, MetricsConfig
 from vatio.agent.metrics.air import AirQualityMetrics
 from vatio.agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from vatio.agent.metrics.emissions import MEXICO_SEN, Factor
+from vatio.agent.metrics.site import SITE_DEVICE, SiteMetrics
 from vatio.agent.metrics.sources import CORRECTED, HumiditySources
 from vatio.agent.storage import (
     StorageHealth,
@@ -174,6 +175,7 @@ class MetricsEngine:
         cfg: MetricsConfig,
         devices: dict[str, DeviceMetricsConfig],
         store: MetricsStore | None = None,
+        site: SiteMetrics | None = None,
     ) -> None:
         self.cfg = cfg
         self.settings = devices
@@ -188,6 +190,17 @@ class MetricsEngine:
         )
         self.devices: dict[str, DeviceMetrics] = {}
         self.humidity = HumiditySources()  # latest RH per device, for humidity_from
+        self.site: SiteMetrics | None = None
+        if site is not None:
+            self.attach_site(site)
+
+    def attach_site(self, site: SiteMetrics) -> None:
+        """Feed ``site`` (the balance and bill, agent/metrics/site.py) every poll, and keep its
+        state with the devices'; its saved state, if any, is restored now."""
+        self.site = site
+        saved = self.store.load(SITE_DEVICE) if self.store is not None else None
+        if saved and "site" in saved:
+            site.restore(saved["site"])  # type: ignore[arg-type]
 
     def _device(self, name: str, result: PollResult) -> DeviceMetrics:
         dm = self.devices.get(name)
@@ -274,6 +287,8 @@ class MetricsEngine:
         flags = dict(dm.electrical.flags) if dm.electrical is not None else {}
         if corrected is not None and corrected.flag:
             flags[CORRECTED] = corrected.flag
+        if self.site is not None:  # after the device's own metrics: they never wait for it
+            self.site.observe(result.device, result.values, result.ts, trusted)
         return closed is not None, events, flags
 
     def holding(self) -> list[str]:
@@ -311,6 +326,8 @@ class MetricsEngine:
             for dm in self.devices.values():
                 if dm.electrical is not None:
                     dm.electrical.closed.clear()  # no history kept without a store
+            if self.site is not None:
+                self.site.closed.clear()
             return
         states: dict[str, dict[str, object]] = {}
         history: list[tuple[str, str, str, dict[str, Any]]] = []
@@ -324,8 +341,13 @@ class MetricsEngine:
             if dm.air is not None:
                 s["air"] = dm.air.state()
             states[name] = s
+        if self.site is not None:
+            states[SITE_DEVICE] = {"site": self.site.state()}
+            history += [(SITE_DEVICE, *c) for c in self.site.closed]
         if states and not self.store.save(states, history):
             return  # the disk refused: closed periods stay in memory for the next save
         for dm in self.devices.values():
             if dm.electrical is not None:
                 dm.electrical.closed.clear()
+        if self.site is not None:
+            self.site.closed.clear()
