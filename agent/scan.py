@@ -2,8 +2,11 @@
 
 It probes unit ids (1–247 by default) with a short timeout, and for each id that answers it
 reads the *signature* of every built-in profile (a few values that must fall in a range,
-e.g. a frequency of 45–65 Hz) to name the model. The most specific match wins; equally good
-matches are all listed. Ctrl-C stops the scan and still prints what was found. The result is
+e.g. a frequency of 45–65 Hz) to name the model. A profile with *identity* registers (a model
+code the manufacturer documents, e.g. Carlo Gavazzi's at 0x000B) is read there first: a code
+that is not the model's rules the profile out, and a matching code outranks any number of
+values merely in range (two meters with the same layout, EM24 and EM340, are told apart only
+this way). Otherwise the most specific match wins; equally good matches are all listed. Ctrl-C stops the scan and still prints what was found. The result is
 a table and a YAML snippet ready to paste into the config.
 
 Reads go through the agent's own :class:`~vatio.drivers.modbus.transport.ModbusTransport`, so every
@@ -23,7 +26,13 @@ from dataclasses import dataclass, field
 
 from vatio.common.links import SerialLine, TcpEndpoint
 from vatio.drivers.modbus.planner import plan_reads
-from vatio.drivers.modbus.profile import Profile, RegisterType, builtin_profiles, load_profile
+from vatio.drivers.modbus.profile import (
+    IdentityPoint,
+    Profile,
+    RegisterType,
+    builtin_profiles,
+    load_profile,
+)
 from vatio.drivers.modbus.register_codec import NotANumber, decode
 from vatio.drivers.modbus.transport import ModbusTransport, read_wire_time
 from vatio.drivers.reading import (
@@ -102,6 +111,41 @@ async def _read(
         return None  # a dropped TCP link: the next read reconnects
 
 
+async def _identity(
+    client: Client, unit: int, idents: tuple[IdentityPoint, ...]
+) -> dict[str, float] | None:
+    """The profile's model codes as this unit answers them, if each is one of the model's."""
+    values: dict[str, float] = {}
+    for ident in idents:
+        regs = await _read(client, ident.register_type, ident.address, ident.width, unit)
+        if regs is None:
+            return None
+        try:
+            v = decode(regs, ident.data_type, ident.word_order, ident.byte_order)
+        except NotANumber:
+            return None
+        if v not in ident.values:
+            return None
+        values[ident.name] = v
+    return values
+
+
+def rank(identity_matches: int, signature_matches: int) -> tuple[int, int]:
+    """How strongly a profile matched: a model code outranks any count of values in range."""
+    return (identity_matches, signature_matches)
+
+
+async def _match(client: Client, unit: int, profile: Profile) -> dict[str, float] | None:
+    """Identity codes then signature values of ``profile`` at ``unit``; None if any fails."""
+    ids = await _identity(client, unit, profile.identity)
+    if ids is None:
+        return None
+    values = await _signature(client, unit, profile)
+    if values is None:
+        return None
+    return {**ids, **values}
+
+
 async def _signature(client: Client, unit: int, profile: Profile) -> dict[str, float] | None:
     """The profile's signature values as this unit answers them, if all are in range."""
     wanted = {q: (lo, hi) for q, lo, hi in profile.signature}
@@ -156,7 +200,7 @@ async def _alive(client: Client, unit: int) -> bool:
 
 async def scan(client: Client, units: range, progress: bool = True) -> list[Found]:
     profiles = [load_profile(n) for n in builtin_profiles()]
-    profiles = [p for p in profiles if p.signature]
+    profiles = [p for p in profiles if p.signature or p.identity]
     found: list[Found] = []
     try:
         for i, unit in enumerate(units, 1):
@@ -169,14 +213,15 @@ async def scan(client: Client, units: range, progress: bool = True) -> list[Foun
             if not await _alive(client, unit):
                 continue
             hit = Found(unit)
-            best = 0
+            best = (0, 0)
             for p in profiles:
-                values = await _signature(client, unit, p)
+                values = await _match(client, unit, p)
                 if values is None:
                     continue
-                if len(values) > best:
-                    best, hit.profiles, hit.values = len(values), [p.name], values
-                elif len(values) == best:
+                score = rank(len(p.identity), len(values) - len(p.identity))
+                if score > best:
+                    best, hit.profiles, hit.values = score, [p.name], values
+                elif score == best:
                     hit.profiles.append(p.name)
             found.append(hit)
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -36,7 +36,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from vatio.common import clock as simulated_or_wall
 from vatio.common.links import SerialLine
-from vatio.drivers.modbus.profile import Profile, RegisterType
+from vatio.drivers.modbus.profile import MODBUS_MAX_READ_REGISTERS, Profile, RegisterType
 from vatio.drivers.modbus.register_codec import encode
 from vatio.drivers.modbus.transport import read_wire_time, t35
 from vatio.simulators.load_curve import DailyProfile, FactoryLoad, MeterState
@@ -89,18 +89,38 @@ def _blocks(
     points = [
         p for p in profile.points if p.register_type is register_type and p.quantity not in lacks
     ]
-    if not points:
+    # model-code registers (the profile's identity) are served too, so `vatio scan` finds them
+    spans = sorted(
+        [(p.address, p.end) for p in points]
+        + [(i.address, i.address + i.width) for i in profile.identity
+           if i.register_type is register_type]
+    )  # fmt: skip
+    if not spans:
         # pymodbus wants every block non-empty; one register nobody reads
         return [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
     if strict or lacks or profile.limits.max_gap == 0:
         # one block per value: pymodbus answers exception 2 to a request touching a hole
         return [
-            SimData(p.address, count=p.width, values=0, datatype=DataType.REGISTERS)
-            for p in sorted(points, key=lambda p: p.address)
+            SimData(start, count=end - start, values=0, datatype=DataType.REGISTERS)
+            for start, end in spans
         ]
-    start = min(p.address for p in points) & ~1
-    end = min(max(p.end for p in points) + 1, 0x10000)
-    return [SimData(start, count=end - start, values=0, datatype=DataType.REGISTERS)]
+    # one block per cluster of values: holes inside a cluster read as 0. A hole wider than any
+    # read (125 registers) splits the clusters, so a map spread over the address space (PM5000
+    # at 2700 and 3000, DTSU666 at 0x1000 and 0x2000) does not become a 64k-register block.
+    blocks: list[SimData] = []
+    start, end = spans[0][0] & ~1, spans[0][1]
+    for s_start, s_end in spans[1:]:
+        if s_start - end > MODBUS_MAX_READ_REGISTERS:
+            blocks.append(_block(start, end))
+            start = s_start
+        end = max(end, s_end)
+    blocks.append(_block(start, end))
+    return blocks
+
+
+def _block(start: int, end: int) -> SimData:
+    end = min(end + 1, 0x10000)
+    return SimData(start, count=end - start, values=0, datatype=DataType.REGISTERS)
 
 
 class SimulatedMeter:
@@ -195,6 +215,13 @@ class SimulatedMeter:
                     )
                     offset = p.address - start_address
                     registers[offset : offset + p.width] = words
+            for ident in self.profile.identity:
+                if ident.register_type is register_type:
+                    words = encode(
+                        ident.values[0], ident.data_type, ident.word_order, ident.byte_order
+                    )
+                    offset = ident.address - start_address
+                    registers[offset : offset + ident.width] = words
         return None
 
 

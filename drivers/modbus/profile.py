@@ -10,6 +10,14 @@ A profile names each register by a quantity of the vocabulary and says how to de
       voltage_v: 0x0000                 # shorthand: only the address, defaults apply
       energy_import_kwh: {address: 0x0048}
       power_factor: {address: 0x001E, scale: 1.0}
+    signature: {voltage_v: [50, 500]}   # what `vatio scan` checks to recognise the model
+    identity:                           # optional: fixed model-code registers, never polled
+      model_code: {address: 0x000B, register_type: holding, data_type: u16, values: [340, 341]}
+
+An ``identity`` register holds a number the manufacturer documents per model (Carlo Gavazzi's
+identification code, …). `vatio scan` reads it first: a profile whose identity does not match
+is ruled out, and one whose identity matches outranks any match on ranges alone. Identity
+values are not quantities of the vocabulary: they name the model, they are not published.
 
 Built-in profiles live in ``drivers/profiles/*.yaml`` and are referred to by file stem
 (``eastron_sdm630``); a config may also give a path to its own profile file.
@@ -94,6 +102,17 @@ class Limits(_Strict):
     min_gap_ms: float = Field(0.0, ge=0, le=5000)  # silence between requests on a serial bus
 
 
+class IdentitySpec(_Strict):
+    """A model-code register as written in YAML (decoding fields default to the profile's)."""
+
+    address: int = Field(ge=0, le=0xFFFF)
+    register_type: RegisterType | None = None
+    data_type: DataType | None = None
+    word_order: Order | None = None
+    byte_order: Order | None = None
+    values: tuple[float, ...] = Field(min_length=1, description="the codes of this model")
+
+
 class ProfileFile(_Strict):
     model: str
     manufacturer: str = ""
@@ -103,6 +122,7 @@ class ProfileFile(_Strict):
     registers: dict[QuantityName, PointEntry] = Field(min_length=1)
     # how `vatio scan` recognises the model: quantities whose values must fall in a range
     signature: dict[QuantityName, tuple[float, float]] = {}
+    identity: dict[str, IdentitySpec] = {}
 
 
 class Point(_Strict):
@@ -126,6 +146,22 @@ class Point(_Strict):
         return self.address + self.width
 
 
+class IdentityPoint(_Strict):
+    """A resolved model-code register: the unit must answer one of ``values`` there."""
+
+    name: str
+    address: int
+    register_type: RegisterType
+    data_type: DataType
+    word_order: Order
+    byte_order: Order
+    values: tuple[float, ...]
+
+    @property
+    def width(self) -> int:
+        return self.data_type.width
+
+
 class Profile(_Strict):
     name: str
     model: str
@@ -134,6 +170,7 @@ class Profile(_Strict):
     limits: Limits
     points: tuple[Point, ...]
     signature: tuple[tuple[str, float, float], ...] = ()
+    identity: tuple[IdentityPoint, ...] = ()
 
     def __iter__(self) -> Iterator[Point]:  # type: ignore[override]
         return iter(self.points)
@@ -183,6 +220,21 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
                 ("signature", quantity),
                 f"'{quantity}' is not in registers: a signature uses mapped values",
             ))  # fmt: skip
+    identity = tuple(
+        IdentityPoint(
+            name=name_,
+            address=spec.address,
+            register_type=spec.register_type or parsed.defaults.register_type,
+            data_type=spec.data_type or parsed.defaults.data_type,
+            word_order=spec.word_order or parsed.defaults.word_order,
+            byte_order=spec.byte_order or parsed.defaults.byte_order,
+            values=spec.values,
+        )
+        for name_, spec in parsed.identity.items()
+    )
+    for ident in identity:
+        if ident.address + ident.width > 0x10000:
+            problems.append(doc.problem(("identity", ident.name), "runs past address 0xFFFF"))
     if problems:
         raise ConfigError(problems)
     return Profile(
@@ -193,6 +245,7 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
         limits=parsed.limits,
         points=points,
         signature=tuple((q, lo, hi) for q, (lo, hi) in parsed.signature.items()),
+        identity=identity,
     )
 
 
