@@ -6,8 +6,9 @@ e.g. a frequency of 45–65 Hz) to name the model. A profile with *identity* reg
 code the manufacturer documents, e.g. Carlo Gavazzi's at 0x000B) is read there first: a code
 that is not the model's rules the profile out, and a matching code outranks any number of
 values merely in range (two meters with the same layout, EM24 and EM340, are told apart only
-this way). Otherwise the most specific match wins; equally good matches are all listed. Ctrl-C stops the scan and still prints what was found. The result is
-a table and a YAML snippet ready to paste into the config.
+this way). Otherwise the most specific match wins; equally good matches are all listed.
+Ctrl-C stops the scan and still prints what was found. The result is a table and a YAML
+snippet ready to paste into the config.
 
 Reads go through the agent's own :class:`~vatio.drivers.modbus.transport.ModbusTransport`, so every
 reply is checked against its request (a late reply to an earlier, smaller read is refused by
