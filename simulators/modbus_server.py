@@ -16,7 +16,10 @@ speak) and :class:`ModbusSerialSimulator` (RTU on a serial port, e.g. one end of
 :class:`~vatio.simulators.serial_pair.SerialPair`). Both inject :class:`Faults` per meter, by
 probability, on the real bytes: exception replies, silence, CRC errors, truncated frames,
 dropped TCP connections and slow replies. ``baud_faithful`` makes a serial simulator hold
-each reply for the frames' time on the wire, since a pty ignores the baud rate.
+each reply for the frames' time on the wire, since a pty ignores the baud rate (exception
+replies too: such a meter serves the whole address space to pymodbus and refuses the holes
+itself, after the delay); ``silent_absent`` keeps it silent for unit ids it does not serve,
+as a real line is.
 """
 
 from __future__ import annotations
@@ -118,6 +121,10 @@ def _blocks(
     return blocks
 
 
+def _addresses(blocks: list[SimData]) -> frozenset[int]:
+    return frozenset(a for b in blocks for a in range(b.address, b.address + b.count))
+
+
 def _block(start: int, end: int) -> SimData:
     end = min(end + 1, 0x10000)
     return SimData(start, count=end - start, values=0, datatype=DataType.REGISTERS)
@@ -151,6 +158,8 @@ class SimulatedMeter:
         self.rng = random.Random(seed)
         self.pending_fault: str | None = None  # for the server's outgoing-frame hook
         self.reply_delay: Callable[[int], float] = lambda count: 0.0  # set by the server
+        self.late_exceptions = False  # exception replies wait for reply_delay too (server)
+        self._valid: dict[RegisterType, frozenset[int]] | None = None
         self.fault_counts: dict[str, int] = {}
         if rated_kw is None:
             # a three-phase feeder vs a single-phase circuit (~40 A at 127 V)
@@ -167,11 +176,22 @@ class SimulatedMeter:
         return {p.quantity: every.get(p.quantity, 0.0) for p in self.profile.points}
 
     def sim_device(self) -> SimDevice:
+        holding = _blocks(self.profile, RegisterType.HOLDING, self.strict, self.lacks)
+        inputs = _blocks(self.profile, RegisterType.INPUT, self.strict, self.lacks)
+        if self.late_exceptions:
+            # pymodbus refuses a read that touches a hole before the action runs, so at once;
+            # a meter that takes its time on the wire must take it for that reply too: serve
+            # the whole address space and refuse the holes in the action, after the delay
+            self._valid = {
+                RegisterType.HOLDING: _addresses(holding),
+                RegisterType.INPUT: _addresses(inputs),
+            }
+            holding = inputs = [SimData(0, count=0x10000, values=0, datatype=DataType.REGISTERS)]
         blocks = (
             [SimData(0, count=1, values=False, datatype=DataType.BITS)],  # coils (unused)
             [SimData(0, count=1, values=False, datatype=DataType.BITS)],  # discrete inputs
-            _blocks(self.profile, RegisterType.HOLDING, self.strict, self.lacks),
-            _blocks(self.profile, RegisterType.INPUT, self.strict, self.lacks),
+            holding,
+            inputs,
         )
         return SimDevice(self.unit, simdata=blocks, action=self._on_access)
 
@@ -187,6 +207,10 @@ class SimulatedMeter:
         register_type = _FC_TYPE.get(function_code)
         if register_type is None or set_values is not None:
             return None
+        valid = self._valid.get(register_type) if self._valid is not None else None
+        if valid is not None and not valid.issuperset(range(address, address + count)):
+            await _sleep_precisely(self.reply_delay(0))  # an exception reply: 5 bytes
+            return ExcCodes.ILLEGAL_ADDRESS
         fault = self.faults.draw(self.rng)
         if fault is not None:
             self.fault_counts[fault] = self.fault_counts.get(fault, 0) + 1
@@ -245,13 +269,14 @@ class _FaultHook:
         self.by_unit = {m.unit: m for m in meters}
         self.unit_offset = unit_offset  # where the unit id sits in a frame (RTU 0, MBAP 6)
         self.server: Any = None
+        self.silent_absent = False  # swallow replies for unit ids no meter has
 
     def __call__(self, sending: bool, data: bytes) -> bytes:
         if len(data) <= self.unit_offset + 1:
             return data
         meter = self.by_unit.get(data[self.unit_offset])
         if meter is None:
-            return data
+            return b"" if sending and self.silent_absent else data
         if not sending:
             meter.requests += 1
             return data
@@ -321,9 +346,13 @@ class ModbusSerialSimulator:
         parity: str = "N",
         stopbits: int = 1,
         baud_faithful: bool = False,
+        silent_absent: bool = False,
     ) -> None:
         self.meters = meters
         self.port = port
+        # pymodbus answers a unit id it does not serve with an exception (4 or 11); on a real
+        # RS-485 line nobody answers: silent_absent=True
+        self.silent_absent = silent_absent
         self.baudrate = baudrate
         self.parity = parity
         self.stopbits = stopbits
@@ -331,6 +360,7 @@ class ModbusSerialSimulator:
         if baud_faithful:
             for m in meters:
                 m.reply_delay = self.wire_time
+                m.late_exceptions = True
 
     def wire_time(self, count: int) -> float:
         """How long the reply to a read is held back: the request's and the reply's characters
@@ -341,6 +371,7 @@ class ModbusSerialSimulator:
 
     async def start(self) -> None:
         hook = _FaultHook(self.meters, 0)
+        hook.silent_absent = self.silent_absent
         self._server = ModbusSerialServer(
             [m.sim_device() for m in self.meters],
             framer=FramerType.RTU,
