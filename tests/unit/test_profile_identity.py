@@ -110,9 +110,11 @@ async def test_the_simulator_serves_the_code_and_splits_far_apart_blocks():
     em340 = load_profile("carlo_gavazzi_em340")
     holding = _blocks(em340, RegisterType.HOLDING)
     assert [(b.address, b.count) for b in holding] == [(0x000A, 3)]  # from an even address
-    pm = load_profile("schneider_pm5000")
-    starts = [b.address for b in _blocks(pm, RegisterType.HOLDING)]
-    assert starts == [2698, 2999]  # 2699-2710 and 2999-3192: 288 registers apart
+    dtsu = load_profile("chint_dtsu666")
+    blocks = [(b.address, b.count) for b in _blocks(dtsu, RegisterType.HOLDING)]
+    # energies at 0x101E-0x1029 and the 0x2000-0x2045 block (each with the one spare register
+    # after it that a single block always had): two blocks, not one of 4k registers
+    assert blocks == [(0x101E, 0x1029 - 0x101E + 2), (0x2000, 0x2045 - 0x2000 + 2)]
     meter = SimulatedMeter(1, em340, clock=lambda: 1_700_000_000.0)
     registers = [0, 0, 0]  # the holding image, 0x000A-0x000C
     assert await meter._on_access(3, 0x000A, 0x000B, 1, registers, None) is None
