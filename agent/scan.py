@@ -2,13 +2,11 @@
 
 It probes unit ids (1–247 by default) with a short timeout, and for each id that answers it
 reads the *signature* of every built-in profile (a few values that must fall in a range,
-e.g. a frequency of 45–65 Hz) to name the model. A profile with *identity* registers (a model
-code the manufacturer documents, e.g. Carlo Gavazzi's at 0x000B) is read there first: a code
-that is not the model's rules the profile out, and a matching code outranks any number of
-values merely in range (two meters with the same layout, EM24 and EM340, are told apart only
-this way). Otherwise the most specific match wins; equally good matches are all listed.
-Ctrl-C stops the scan and still prints what was found. The result is a table and a YAML
-snippet ready to paste into the config.
+e.g. a frequency of 45–65 Hz) to name the model. The most specific match wins: a matching
+model code (a profile's ``identify`` register, e.g. Eastron's 0xFC02) outranks any number of
+plausible ranges, then more values beat fewer; equally good matches are all listed. Ctrl-C
+stops the scan and still prints what was found. The result is a table and a YAML snippet
+ready to paste into the config.
 
 Reads go through the agent's own :class:`~vatio.drivers.modbus.transport.ModbusTransport`, so every
 reply is checked against its request (a late reply to an earlier, smaller read is refused by
@@ -27,13 +25,7 @@ from dataclasses import dataclass, field
 
 from vatio.common.links import SerialLine, TcpEndpoint
 from vatio.drivers.modbus.planner import plan_reads
-from vatio.drivers.modbus.profile import (
-    IdentityPoint,
-    Profile,
-    RegisterType,
-    builtin_profiles,
-    load_profile,
-)
+from vatio.drivers.modbus.profile import Profile, RegisterType, builtin_profiles, load_profile
 from vatio.drivers.modbus.register_codec import NotANumber, decode
 from vatio.drivers.modbus.transport import ModbusTransport, read_wire_time
 from vatio.drivers.reading import (
@@ -112,50 +104,24 @@ async def _read(
         return None  # a dropped TCP link: the next read reconnects
 
 
-async def _identity(
-    client: Client, unit: int, idents: tuple[IdentityPoint, ...]
-) -> dict[str, float] | None:
-    """The profile's model codes as this unit answers them, if each is one of the model's."""
-    values: dict[str, float] = {}
-    for ident in idents:
-        regs = await _read(client, ident.register_type, ident.address, ident.width, unit)
-        if regs is None:
-            return None
-        try:
-            v = decode(regs, ident.data_type, ident.word_order, ident.byte_order)
-        except NotANumber:
-            return None
-        if v not in ident.values:
-            return None
-        values[ident.name] = v
-    return values
-
-
-def rank(identity_matches: int, signature_matches: int) -> tuple[int, int]:
-    """How strongly a profile matched: a model code outranks any count of values in range."""
-    return (identity_matches, signature_matches)
-
-
-async def _match(client: Client, unit: int, profile: Profile) -> dict[str, float] | None:
-    """Identity codes then signature values of ``profile`` at ``unit``; None if any fails."""
-    ids = await _identity(client, unit, profile.identity)
-    if ids is None:
-        return None
-    values = await _signature(client, unit, profile)
-    if values is None:
-        return None
-    return {**ids, **values}
-
-
 async def _signature(client: Client, unit: int, profile: Profile) -> dict[str, float] | None:
     """The profile's signature values as this unit answers them, if all are in range."""
     wanted = {q: (lo, hi) for q, lo, hi in profile.signature}
-    points = [p for p in profile.points if p.quantity in wanted]
+    points = list(profile.signature_points)
     values: dict[str, float] = {}
     # only the signature's own registers, in gap-free requests: a meter that refuses reads
     # across undocumented registers must still be recognised (a few small reads, not the
-    # 52–72-register reads of the poll plan)
-    for req in plan_reads(points, profile.limits.model_copy(update={"max_gap": 0})):
+    # 52–72-register reads of the poll plan). Identify registers are read alone, at their
+    # own width: Eastron's even-count rule is for its floats, and its 16-bit model code at
+    # 0xFC02 is read with a count of 1.
+    gap_free = profile.limits.model_copy(update={"max_gap": 0})
+    alone = gap_free.model_copy(update={"even_start": False, "even_count": False})
+    identify = set(profile.identify)
+    requests = [
+        *plan_reads([p for p in points if p not in identify], gap_free),
+        *plan_reads([p for p in points if p in identify], alone),
+    ]
+    for req in requests:
         regs = await _read(client, req.register_type, req.start, req.count, unit)
         if regs is None:
             return None
@@ -177,6 +143,15 @@ async def _signature(client: Client, unit: int, profile: Profile) -> dict[str, f
                 return None
             values[p.quantity] = v
     return values
+
+
+IDENTITY = "model_code"  # a register whose value names the model, not merely a plausible one
+
+
+def specificity(values: dict[str, float]) -> int:
+    """How strongly a signature match names the model: a model code counts for more than
+    any number of ranges (a voltage of 230 V fits every meter; code 0x0020 only an SDM120)."""
+    return len(values) + (1000 if IDENTITY in values else 0)
 
 
 async def _alive(client: Client, unit: int) -> bool:
@@ -201,7 +176,7 @@ async def _alive(client: Client, unit: int) -> bool:
 
 async def scan(client: Client, units: range, progress: bool = True) -> list[Found]:
     profiles = [load_profile(n) for n in builtin_profiles()]
-    profiles = [p for p in profiles if p.signature or p.identity]
+    profiles = [p for p in profiles if p.signature]
     found: list[Found] = []
     try:
         for i, unit in enumerate(units, 1):
@@ -214,12 +189,12 @@ async def scan(client: Client, units: range, progress: bool = True) -> list[Foun
             if not await _alive(client, unit):
                 continue
             hit = Found(unit)
-            best = (0, 0)
+            best = 0
             for p in profiles:
-                values = await _match(client, unit, p)
+                values = await _signature(client, unit, p)
                 if values is None:
                     continue
-                score = rank(len(p.identity), len(values) - len(p.identity))
+                score = specificity(values)
                 if score > best:
                     best, hit.profiles, hit.values = score, [p.name], values
                 elif score == best:
@@ -265,7 +240,9 @@ def report(
         if not f.profiles and f.unit in bad:
             model = "answers with bad replies"
             warning.append(f"unit {f.unit}: {bad[f.unit]}")
-        vals = ", ".join(f"{k}={v:g}" for k, v in f.values.items())
+        vals = ", ".join(
+            f"{k}={int(v):#x}" if k == IDENTITY else f"{k}={v:g}" for k, v in f.values.items()
+        )
         lines.append(f"{f.unit:>4}  {model:<40} {vals}")
     lines = [*warning, *lines]
     lines += ["", "# paste into your config:", "buses:", f"  {bus_name}: {bus_yaml}", "devices:"]

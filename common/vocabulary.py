@@ -67,6 +67,8 @@ _ALL: list[Quantity] = [
     Quantity("reactive_energy_import_kvarh", "kvarh", Kind.COUNTER, "Imported reactive energy"),
     Quantity("reactive_energy_export_kvarh", "kvarh", Kind.COUNTER, "Exported reactive energy"),
     Quantity("reactive_energy_total_kvarh", "kvarh", Kind.COUNTER, "Total reactive energy"),
+    # Identity, read by `vatio scan` from a profile's `identify:` registers, never polled
+    Quantity("model_code", "", Kind.GAUGE, "The device's model code register (identity)"),
     # Air quality and environment
     Quantity("pm1_0_ugm3", "ugm3", Kind.GAUGE, "PM1.0 mass concentration (µg/m³)"),
     Quantity("pm2_5_ugm3", "ugm3", Kind.GAUGE, "PM2.5 mass concentration (µg/m³)"),

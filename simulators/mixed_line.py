@@ -3,7 +3,8 @@ the line `vatio scan` is tested and benchmarked on (tests/integration/test_scan_
 bench/scan.py).
 
 Each unit serves its built-in profile's register block (values from the factory load curve,
-model codes from the profile's ``identity``), so the scanner sees each model's real layout.
+model codes from the profile's ``identify`` registers), so the scanner sees each model's
+real layout.
 All units share the line's settings (9600 baud, 8N1 here); on a real line the ORNO WE-516's
 factory parity (odd) would have to be changed to match the others.
 

@@ -8,7 +8,9 @@ tests pass a fixed clock to know exactly what was served (``meter.served``).
 Registers between mapped values read as 0 unless the profile says ``max_gap: 0`` or the
 meter is ``strict`` (a device that rejects holes, as some firmwares and libmodbus servers with
 a sparse map do): then any request that touches a hole answers exception 2 "illegal data
-address". ``lacks`` names profile values the meter does not have (refused the same way).
+address". ``lacks`` names profile values the meter does not have (refused the same way). A profile's
+``identify`` registers (a model code) are served too, in blocks of their own, with the low
+end of their signature range: a real SDM120 holds 0x0020 at 0xFC02.
 Each meter counts its requests and the exception replies it sent (``exception_replies``).
 
 Servers: :class:`ModbusTcpSimulator` (Modbus/TCP, or RTU frames over TCP as cheap gateways
@@ -92,12 +94,7 @@ def _blocks(
     points = [
         p for p in profile.points if p.register_type is register_type and p.quantity not in lacks
     ]
-    # model-code registers (the profile's identity) are served too, so `vatio scan` finds them
-    spans = sorted(
-        [(p.address, p.end) for p in points]
-        + [(i.address, i.address + i.width) for i in profile.identity
-           if i.register_type is register_type]
-    )  # fmt: skip
+    spans = sorted((p.address, p.end) for p in points)
     if not spans:
         # pymodbus wants every block non-empty; one register nobody reads
         return [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
@@ -128,6 +125,25 @@ def _addresses(blocks: list[SimData]) -> frozenset[int]:
 def _block(start: int, end: int) -> SimData:
     end = min(end + 1, 0x10000)
     return SimData(start, count=end - start, values=0, datatype=DataType.REGISTERS)
+
+
+def _identify_blocks(profile: Profile, register_type: RegisterType) -> list[SimData]:
+    return [
+        SimData(p.address, count=p.width, values=0, datatype=DataType.REGISTERS)
+        for p in profile.identify
+        if p.register_type is register_type
+    ]
+
+
+def _with_identify(blocks: list[SimData], extra: list[SimData]) -> list[SimData]:
+    """``blocks`` plus the identify blocks that do not overlap them (pymodbus refuses
+    overlapping blocks; a model code inside the mapped block is served there)."""
+    out = list(blocks)
+    for block in extra:
+        lo, hi = block.address, block.address + block.count
+        if all(hi <= b.address or b.address + b.count <= lo for b in out):
+            out.append(block)
+    return sorted(out, key=lambda b: b.address)
 
 
 class SimulatedMeter:
@@ -176,8 +192,14 @@ class SimulatedMeter:
         return {p.quantity: every.get(p.quantity, 0.0) for p in self.profile.points}
 
     def sim_device(self) -> SimDevice:
-        holding = _blocks(self.profile, RegisterType.HOLDING, self.strict, self.lacks)
-        inputs = _blocks(self.profile, RegisterType.INPUT, self.strict, self.lacks)
+        holding = _with_identify(
+            _blocks(self.profile, RegisterType.HOLDING, self.strict, self.lacks),
+            _identify_blocks(self.profile, RegisterType.HOLDING),
+        )
+        inputs = _with_identify(
+            _blocks(self.profile, RegisterType.INPUT, self.strict, self.lacks),
+            _identify_blocks(self.profile, RegisterType.INPUT),
+        )
         if self.late_exceptions:
             # pymodbus refuses a read that touches a hole before the action runs, so at once;
             # a meter that takes its time on the wire must take it for that reply too: serve
@@ -239,13 +261,13 @@ class SimulatedMeter:
                     )
                     offset = p.address - start_address
                     registers[offset : offset + p.width] = words
-            for ident in self.profile.identity:
-                if ident.register_type is register_type:
-                    words = encode(
-                        ident.values[0], ident.data_type, ident.word_order, ident.byte_order
-                    )
-                    offset = ident.address - start_address
-                    registers[offset : offset + ident.width] = words
+        expected = {q: lo for q, lo, _ in self.profile.signature}
+        for p in self.profile.identify:
+            offset = p.address - start_address
+            if p.register_type is register_type and 0 <= offset <= len(registers) - p.width:
+                words = encode(expected[p.quantity], p.data_type, p.word_order, p.byte_order,
+                               p.scale, p.offset)  # fmt: skip
+                registers[offset : offset + p.width] = words
         return None
 
 

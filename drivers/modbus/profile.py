@@ -10,14 +10,14 @@ A profile names each register by a quantity of the vocabulary and says how to de
       voltage_v: 0x0000                 # shorthand: only the address, defaults apply
       energy_import_kwh: {address: 0x0048}
       power_factor: {address: 0x001E, scale: 1.0}
-    signature: {voltage_v: [50, 500]}   # what `vatio scan` checks to recognise the model
-    identity:                           # optional: fixed model-code registers, never polled
-      model_code: {address: 0x000B, register_type: holding, data_type: u16, values: [340, 341]}
 
-An ``identity`` register holds a number the manufacturer documents per model (Carlo Gavazzi's
-identification code, …). `vatio scan` reads it first: a profile whose identity does not match
-is ruled out, and one whose identity matches outranks any match on ranges alone. Identity
-values are not quantities of the vocabulary: they name the model, they are not published.
+A profile may name registers that only ``vatio scan`` reads, never the poll: ``identify``,
+typically a model code register with a fixed value (Eastron 0xFC02, ABB 0x8960)::
+
+    identify:
+      model_code: {address: 0xFC02, register_type: holding, data_type: u16}
+    signature:
+      model_code: [0x0020, 0x0020]      # SDM120
 
 Built-in profiles live in ``drivers/profiles/*.yaml`` and are referred to by file stem
 (``eastron_sdm630``); a config may also give a path to its own profile file.
@@ -102,17 +102,6 @@ class Limits(_Strict):
     min_gap_ms: float = Field(0.0, ge=0, le=5000)  # silence between requests on a serial bus
 
 
-class IdentitySpec(_Strict):
-    """A model-code register as written in YAML (decoding fields default to the profile's)."""
-
-    address: int = Field(ge=0, le=0xFFFF)
-    register_type: RegisterType | None = None
-    data_type: DataType | None = None
-    word_order: Order | None = None
-    byte_order: Order | None = None
-    values: tuple[float, ...] = Field(min_length=1, description="the codes of this model")
-
-
 class ProfileFile(_Strict):
     model: str
     manufacturer: str = ""
@@ -120,9 +109,10 @@ class ProfileFile(_Strict):
     defaults: Decoding = Decoding()
     limits: Limits = Limits()
     registers: dict[QuantityName, PointEntry] = Field(min_length=1)
+    # registers read by `vatio scan` only (a model code), never polled
+    identify: dict[QuantityName, PointEntry] = {}
     # how `vatio scan` recognises the model: quantities whose values must fall in a range
     signature: dict[QuantityName, tuple[float, float]] = {}
-    identity: dict[str, IdentitySpec] = {}
 
 
 class Point(_Strict):
@@ -146,22 +136,6 @@ class Point(_Strict):
         return self.address + self.width
 
 
-class IdentityPoint(_Strict):
-    """A resolved model-code register: the unit must answer one of ``values`` there."""
-
-    name: str
-    address: int
-    register_type: RegisterType
-    data_type: DataType
-    word_order: Order
-    byte_order: Order
-    values: tuple[float, ...]
-
-    @property
-    def width(self) -> int:
-        return self.data_type.width
-
-
 class Profile(_Strict):
     name: str
     model: str
@@ -170,7 +144,13 @@ class Profile(_Strict):
     limits: Limits
     points: tuple[Point, ...]
     signature: tuple[tuple[str, float, float], ...] = ()
-    identity: tuple[IdentityPoint, ...] = ()
+    identify: tuple[Point, ...] = ()  # read by `vatio scan` only
+
+    @property
+    def signature_points(self) -> tuple[Point, ...]:
+        """The registers `vatio scan` reads to check the signature (polled or identify-only)."""
+        wanted = {q for q, _, _ in self.signature}
+        return tuple(p for p in (*self.points, *self.identify) if p.quantity in wanted)
 
     def __iter__(self) -> Iterator[Point]:  # type: ignore[override]
         return iter(self.points)
@@ -195,7 +175,16 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
     except ValidationError as exc:
         raise ConfigError(validation_problems(exc, doc, ProfileFile)) from None
     points = tuple(_resolve(q, spec, parsed.defaults) for q, spec in parsed.registers.items())
+    identify = tuple(_resolve(q, spec, parsed.defaults) for q, spec in parsed.identify.items())
     problems = []
+    for p in identify:
+        if p.end > 0x10000:
+            problems.append(doc.problem(("identify", p.quantity), "runs past address 0xFFFF"))
+        if p.quantity in parsed.registers:
+            problems.append(doc.problem(
+                ("identify", p.quantity),
+                f"'{p.quantity}' is also in registers: name it in one place",
+            ))  # fmt: skip
     for p in points:
         if p.end > 0x10000:
             problems.append(doc.problem(("registers", p.quantity), "runs past address 0xFFFF"))
@@ -214,27 +203,22 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
                     f"limits.max_registers ({parsed.limits.max_registers})",
                 )
             )
-    for quantity in parsed.signature:
-        if quantity not in parsed.registers:
+    for quantity, (lo, hi) in parsed.signature.items():
+        if quantity not in parsed.registers and quantity not in parsed.identify:
             problems.append(doc.problem(
                 ("signature", quantity),
-                f"'{quantity}' is not in registers: a signature uses mapped values",
+                f"'{quantity}' is not in registers or identify: a signature uses mapped values",
             ))  # fmt: skip
-    identity = tuple(
-        IdentityPoint(
-            name=name_,
-            address=spec.address,
-            register_type=spec.register_type or parsed.defaults.register_type,
-            data_type=spec.data_type or parsed.defaults.data_type,
-            word_order=spec.word_order or parsed.defaults.word_order,
-            byte_order=spec.byte_order or parsed.defaults.byte_order,
-            values=spec.values,
-        )
-        for name_, spec in parsed.identity.items()
-    )
-    for ident in identity:
-        if ident.address + ident.width > 0x10000:
-            problems.append(doc.problem(("identity", ident.name), "runs past address 0xFFFF"))
+        elif lo > hi:
+            problems.append(doc.problem(
+                ("signature", quantity), f"the range [{lo}, {hi}] is empty: write [low, high]"
+            ))  # fmt: skip
+    for quantity in parsed.identify:
+        if quantity not in parsed.signature:
+            problems.append(doc.problem(
+                ("identify", quantity),
+                f"'{quantity}' is read only to identify the device: give its range in signature",
+            ))  # fmt: skip
     if problems:
         raise ConfigError(problems)
     return Profile(
@@ -245,7 +229,7 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
         limits=parsed.limits,
         points=points,
         signature=tuple((q, lo, hi) for q, (lo, hi) in parsed.signature.items()),
-        identity=identity,
+        identify=identify,
     )
 
 

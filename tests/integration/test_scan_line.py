@@ -43,7 +43,7 @@ async def test_scan_names_eight_different_meters_on_one_line(tmp_path):
     # every unit named with its own profile and nothing else ("a or b" would be a 2nd word)
     assert rows == mixed_line.LINE, res.stdout
     assert " or " not in res.stdout.split("# paste")[0]
-    assert "model_code=340" in res.stdout  # the EM340 named by its identification code
+    assert "model_code=0x154" in res.stdout  # the EM340 named by its identification code, 340
     assert took < 20, f"scan took {took:.1f} s"
     # the profiles found poll their meters: Mexico's 127 V / 60 Hz on every one
     assert read.returncode == 0, read.stdout + read.stderr
