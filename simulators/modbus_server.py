@@ -41,7 +41,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from vatio.common import clock as simulated_or_wall
 from vatio.common.links import SerialLine
-from vatio.drivers.modbus.profile import MODBUS_MAX_READ_REGISTERS, Profile, RegisterType
+from vatio.drivers.modbus.profile import MODBUS_MAX_READ_REGISTERS, Point, Profile, RegisterType
 from vatio.drivers.modbus.register_codec import encode
 from vatio.drivers.modbus.transport import read_wire_time, t35
 from vatio.simulators.load_curve import DailyProfile, FactoryLoad, MeterState
@@ -85,6 +85,23 @@ class Faults:
         return None
 
 
+def _addresses(blocks: list[SimData]) -> frozenset[int]:
+    return frozenset(a for b in blocks for a in range(b.address, b.address + b.count))
+
+
+def _clusters(points: list[Point]) -> list[tuple[int, int]]:
+    """(start, end) of the runs of values no read can span: a hole wider than the most
+    registers one request may read (125) separates two runs."""
+    spans = sorted((p.address, p.end) for p in points)
+    runs = [list(spans[0])]
+    for start, end in spans[1:]:
+        if start - runs[-1][1] > MODBUS_MAX_READ_REGISTERS:
+            runs.append([start, end])
+        else:
+            runs[-1][1] = max(runs[-1][1], end)
+    return [(start, end) for start, end in runs]
+
+
 def _blocks(
     profile: Profile,
     register_type: RegisterType,
@@ -94,37 +111,27 @@ def _blocks(
     points = [
         p for p in profile.points if p.register_type is register_type and p.quantity not in lacks
     ]
-    spans = sorted((p.address, p.end) for p in points)
-    if not spans:
+    if not points:
         # pymodbus wants every block non-empty; one register nobody reads
         return [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
     if strict or lacks or profile.limits.max_gap == 0:
         # one block per value: pymodbus answers exception 2 to a request touching a hole
         return [
-            SimData(start, count=end - start, values=0, datatype=DataType.REGISTERS)
-            for start, end in spans
+            SimData(p.address, count=p.width, values=0, datatype=DataType.REGISTERS)
+            for p in sorted(points, key=lambda p: p.address)
         ]
-    # one block per cluster of values: holes inside a cluster read as 0. A hole wider than any
-    # read (125 registers) splits the clusters, so a map spread over the address space (PM5000
-    # at 2700 and 3000, DTSU666 at 0x1000 and 0x2000) does not become a 64k-register block.
-    blocks: list[SimData] = []
-    start, end = spans[0][0] & ~1, spans[0][1]
-    for s_start, s_end in spans[1:]:
-        if s_start - end > MODBUS_MAX_READ_REGISTERS:
-            blocks.append(_block(start, end))
-            start = s_start
-        end = max(end, s_end)
-    blocks.append(_block(start, end))
-    return blocks
-
-
-def _addresses(blocks: list[SimData]) -> frozenset[int]:
-    return frozenset(a for b in blocks for a in range(b.address, b.address + b.count))
-
-
-def _block(start: int, end: int) -> SimData:
-    end = min(end + 1, 0x10000)
-    return SimData(start, count=end - start, values=0, datatype=DataType.REGISTERS)
+    runs = _clusters(points)
+    if len(runs) > 1:
+        # a map spread over the address space (DTSU666 at 0x1000 and 0x2000, PAC3200 at 1 and
+        # 801) is served in one block per run, not one block of thousands of registers
+        return [
+            SimData(start, count=min(end + 1, 0x10000) - start, values=0,
+                    datatype=DataType.REGISTERS)
+            for start, end in runs
+        ]  # fmt: skip
+    start = min(p.address for p in points) & ~1
+    end = min(max(p.end for p in points) + 1, 0x10000)
+    return [SimData(start, count=end - start, values=0, datatype=DataType.REGISTERS)]
 
 
 def _identify_blocks(profile: Profile, register_type: RegisterType) -> list[SimData]:
@@ -192,29 +199,29 @@ class SimulatedMeter:
         return {p.quantity: every.get(p.quantity, 0.0) for p in self.profile.points}
 
     def sim_device(self) -> SimDevice:
-        holding = _with_identify(
-            _blocks(self.profile, RegisterType.HOLDING, self.strict, self.lacks),
-            _identify_blocks(self.profile, RegisterType.HOLDING),
+        blocks = (
+            [SimData(0, count=1, values=False, datatype=DataType.BITS)],  # coils (unused)
+            [SimData(0, count=1, values=False, datatype=DataType.BITS)],  # discrete inputs
+            _with_identify(
+                _blocks(self.profile, RegisterType.HOLDING, self.strict, self.lacks),
+                _identify_blocks(self.profile, RegisterType.HOLDING),
+            ),
+            _with_identify(
+                _blocks(self.profile, RegisterType.INPUT, self.strict, self.lacks),
+                _identify_blocks(self.profile, RegisterType.INPUT),
+            ),
         )
-        inputs = _with_identify(
-            _blocks(self.profile, RegisterType.INPUT, self.strict, self.lacks),
-            _identify_blocks(self.profile, RegisterType.INPUT),
-        )
+
         if self.late_exceptions:
             # pymodbus refuses a read that touches a hole before the action runs, so at once;
             # a meter that takes its time on the wire must take it for that reply too: serve
             # the whole address space and refuse the holes in the action, after the delay
             self._valid = {
-                RegisterType.HOLDING: _addresses(holding),
-                RegisterType.INPUT: _addresses(inputs),
+                RegisterType.HOLDING: _addresses(blocks[2]),
+                RegisterType.INPUT: _addresses(blocks[3]),
             }
-            holding = inputs = [SimData(0, count=0x10000, values=0, datatype=DataType.REGISTERS)]
-        blocks = (
-            [SimData(0, count=1, values=False, datatype=DataType.BITS)],  # coils (unused)
-            [SimData(0, count=1, values=False, datatype=DataType.BITS)],  # discrete inputs
-            holding,
-            inputs,
-        )
+            whole = [SimData(0, count=0x10000, values=0, datatype=DataType.REGISTERS)]
+            blocks = (blocks[0], blocks[1], whole, whole)
         return SimDevice(self.unit, simdata=blocks, action=self._on_access)
 
     async def _on_access(
