@@ -18,7 +18,10 @@ speak) and :class:`ModbusSerialSimulator` (RTU on a serial port, e.g. one end of
 :class:`~vatio.simulators.serial_pair.SerialPair`). Both inject :class:`Faults` per meter, by
 probability, on the real bytes: exception replies, silence, CRC errors, truncated frames,
 dropped TCP connections and slow replies. ``baud_faithful`` makes a serial simulator hold
-each reply for the frames' time on the wire, since a pty ignores the baud rate.
+each reply for the frames' time on the wire, since a pty ignores the baud rate (exception
+replies too: such a meter serves the whole address space to pymodbus and refuses the holes
+itself, after the delay); ``silent_absent`` keeps it silent for unit ids it does not serve,
+as a real line is.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from vatio.common import clock as simulated_or_wall
 from vatio.common.links import SerialLine
-from vatio.drivers.modbus.profile import Profile, RegisterType
+from vatio.drivers.modbus.profile import MODBUS_MAX_READ_REGISTERS, Point, Profile, RegisterType
 from vatio.drivers.modbus.register_codec import encode
 from vatio.drivers.modbus.transport import read_wire_time, t35
 from vatio.simulators.air_day import AirDay
@@ -83,6 +86,23 @@ class Faults:
         return None
 
 
+def _addresses(blocks: list[SimData]) -> frozenset[int]:
+    return frozenset(a for b in blocks for a in range(b.address, b.address + b.count))
+
+
+def _clusters(points: list[Point]) -> list[tuple[int, int]]:
+    """(start, end) of the runs of values no read can span: a hole wider than the most
+    registers one request may read (125) separates two runs."""
+    spans = sorted((p.address, p.end) for p in points)
+    runs = [list(spans[0])]
+    for start, end in spans[1:]:
+        if start - runs[-1][1] > MODBUS_MAX_READ_REGISTERS:
+            runs.append([start, end])
+        else:
+            runs[-1][1] = max(runs[-1][1], end)
+    return [(start, end) for start, end in runs]
+
+
 def _blocks(
     profile: Profile,
     register_type: RegisterType,
@@ -101,6 +121,15 @@ def _blocks(
             SimData(p.address, count=p.width, values=0, datatype=DataType.REGISTERS)
             for p in sorted(points, key=lambda p: p.address)
         ]
+    runs = _clusters(points)
+    if len(runs) > 1:
+        # a map spread over the address space (DTSU666 at 0x1000 and 0x2000, PAC3200 at 1 and
+        # 801) is served in one block per run, not one block of thousands of registers
+        return [
+            SimData(start, count=min(end + 1, 0x10000) - start, values=0,
+                    datatype=DataType.REGISTERS)
+            for start, end in runs
+        ]  # fmt: skip
     start = min(p.address for p in points) & ~1
     end = min(max(p.end for p in points) + 1, 0x10000)
     return [SimData(start, count=end - start, values=0, datatype=DataType.REGISTERS)]
@@ -153,6 +182,8 @@ class SimulatedMeter:
         self.rng = random.Random(seed)
         self.pending_fault: str | None = None  # for the server's outgoing-frame hook
         self.reply_delay: Callable[[int], float] = lambda count: 0.0  # set by the server
+        self.late_exceptions = False  # exception replies wait for reply_delay too (server)
+        self._valid: dict[RegisterType, frozenset[int]] | None = None
         self.fault_counts: dict[str, int] = {}
         if rated_kw is None:
             # a three-phase feeder vs a single-phase circuit (~40 A at 127 V)
@@ -181,6 +212,17 @@ class SimulatedMeter:
                 _identify_blocks(self.profile, RegisterType.INPUT),
             ),
         )
+
+        if self.late_exceptions:
+            # pymodbus refuses a read that touches a hole before the action runs, so at once;
+            # a meter that takes its time on the wire must take it for that reply too: serve
+            # the whole address space and refuse the holes in the action, after the delay
+            self._valid = {
+                RegisterType.HOLDING: _addresses(blocks[2]),
+                RegisterType.INPUT: _addresses(blocks[3]),
+            }
+            whole = [SimData(0, count=0x10000, values=0, datatype=DataType.REGISTERS)]
+            blocks = (blocks[0], blocks[1], whole, whole)
         return SimDevice(self.unit, simdata=blocks, action=self._on_access)
 
     async def _on_access(
@@ -195,6 +237,10 @@ class SimulatedMeter:
         register_type = _FC_TYPE.get(function_code)
         if register_type is None or set_values is not None:
             return None
+        valid = self._valid.get(register_type) if self._valid is not None else None
+        if valid is not None and not valid.issuperset(range(address, address + count)):
+            await _sleep_precisely(self.reply_delay(0))  # an exception reply: 5 bytes
+            return ExcCodes.ILLEGAL_ADDRESS
         fault = self.faults.draw(self.rng)
         if fault is not None:
             self.fault_counts[fault] = self.fault_counts.get(fault, 0) + 1
@@ -253,13 +299,14 @@ class _FaultHook:
         self.by_unit = {m.unit: m for m in meters}
         self.unit_offset = unit_offset  # where the unit id sits in a frame (RTU 0, MBAP 6)
         self.server: Any = None
+        self.silent_absent = False  # swallow replies for unit ids no meter has
 
     def __call__(self, sending: bool, data: bytes) -> bytes:
         if len(data) <= self.unit_offset + 1:
             return data
         meter = self.by_unit.get(data[self.unit_offset])
         if meter is None:
-            return data
+            return b"" if sending and self.silent_absent else data
         if not sending:
             meter.requests += 1
             return data
@@ -329,9 +376,13 @@ class ModbusSerialSimulator:
         parity: str = "N",
         stopbits: int = 1,
         baud_faithful: bool = False,
+        silent_absent: bool = False,
     ) -> None:
         self.meters = meters
         self.port = port
+        # pymodbus answers a unit id it does not serve with an exception (4 or 11); on a real
+        # RS-485 line nobody answers: silent_absent=True
+        self.silent_absent = silent_absent
         self.baudrate = baudrate
         self.parity = parity
         self.stopbits = stopbits
@@ -339,6 +390,7 @@ class ModbusSerialSimulator:
         if baud_faithful:
             for m in meters:
                 m.reply_delay = self.wire_time
+                m.late_exceptions = True
 
     def wire_time(self, count: int) -> float:
         """How long the reply to a read is held back: the request's and the reply's characters
@@ -349,6 +401,7 @@ class ModbusSerialSimulator:
 
     async def start(self) -> None:
         hook = _FaultHook(self.meters, 0)
+        hook.silent_absent = self.silent_absent
         self._server = ModbusSerialServer(
             [m.sim_device() for m in self.meters],
             framer=FramerType.RTU,
