@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vatio.agent import sdnotify
 from vatio.agent.config import (
@@ -29,7 +29,7 @@ from vatio.agent.config import (
 from vatio.agent.httpstatus import PortTaken, StatusServer, json_body, prometheus
 from vatio.agent.livestatus import LiveStatus
 from vatio.agent.messages import Message, MessageBuilder
-from vatio.agent.metrics.engine import MetricsEngine, MetricsStore
+from vatio.agent.metrics.engine import Event, MetricsEngine, MetricsStore
 from vatio.agent.outputs.mqtt import MqttOutput
 from vatio.agent.scheduler import (
     BusWorker,
@@ -197,7 +197,7 @@ class _Pipeline:
 
     def readings(self, result: PollResult) -> None:
         closed = False
-        events: list[tuple[str, str]] = []
+        events: list[Event] = []
         trusted = self.trust.check(result.mono) if self.trust is not None else True
         if not trusted:  # the ts is what an unsynchronised clock said: say so
             result.quality[QUALITY_KEY] = UNSYNCHRONISED
@@ -219,8 +219,8 @@ class _Pipeline:
             self.emit(self.builder.telemetry(result))
         elif result.ok:
             log.info("%s: %s", result.device, result.values)
-        for kind, message in events:
-            self.event(result.device, kind, message)
+        for kind, message, *fields in events:
+            self.event(result.device, kind, message, **(fields[0] if fields else {}))
         if closed:  # a 15-minute block just closed: publish its demand now
             self.publish_metrics(result.device, result.ts)
 
@@ -232,10 +232,11 @@ class _Pipeline:
                 self.live.metrics(device, values, now)
             self.emit(self.builder.metrics(device, values, now))
 
-    def event(self, device: str, kind: str, message: str) -> None:
+    def event(self, device: str, kind: str, message: str, **fields: Any) -> None:
+        """``fields``: the event's figures, beside ``message`` in its JSON."""
         if self.live is not None:
             self.live.event(device, kind, message, clock.now())
-        extra = {}
+        extra: dict[str, Any] = dict(fields)
         if self.trust is not None and not self.trust.trusted:  # its ts is the untrusted clock's
             extra["quality"] = {QUALITY_KEY: UNSYNCHRONISED}
         self.emit(self.builder.event(device, kind, message, **extra))

@@ -15,6 +15,11 @@ minute, a week at most), and both are filed at their true time when the first tr
 reading links the steady clock to the synchronised one. Meanwhile the device publishes no
 metrics (:meth:`MetricsEngine.values` is empty) and its state is not saved, so nothing is
 published or stored under a wrong day, month, tariff period or 15-minute block.
+
+Each electrical device also projects its current block's demand
+(:mod:`vatio.agent.metrics.demand_alarm`): ``demand_projected_kw``, and the
+``demand_projected_high`` / ``demand_projected_ok`` events against its ``demand_limit_kw``,
+with their figures as event fields (the third item of an event tuple).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from vatio.agent.config import DeviceMetricsConfig, MetricsConfig
+from vatio.agent.messages import rfc3339
 from vatio.agent.metrics.air import AirQualityMetrics
+from vatio.agent.metrics.demand_alarm import AlarmEvent, DemandAlarm
 from vatio.agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from vatio.agent.metrics.emissions import MEXICO_SEN, Factor
 from vatio.agent.storage import (
@@ -47,6 +54,9 @@ ELECTRICAL = {"active_power_w", "energy_import_kwh"}
 AIR = {"pm2_5_ugm3", "pm10_ugm3", "co2_ppm"}
 AIR_HOLD_EVERY_S = 60.0  # air readings kept while the clock is untrusted: one a minute …
 AIR_HOLD_MAX = 7 * 1440  # … for a week at most (the oldest go first: they are means)
+
+# (kind, message) or (kind, message, fields): fields go into the event's JSON as they are
+Event = tuple[str, str] | tuple[str, str, dict[str, Any]]
 
 
 class MetricsStore:
@@ -152,6 +162,7 @@ class DeviceMetrics:
     electrical: ElectricalMetrics | None = None
     air: AirQualityMetrics | None = None
     settings: DeviceMetricsConfig = field(default_factory=DeviceMetricsConfig)
+    alarm: DemandAlarm | None = None  # the projected demand, with electrical
     # air readings (steady time, values) waiting for a trusted clock
     air_held: deque[tuple[float, dict[str, float | None]]] | None = None
 
@@ -204,6 +215,9 @@ class MetricsEngine:
                 )
                 if "electrical" in saved:
                     dm.electrical.restore(saved["electrical"])  # type: ignore[arg-type]
+                dm.alarm = DemandAlarm(settings.demand_limit_kw)
+                if "demand_alarm" in saved:
+                    dm.alarm.restore(saved["demand_alarm"])  # type: ignore[arg-type]
             if AIR & result.values.keys():
                 dm.air = AirQualityMetrics(
                     self.cfg.ias_stage,
@@ -216,7 +230,7 @@ class MetricsEngine:
 
     def observe(
         self, result: PollResult, trusted: bool = True, mono: float | None = None
-    ) -> tuple[bool, list[tuple[str, str]], dict[str, str]]:
+    ) -> tuple[bool, list[Event], dict[str, str]]:
         """Feed a poll. Returns (a 15-minute block closed, events as (kind, message), quality
         flags for the reading: counter resets, rollovers, negative import, clock steps).
 
@@ -232,7 +246,7 @@ class MetricsEngine:
         if (not trusted or dm.holding) and mono is None:
             # the poll started at result.ts; a clock step during it must not move it far
             mono = clock.monotonic() - min(max(clock.now() - result.ts, 0.0), 60.0)
-        events: list[tuple[str, str]] = []
+        events: list[Event] = []
         closed = None
         if dm.electrical is not None:
             closed = dm.electrical.observe(result.values, result.ts, mono, trusted)
@@ -244,6 +258,10 @@ class MetricsEngine:
                         f"15-minute demand {closed:.1f} kW above the {limit:g} kW limit",
                     )
                 )
+            if trusted and dm.alarm is not None and dm.electrical.held is None:
+                alarm = self._project(dm.electrical, dm.alarm, result.ts)
+                if alarm is not None:
+                    events.append(alarm)
         if dm.air is not None:
             if not trusted:
                 assert mono is not None
@@ -262,6 +280,17 @@ class MetricsEngine:
         flags = dict(dm.electrical.flags) if dm.electrical is not None else {}
         return closed is not None, events, flags
 
+    @staticmethod
+    def _project(em: ElectricalMetrics, alarm: DemandAlarm, now: float) -> Event | None:
+        """Project the current block at ``now``; an alarm event when one is due."""
+        d = em.demand
+        current = d.block_start is not None and d.block_start <= now < d.block_start + 900
+        power = alarm.power.update(now, d.booked_kwh)
+        if power is None:
+            return None  # the first reading: no power measured yet
+        a = alarm.update(now, d.block_kwh if current else 0.0, power)
+        return None if a is None else alarm_event(a)
+
     def holding(self) -> list[str]:
         """Devices whose metrics wait for a trusted clock."""
         return [name for name, dm in self.devices.items() if dm.holding]
@@ -273,6 +302,8 @@ class MetricsEngine:
             return out  # nothing to publish until the clock is trusted: it would be misfiled
         if dm is not None and dm.electrical is not None:
             out.update(dm.electrical.values(now))
+            if dm.alarm is not None:
+                out["demand_projected_kw"] = dm.alarm.value(now)
         if dm is not None and dm.air is not None:
             out.update(dm.air.values(now))
         return out
@@ -292,6 +323,8 @@ class MetricsEngine:
             if dm.electrical is not None:
                 s["electrical"] = dm.electrical.state()
                 history += [(name, *c) for c in dm.electrical.closed]
+            if dm.alarm is not None:
+                s["demand_alarm"] = dm.alarm.state()
             if dm.air is not None:
                 s["air"] = dm.air.state()
             states[name] = s
@@ -300,3 +333,26 @@ class MetricsEngine:
         for dm in self.devices.values():
             if dm.electrical is not None:
                 dm.electrical.closed.clear()
+
+
+def alarm_event(a: AlarmEvent) -> Event:
+    """A projected demand alarm as an event: a message people read, and its figures."""
+    end = rfc3339(a.block_start + 900)
+    if a.kind == "demand_projected_high":
+        message = (
+            f"15-minute demand projected at {a.projected_kw:.1f} kW, above the "
+            f"{a.limit_kw:g} kW limit; {a.minutes_left:.1f} min left to shed load"
+        )
+    else:
+        message = (
+            f"15-minute demand projected at {a.projected_kw:.1f} kW, back under the "
+            f"{a.limit_kw:g} kW limit"
+        )
+    fields: dict[str, Any] = {
+        "projected_kw": round(a.projected_kw, 3),
+        "limit_kw": a.limit_kw,
+        "minutes_left": round(a.minutes_left, 2),
+        "block_start": rfc3339(a.block_start),
+        "block_end": end,
+    }
+    return (a.kind, message, fields)
