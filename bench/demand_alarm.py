@@ -44,14 +44,19 @@ TZ = ZoneInfo("America/Mexico_City")
 # what an energy meter reads (the load curve also serves CO2 for Modbus air sensors)
 METER_READS = {"energy_import_kwh", "active_power_w", "reactive_energy_import_kvarh"}
 FIRST_DAY = dt.date(2026, 11, 24)  # a Tuesday; days after it skip weekends
-VARIANTS = [  # (label, min elapsed s, power window s); 0: the reading's own power
-    ("instant P, from 0 s", 0.0, 0.0),
-    ("instant P, after 120 s", 120.0, 0.0),
-    ("60 s mean P, from 0 s", 0.0, 60.0),
-    ("60 s mean P, after 60 s", 60.0, 60.0),
-    ("60 s mean P, after 120 s", 120.0, 60.0),
-    ("60 s mean P, after 180 s", 180.0, 60.0),
-    ("60 s mean P, after 300 s", 300.0, 60.0),
+VARIANTS = [  # (label, min elapsed s, power window s, ok below this share of the limit,
+    # an ok re-arms the block); power window 0: the reading's own power
+    ("instant P, from 0 s", 0.0, 0.0, 0.95, True),
+    ("instant P, after 120 s", 120.0, 0.0, 0.95, True),
+    ("60 s mean P, from 0 s", 0.0, 60.0, 0.95, True),
+    ("60 s mean P, after 60 s", 60.0, 60.0, 0.95, True),
+    ("60 s mean P, after 120 s", 120.0, 60.0, 0.95, True),
+    ("60 s mean P, after 180 s", 180.0, 60.0, 0.95, True),
+    ("60 s mean P, after 300 s", 300.0, 60.0, 0.95, True),
+    ("after 120 s, ok < 100 %", 120.0, 60.0, 1.0, True),
+    ("after 120 s, ok < 98 %", 120.0, 60.0, 0.98, True),
+    ("after 120 s, ok < 90 %", 120.0, 60.0, 0.90, True),
+    ("after 120 s, 1 high/block", 120.0, 60.0, 0.95, False),
 ]
 
 
@@ -60,9 +65,33 @@ class Score:
     """Alarms per block: block start → seconds before its end the first alarm came."""
 
     first: dict[float, float] = field(default_factory=dict)
+    oks: list[float] = field(default_factory=list)  # blocks an ok came in
+    highs: int = 0  # high events (at most one per block and crossing)
+    events: list[tuple[float, bool]] = field(default_factory=list)  # (block, high), in order
+
+    def event(self, block: float, now: float, high: bool) -> None:
+        if high:
+            self.highs += 1
+            self.alarm(block, now)
+        else:
+            self.oks.append(block)
+        self.events.append((block, high))
+
+    def blind(self, blocks: dict[float, float], limit: float) -> int:
+        """Blocks that ended above the limit with the alarm off (an ok, and no high after)."""
+        on, i, n = False, 0, 0
+        for b in sorted(blocks):
+            while i < len(self.events) and self.events[i][0] <= b:
+                on, i = self.events[i][1], i + 1
+            n += blocks[b] > limit and b in self.first and not on
+        return n
 
     def alarm(self, block: float, now: float) -> None:
         self.first.setdefault(block, block + 900 - now)
+
+    def premature(self, blocks: dict[float, float], limit: float) -> int:
+        """oks in a block that still ended above the limit (a load put back too soon)."""
+        return sum(1 for b in self.oks if blocks.get(b, 0.0) > limit)
 
     def summary(self, blocks: dict[float, float], limit: float) -> str:
         high = [b for b, kw in blocks.items() if kw > limit]
@@ -73,7 +102,12 @@ class Score:
             lead = f"{leads[0]:5.1f} {statistics.median(leads):6.1f} {leads[-1]:5.1f}"
         else:
             lead = f"{'—':>5} {'—':>6} {'—':>5}"
-        return f"{lead}   {false:>5}  {missed:>6}"
+        if self.events:
+            early, blind = self.premature(blocks, limit), self.blind(blocks, limit)
+            oks = f"{self.highs:>5} {len(self.oks):>4} {early:>9} {blind:>5}"
+        else:  # the baselines: one alarm per block, and no ok
+            oks = f"{len(self.first):>5} {'—':>4} {'—':>9} {'—':>5}"
+        return f"{lead}   {false:>5}  {missed:>6}  {oks}"
 
 
 def weekdays(n: int) -> list[dt.date]:
@@ -95,7 +129,7 @@ def main() -> None:
     limit = args.limit
     blocks: dict[float, float] = {}  # (day-offset) block start → final average kW
     projected, at_close, naive = Score(), Score(), Score()
-    variants = {label: Score() for label, *_ in VARIANTS}
+    variants = {v[0]: Score() for v in VARIANTS}
     readings = 0
     started = time.process_time()
     for seed, day in enumerate(weekdays(args.days), start=1):
@@ -104,8 +138,13 @@ def main() -> None:
         meter = MeterState(load, t0 - 60)
         engine = MetricsEngine(MetricsConfig(), {"m": DeviceMetricsConfig(demand_limit_kw=limit)})
         rules = [
-            (label, DemandAlarm(limit, min_elapsed_s=m), RecentPower(w), w)
-            for label, m, w in VARIANTS
+            (
+                label,
+                DemandAlarm(limit, min_elapsed_s=m, clear_ratio=c, rearm=r),
+                RecentPower(w),
+                w,
+            )
+            for label, m, w, c, r in VARIANTS
         ]
         t = t0 - 60  # a minute before midnight: the first block is measured from its start
         while t <= t0 + 86400 + args.every:  # one reading past midnight closes the last
@@ -115,8 +154,8 @@ def main() -> None:
             readings += 1
             block = t // 900 * 900
             for kind, *_ in events:
-                if kind == "demand_projected_high":
-                    projected.alarm(block, t)
+                if kind.startswith("demand_projected_"):
+                    projected.event(block, t, kind == "demand_projected_high")
                 elif kind == "demand_high":
                     at_close.alarm(block - 900, t)  # comes after the block it is about
             if values["active_power_w"] / 1000 > limit:
@@ -131,8 +170,8 @@ def main() -> None:
             for label, rule, power, window in rules:
                 kw = power.update(t, d.booked_kwh) if window else values["active_power_w"] / 1e3
                 alarm = None if kw is None else rule.update(t, block_kwh, kw)
-                if alarm is not None and alarm.kind == "demand_projected_high":
-                    variants[label].alarm(block, t)
+                if alarm is not None:
+                    variants[label].event(block, t, alarm.kind == "demand_projected_high")
             t += args.every
     cpu = time.process_time() - started
     blocks = {b: kw for b, kw in blocks.items() if b < t0 + 86400}
@@ -143,8 +182,16 @@ def main() -> None:
         f"a reading every {args.every:g} s ({readings} readings, {cpu:.1f} CPU-s)"
     )
     print(f"  blocks that ended above the limit: {high}")
+    print(
+        "  lead: minutes before the block's end; false: alarms in blocks that ended at or below"
+        " the limit;\n  premature: oks in blocks that still ended above it; blind: blocks that"
+        " ended above it\n  with the alarm off after an ok (a load put back, no new alarm)"
+    )
     print()
-    head = f"  {'alarm':<28} {'lead min: min median max':>24}   {'false':>5}  {'missed':>6}"
+    head = (
+        f"  {'alarm':<28} {'lead min: min median max':>24}   {'false':>5}  {'missed':>6}"
+        f"  {'highs':>5} {'oks':>4} {'premature':>9} {'blind':>5}"
+    )
     print(head)
     for label, score in (
         ("projected (Vatio)", projected),

@@ -49,12 +49,18 @@ CASES = [
         [("high", 120, 150.0)],
     ),
     (
-        "a load shed brings the projection under 95 %: ok, and no second high",
+        "above the limit for the whole block: one high, not one per reading",
+        [(0, 90.0), (300, 130.0), (400, 250.0)],
+        1,
+        [("high", 310, 116.7)],
+    ),
+    (
+        "a load shed brings the projection under 95 %: ok; put back too soon: high again",
         [(0, 90.0), (300, 130.0), (400, 60.0), (700, 200.0)],
         1,
         # shed at 400 s: (300·90 + 100·130 + 500·60) / 900 = 77.8 < 95 → ok; at 700 s
-        # 200 kW pushes it over again, but a block raises one high at most
-        [("high", 310, 116.7), ("ok", 410, 77.8)],
+        # 200 kW pushes it over again: (300·90 + 100·130 + 300·60 + 10·200 + 190·200) / 900
+        [("high", 310, 116.7), ("ok", 410, 77.8), ("high", 710, 108.9)],
     ),
     (
         "hysteresis: a projection back at 96-99 % of the limit keeps the alarm",
@@ -90,6 +96,16 @@ def test_rule(case, steps, blocks, expected):
             assert a.block_start == t // 900 * 900
             assert a.minutes_left == pytest.approx((a.block_start + 900 - t) / 60)
     assert got == expected
+
+
+def test_without_rearming_a_block_raises_one_high_at_most():
+    alarm = DemandAlarm(LIMIT, rearm=False)
+    alarm.last_ts = B - 10
+    got = []
+    for t, kwh, kw in steady([(0, 90.0), (300, 130.0), (400, 60.0), (700, 200.0)]):
+        a = alarm.update(t, kwh, kw)
+        got += [] if a is None else [a.kind]
+    assert got == ["demand_projected_high", "demand_projected_ok"]
 
 
 def test_a_block_joined_late_is_projected_over_its_measured_part():
