@@ -344,6 +344,9 @@ async def run_demo(mqtt_url: str | None, duration: float | None, out: TextIO = s
         doc["devices"][AIR_DEVICE] = {"bus": "calle", "driver": "pms5003", "interval": AIR_INTERVAL}
         doc["devices"][LIMITED]["metrics"] = {"demand_limit_kw": limit}
         doc["metrics"] = {"interval": METRICS_INTERVAL}
+        # the simulators and the agent share this machine's clock: whether NTP has set it
+        # does not change what the demo shows (an unsynchronised clock would hold metrics)
+        doc["time"] = {"require_sync": False}
         loaded = parse_config_text(yaml.safe_dump(doc, sort_keys=False), file="<demo>")
         seed_air_history(Path(state_dir), AIR_DEVICE, t0, air_seed)
         agent = Agent(loaded)
