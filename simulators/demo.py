@@ -216,8 +216,9 @@ class LiveTable:
         lines += self._metrics(electrical)
         lines += self._air()
         if self.events:
-            lines += ["", "eventos · events:", *self.events]
-        lines += ["", f"agent {AGENT_ID}: {self.agent_state} · {self.messages} messages received"]
+            lines += ["eventos · events:", *self.events]
+        # one 24-line terminal screen: no blank lines below the tariff line
+        lines += [f"agent {AGENT_ID}: {self.agent_state} · {self.messages} messages received"]
         return "\n".join(lines)
 
     def _metrics(self, electrical: list[str]) -> list[str]:
@@ -259,21 +260,20 @@ class LiveTable:
         if a.get("event") == "demand_projected_high":
             if now >= end:
                 return f"(last: {a['projected_kw']:.1f} kW projected, block ended)"
-            return (
+            return (  # raised at projected_kw; the time left counts down
                 f"ALARMA · HIGH: {a['projected_kw']:.1f} > {a['limit_kw']:g} kW, "
-                f"{a['minutes_left']:.1f} min left"
+                f"{(end - now) / 60:.1f} min left"
             )
         return f"ok: back to {a['projected_kw']:.1f} kW"
 
     def _air(self) -> list[str]:
         view = self.devices.get(AIR_DEVICE)
         if view is None:
-            return ["", f"aire calle / street air ({AIR_DEVICE}, PMS5003): waiting"]
+            return [f"aire calle / street air ({AIR_DEVICE}, PMS5003): waiting"]
         m, v = view.metrics, view.values
         ias = m.get("ias_mx")
         ias_text = "—" if ias is None else f"{ias:.0f} {LEVEL_NAMES.get(int(ias), '?')}"
         return [
-            "",
             f"aire calle / street air ({AIR_DEVICE}, PMS5003 on {self.site.air_port}, "
             f"{view.state}):",
             f"  PM2.5 {_num(v.get('pm2_5_ugm3'), 0, 0)} µg/m³ · NowCast "
