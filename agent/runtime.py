@@ -29,7 +29,7 @@ from vatio.agent.config import (
 from vatio.agent.httpstatus import PortTaken, StatusServer, json_body, prometheus
 from vatio.agent.livestatus import LiveStatus
 from vatio.agent.messages import Message, MessageBuilder
-from vatio.agent.metrics.engine import Event, MetricsEngine, MetricsStore
+from vatio.agent.metrics.engine import MetricsEngine, MetricsStore
 from vatio.agent.outputs.mqtt import MqttOutput
 from vatio.agent.scheduler import (
     BusWorker,
@@ -197,7 +197,8 @@ class _Pipeline:
 
     def readings(self, result: PollResult) -> None:
         closed = False
-        events: list[Event] = []
+        # (kind, message) or (kind, message, fields): agent/metrics/demand_alarm.py's Event
+        events: list[tuple[str, str] | tuple[str, str, dict[str, Any]]] = []
         trusted = self.trust.check(result.mono) if self.trust is not None else True
         if not trusted:  # the ts is what an unsynchronised clock said: say so
             result.quality[QUALITY_KEY] = UNSYNCHRONISED

@@ -68,9 +68,11 @@ AIR_DEVICE = "aire-calle"  # a PMS5003 on a street pole, on its own UART
 AIR_INTERVAL = "5s"
 LIMITED = "general"  # the meter with a demand limit and a machine that pushes it
 METRICS_INTERVAL = "5s"  # metrics messages this often (the agent's default is 60 s)
-# TODO(bill): cost today is energy × this EXAMPLE price, not a CFE tariff. When the site bill
-# (issue 16, the running GDMTH bill) is merged, show its cost line from the metrics message
-# instead, and drop this constant.
+# TODO(bill): cost today is energy × this EXAMPLE price, not a CFE tariff. The running GDMTH
+# bill (issue 16; agent/metrics/bill.py and site.py on the bill branch) publishes
+# bill_total_mxn and bill_projected_total_mxn in the site's metrics message (device "_site"):
+# give the demo's config a bill section and `role: grid` on `general`, show those two in
+# _metrics() (LiveTable keeps the "_site" message in self.devices), and drop this constant.
 EXAMPLE_PRICE_MXN_PER_KWH = 2.50
 
 
@@ -202,7 +204,8 @@ class LiveTable:
             "",
             head,
         ]
-        electrical = [n for n in sorted(self.devices) if n != AIR_DEVICE]
+        # "_…": site-level messages (the bill and balance), not a meter
+        electrical = [n for n in sorted(self.devices) if n != AIR_DEVICE and n[:1] != "_"]
         for name in electrical:
             v = self.devices[name]
             row = f"{name:<11} {v.state:<8}"

@@ -45,6 +45,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vatio.agent.messages import rfc3339
+
 WINDOW_S = 900.0
 MIN_ELAPSED_S = 120.0
 POWER_WINDOW_S = 60.0
@@ -52,6 +54,9 @@ CLEAR_RATIO = 0.95
 MAX_GAP_S = 120.0
 
 AlarmKind = Literal["demand_projected_high", "demand_projected_ok"]
+# a metrics event, as the engine returns them: (kind, message) or (kind, message, fields);
+# fields go into the event's JSON beside the message
+Event = tuple[str, str] | tuple[str, str, dict[str, Any]]
 
 
 def projected_kw(kwh_so_far: float, power_kw: float, elapsed_s: float, left_s: float) -> float:
@@ -93,6 +98,27 @@ class AlarmEvent:
     limit_kw: float
     minutes_left: float
     block_start: float
+
+    def event(self) -> Event:
+        """The alarm as an event: a message people read, and its figures."""
+        if self.kind == "demand_projected_high":
+            message = (
+                f"15-minute demand projected at {self.projected_kw:.1f} kW, above the "
+                f"{self.limit_kw:g} kW limit; {self.minutes_left:.1f} min left to shed load"
+            )
+        else:
+            message = (
+                f"15-minute demand projected at {self.projected_kw:.1f} kW, back under the "
+                f"{self.limit_kw:g} kW limit"
+            )
+        fields: dict[str, Any] = {
+            "projected_kw": round(self.projected_kw, 3),
+            "limit_kw": self.limit_kw,
+            "minutes_left": round(self.minutes_left, 2),
+            "block_start": rfc3339(self.block_start),
+            "block_end": rfc3339(self.block_start + WINDOW_S),
+        }
+        return (self.kind, message, fields)
 
 
 class DemandAlarm:

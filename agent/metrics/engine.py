@@ -33,9 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from vatio.agent.config import DeviceMetricsConfig, MetricsConfig
-from vatio.agent.messages import rfc3339
 from vatio.agent.metrics.air import AirQualityMetrics
-from vatio.agent.metrics.demand_alarm import AlarmEvent, DemandAlarm
+from vatio.agent.metrics.demand_alarm import DemandAlarm, Event
 from vatio.agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from vatio.agent.metrics.emissions import MEXICO_SEN, Factor
 from vatio.agent.storage import (
@@ -54,9 +53,6 @@ ELECTRICAL = {"active_power_w", "energy_import_kwh"}
 AIR = {"pm2_5_ugm3", "pm10_ugm3", "co2_ppm"}
 AIR_HOLD_EVERY_S = 60.0  # air readings kept while the clock is untrusted: one a minute …
 AIR_HOLD_MAX = 7 * 1440  # … for a week at most (the oldest go first: they are means)
-
-# (kind, message) or (kind, message, fields): fields go into the event's JSON as they are
-Event = tuple[str, str] | tuple[str, str, dict[str, Any]]
 
 
 class MetricsStore:
@@ -289,7 +285,7 @@ class MetricsEngine:
         if power is None:
             return None  # the first reading: no power measured yet
         a = alarm.update(now, d.block_kwh if current else 0.0, power)
-        return None if a is None else alarm_event(a)
+        return None if a is None else a.event()
 
     def holding(self) -> list[str]:
         """Devices whose metrics wait for a trusted clock."""
@@ -333,26 +329,3 @@ class MetricsEngine:
         for dm in self.devices.values():
             if dm.electrical is not None:
                 dm.electrical.closed.clear()
-
-
-def alarm_event(a: AlarmEvent) -> Event:
-    """A projected demand alarm as an event: a message people read, and its figures."""
-    end = rfc3339(a.block_start + 900)
-    if a.kind == "demand_projected_high":
-        message = (
-            f"15-minute demand projected at {a.projected_kw:.1f} kW, above the "
-            f"{a.limit_kw:g} kW limit; {a.minutes_left:.1f} min left to shed load"
-        )
-    else:
-        message = (
-            f"15-minute demand projected at {a.projected_kw:.1f} kW, back under the "
-            f"{a.limit_kw:g} kW limit"
-        )
-    fields: dict[str, Any] = {
-        "projected_kw": round(a.projected_kw, 3),
-        "limit_kw": a.limit_kw,
-        "minutes_left": round(a.minutes_left, 2),
-        "block_start": rfc3339(a.block_start),
-        "block_end": end,
-    }
-    return (a.kind, message, fields)
