@@ -180,7 +180,8 @@ class DeviceMetricsConfig(_Strict):
     """Per-device metric settings."""
 
     enabled: bool = True
-    demand_limit_kw: float | None = Field(None, gt=0)  # an event when a block exceeds it
+    # demand_projected_high while a block is projected above it, demand_high once it closed
+    demand_limit_kw: float | None = Field(None, gt=0)
     max_power_kw: float | None = Field(None, gt=0)  # tells counter resets from replacements
     # where energy comes from: the meter's counter, or integrated power ("auto": the counter
     # when the device reads one)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vatio.agent import sdnotify
 from vatio.agent.config import (
@@ -208,7 +208,8 @@ class _Pipeline:
 
     def readings(self, result: PollResult) -> None:
         closed = False
-        events: list[tuple[str, str]] = []
+        # (kind, message) or (kind, message, fields): agent/metrics/demand_alarm.py's Event
+        events: list[tuple[str, str] | tuple[str, str, dict[str, Any]]] = []
         trusted = self.trust.check(result.mono) if self.trust is not None else True
         if not trusted:  # the ts is what an unsynchronised clock said: say so
             result.quality[QUALITY_KEY] = UNSYNCHRONISED
@@ -230,8 +231,8 @@ class _Pipeline:
             self.emit(self.builder.telemetry(result))
         elif result.ok:
             log.info("%s: %s", result.device, result.values)
-        for kind, message in events:
-            self.event(result.device, kind, message)
+        for kind, message, *fields in events:
+            self.event(result.device, kind, message, **(fields[0] if fields else {}))
         if closed:  # a 15-minute block just closed: publish its demand now
             self.publish_metrics(result.device, result.ts)
 
@@ -257,10 +258,11 @@ class _Pipeline:
             extra["quality"] = quality
         self.emit(self.builder.metrics(SITE_DEVICE, values, now, **extra))
 
-    def event(self, device: str, kind: str, message: str) -> None:
+    def event(self, device: str, kind: str, message: str, **fields: Any) -> None:
+        """``fields``: the event's figures, beside ``message`` in its JSON."""
         if self.live is not None:
             self.live.event(device, kind, message, clock.now())
-        extra = {}
+        extra: dict[str, Any] = dict(fields)
         if self.trust is not None and not self.trust.trusted:  # its ts is the untrusted clock's
             extra["quality"] = {QUALITY_KEY: UNSYNCHRONISED}
         self.emit(self.builder.event(device, kind, message, **extra))

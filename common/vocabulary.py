@@ -148,6 +148,9 @@ _ALL: list[Quantity] = [
     Quantity("demand_15m_kw", "kw", Kind.GAUGE, "Average power over the last 15-minute block"),
     Quantity("demand_current_kw", "kw", Kind.GAUGE, "Average power of the current block so far"),
     Quantity("demand_sliding_kw", "kw", Kind.GAUGE, "Average power over the last 15 minutes"),
+    Quantity(
+        "demand_projected_kw", "kw", Kind.GAUGE, "Current block's average projected to its end"
+    ),
     Quantity("demand_peak_month_kw", "kw", Kind.GAUGE, "Billing period's peak, rounded up"),
     Quantity("demand_peak_punta_kw", "kw", Kind.GAUGE, "Peak block demand in punta periods"),
     Quantity("energy_today_kwh", "kwh", Kind.GAUGE, "Active energy since local midnight"),

@@ -6,6 +6,11 @@ The shape follows a small Mexican plant on a 220Y/127 V, 60 Hz service:
   13:00–13:30), second shift 14–22 at ~65 %, weekends at ~20 %;
 * motor starts: in some minutes a motor starts, with an inrush of 3× its running power that
   decays over ~8 s;
+* machines (off unless ``machines`` > 0): during the shifts, a large machine (a compressor,
+  an oven, a press line: 25–50 % of rated power) starts in some 5-minute slots and runs for
+  3–12 minutes, with the same inrush; these are the loads that push a 15-minute block over a
+  demand limit, and what a demand alarm must catch in time. ``starts`` adds machines at
+  known times (the demo uses one to show the projected alarm within its first minutes);
 * power factor wanders between 0.85 and 0.95 (inductive load), phases are a few % unbalanced.
 
 Everything is a pure function of (seed, t), so a test can ask what a meter served at a given
@@ -45,10 +50,16 @@ def shift_factor(t: float) -> float:
     return 0.15
 
 
+def _inrush(size_kw: float, age_s: float) -> float:
+    return size_kw * (1 + 2 * math.exp(-age_s / 8))  # 3× at start, then running
+
+
 @dataclass(frozen=True)
 class FactoryLoad:
     seed: int
     rated_kw: float = 60.0
+    machines: float = 0.0  # chance that a machine starts in a 5-minute slot of a shift
+    starts: tuple[tuple[float, float, float], ...] = ()  # (start time, seconds, kW) known
 
     def motor_kw(self, t: float) -> float:
         """Inrush of a motor started in the current or previous minute, decaying."""
@@ -60,12 +71,30 @@ class FactoryLoad:
                 size = self.rated_kw * (0.05 + 0.1 * _unit_random(self.seed, "size", m))
                 age = t - start
                 if 0 <= age < 30:
-                    total += size * (1 + 2 * math.exp(-age / 8))  # 3× at start, then running
+                    total += _inrush(size, age)
+        return total
+
+    def machine_kw(self, t: float) -> float:
+        """Large machines running at ``t``: random ones in the shifts, and the known starts."""
+        total = sum(_inrush(kw, t - at) for at, secs, kw in self.starts if 0 <= t - at < secs)
+        if self.machines <= 0:
+            return total
+        slot = int(t // 300)
+        for s in range(slot - 3, slot + 1):  # a machine runs 12 minutes at most
+            if _unit_random(self.seed, "machine?", s) >= self.machines:
+                continue
+            start = s * 300 + 300 * _unit_random(self.seed, "machine at", s)
+            if shift_factor(start) < 0.5:
+                continue  # machines run in the shifts only
+            secs = 180 + 540 * _unit_random(self.seed, "machine for", s)
+            size = self.rated_kw * (0.25 + 0.25 * _unit_random(self.seed, "machine kw", s))
+            if 0 <= t - start < secs:
+                total += _inrush(size, t - start)
         return total
 
     def power_kw(self, t: float) -> float:
         noise = 1 + 0.04 * (_unit_random(self.seed, "noise", int(t)) - 0.5)
-        return self.rated_kw * shift_factor(t) * noise + self.motor_kw(t)
+        return self.rated_kw * shift_factor(t) * noise + self.motor_kw(t) + self.machine_kw(t)
 
     def power_factor(self, t: float) -> float:
         phase = _unit_random(self.seed, "pf") * 2 * math.pi

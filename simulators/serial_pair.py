@@ -1,4 +1,5 @@
-"""A virtual serial cable: two pty devices joined by socat (Debian package ``socat``).
+"""Virtual serial cables: two pty devices joined by socat (Debian package ``socat``), or one
+pseudo-terminal Python opens itself (:class:`PtyPair`, no socat: ``vatio demo`` uses it).
 
 Whatever one end writes, the other end reads, as on a real RS-485 or UART line, except that
 a pty ignores the baud rate (stack-notes §2.3): the simulators delay their replies
@@ -10,9 +11,11 @@ themselves when wire timing matters.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
+import tty
 from pathlib import Path
 
 
@@ -56,6 +59,39 @@ class SerialPair:
             self.proc = None
 
     def __enter__(self) -> SerialPair:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PtyPair:
+    """One pseudo-terminal from :func:`os.openpty`: the agent opens ``path`` (the slave end,
+    ``/dev/pts/N``) as its serial port; a simulator reads and writes ``fd`` (the master end,
+    non-blocking; :meth:`vatio.simulators.uart_sensors.UartSensorSim.start_fd`).
+
+    The slave end is kept open here too, so the master never sees the line hang up while
+    the agent closes and reopens its port. Like a socat pair it ignores the baud rate."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.path = ""
+        self._slave = -1
+
+    def start(self) -> PtyPair:
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no line editing: bytes pass as they are
+        os.set_blocking(master, False)
+        self.fd, self._slave, self.path = master, slave, os.ttyname(slave)
+        return self
+
+    def stop(self) -> None:
+        for fd in (self.fd, self._slave):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self._slave = -1
+
+    def __enter__(self) -> PtyPair:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

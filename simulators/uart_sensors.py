@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import random
 from dataclasses import dataclass
 
@@ -38,6 +39,22 @@ def city_pm25(t: float, seed: int = 0) -> float:
     return round(12 + peaks + 3 * math.sin(t / 600 + seed), 1)
 
 
+class _FdWriter:
+    """Writes to a non-blocking pty master (:class:`~vatio.simulators.serial_pair.PtyPair`);
+    a frame that does not fit (nobody reads the other end) is dropped, as on a real line."""
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.fd = fd
+        self.loop = loop
+
+    def write(self, data: bytes) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            os.write(self.fd, data)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.fd)  # the fd belongs to the PtyPair
+
+
 class UartSensorSim:
     period = 1.0  # seconds between frames in active mode
 
@@ -52,7 +69,7 @@ class UartSensorSim:
         self.frames_sent = 0
         self.commands: list[bytes] = []
         self.fixed: dict[str, float] | None = None  # tests may pin the values
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: asyncio.StreamWriter | _FdWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def scanner(self) -> FrameScanner:
@@ -71,6 +88,26 @@ class UartSensorSim:
             asyncio.create_task(self._listen(reader)),
             asyncio.create_task(self._stream()),
         ]
+
+    async def start_fd(self, fd: int) -> None:
+        """Speak on the master end of a :class:`~vatio.simulators.serial_pair.PtyPair`."""
+        loop = asyncio.get_running_loop()
+        scanner = self.scanner()
+
+        def readable() -> None:
+            try:
+                chunk = os.read(fd, 256)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # EIO: the line hung up; nothing to answer
+                return
+            for command in scanner.feed(chunk):
+                self.commands.append(command)
+                self.on_command(command)
+
+        loop.add_reader(fd, readable)
+        self._writer = _FdWriter(fd, loop)
+        self._tasks = [asyncio.create_task(self._stream())]
 
     async def stop(self) -> None:
         for t in self._tasks:

@@ -30,6 +30,7 @@ class DemandState:
     sliding: deque[tuple[float, float]] = field(default_factory=deque)
     _sliding_kwh: float = field(default=0.0, init=False, repr=False)
     _adds: int = field(default=0, init=False, repr=False)
+    booked_kwh: float = field(default=0.0, init=False)  # all energy added since start
 
     def __post_init__(self) -> None:
         self._sliding_kwh = math.fsum(k for _, k in self.sliding)  # a restored window
@@ -47,6 +48,7 @@ class DemandState:
             self.block_start, self.block_kwh = start, 0.0
         if start == self.block_start:  # energy from the past (a clock step back) is not moved
             self.block_kwh += kwh
+        self.booked_kwh += kwh
         self.sliding.append((ts, kwh))
         self._sliding_kwh += kwh
         while self.sliding and self.sliding[0][0] <= ts - WINDOW_S:

@@ -19,6 +19,11 @@ minute, a week at most), and both are filed at their true time when the first tr
 reading links the steady clock to the synchronised one. Meanwhile the device publishes no
 metrics (:meth:`MetricsEngine.values` is empty) and its state is not saved, so nothing is
 published or stored under a wrong day, month, tariff period or 15-minute block.
+
+Each electrical device also projects its current block's demand
+(:mod:`vatio.agent.metrics.demand_alarm`): ``demand_projected_kw``, and the
+``demand_projected_high`` / ``demand_projected_ok`` events against its ``demand_limit_kw``,
+with their figures as event fields (the third item of an event tuple).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 
 from vatio.agent.config import DeviceMetricsConfig, MetricsConfig
 from vatio.agent.metrics.air import AirQualityMetrics
+from vatio.agent.metrics.demand_alarm import DemandAlarm, Event
 from vatio.agent.metrics.electrical import ElectricalMetrics, PowerFactorRule
 from vatio.agent.metrics.emissions import MEXICO_SEN, Factor
 from vatio.agent.metrics.site import SITE_DEVICE, SiteMetrics
@@ -159,6 +165,7 @@ class DeviceMetrics:
     electrical: ElectricalMetrics | None = None
     air: AirQualityMetrics | None = None
     settings: DeviceMetricsConfig = field(default_factory=DeviceMetricsConfig)
+    alarm: DemandAlarm | None = None  # the projected demand, with electrical
     # air readings (steady time, values) waiting for a trusted clock
     air_held: deque[tuple[float, dict[str, float | None]]] | None = None
 
@@ -224,6 +231,9 @@ class MetricsEngine:
                 )
                 if "electrical" in saved:
                     dm.electrical.restore(saved["electrical"])  # type: ignore[arg-type]
+                dm.alarm = DemandAlarm(settings.demand_limit_kw)
+                if "demand_alarm" in saved:
+                    dm.alarm.restore(saved["demand_alarm"])  # type: ignore[arg-type]
             if AIR & result.values.keys():
                 dm.air = AirQualityMetrics(
                     self.cfg.ias_stage,
@@ -237,7 +247,7 @@ class MetricsEngine:
 
     def observe(
         self, result: PollResult, trusted: bool = True, mono: float | None = None
-    ) -> tuple[bool, list[tuple[str, str]], dict[str, str]]:
+    ) -> tuple[bool, list[Event], dict[str, str]]:
         """Feed a poll. Returns (a 15-minute block closed, events as (kind, message), quality
         flags for the reading: counter resets, rollovers, negative import, clock steps).
 
@@ -257,7 +267,7 @@ class MetricsEngine:
         if (not trusted or dm.holding) and mono is None:
             # the poll started at result.ts; a clock step during it must not move it far
             mono = clock.monotonic() - min(max(clock.now() - result.ts, 0.0), 60.0)
-        events: list[tuple[str, str]] = []
+        events: list[Event] = []
         closed = None
         if dm.electrical is not None:
             closed = dm.electrical.observe(result.values, result.ts, mono, trusted)
@@ -269,6 +279,10 @@ class MetricsEngine:
                         f"15-minute demand {closed:.1f} kW above the {limit:g} kW limit",
                     )
                 )
+            if trusted and dm.alarm is not None and dm.electrical.held is None:
+                alarm = self._project(dm.electrical, dm.alarm, result.ts)
+                if alarm is not None:
+                    events.append(alarm)
         if dm.air is not None:
             if not trusted:
                 assert mono is not None
@@ -291,6 +305,17 @@ class MetricsEngine:
             self.site.observe(result.device, result.values, result.ts, trusted)
         return closed is not None, events, flags
 
+    @staticmethod
+    def _project(em: ElectricalMetrics, alarm: DemandAlarm, now: float) -> Event | None:
+        """Project the current block at ``now``; an alarm event when one is due."""
+        d = em.demand
+        current = d.block_start is not None and d.block_start <= now < d.block_start + 900
+        power = alarm.power.update(now, d.booked_kwh)
+        if power is None:
+            return None  # the first reading: no power measured yet
+        a = alarm.update(now, d.block_kwh if current else 0.0, power)
+        return None if a is None else a.event()
+
     def holding(self) -> list[str]:
         """Devices whose metrics wait for a trusted clock."""
         return [name for name, dm in self.devices.items() if dm.holding]
@@ -302,6 +327,8 @@ class MetricsEngine:
             return out  # nothing to publish until the clock is trusted: it would be misfiled
         if dm is not None and dm.electrical is not None:
             out.update(dm.electrical.values(now))
+            if dm.alarm is not None:
+                out["demand_projected_kw"] = dm.alarm.value(now)
         if dm is not None and dm.air is not None:
             out.update(dm.air.values(now))
         return out
@@ -338,6 +365,8 @@ class MetricsEngine:
             if dm.electrical is not None:
                 s["electrical"] = dm.electrical.state()
                 history += [(name, *c) for c in dm.electrical.closed]
+            if dm.alarm is not None:
+                s["demand_alarm"] = dm.alarm.state()
             if dm.air is not None:
                 s["air"] = dm.air.state()
             states[name] = s

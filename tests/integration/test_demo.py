@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import re
 import subprocess
 import sys
@@ -9,7 +11,9 @@ import sys
 import pytest
 
 from tests.helpers import wait_until
+from vatio.agent.metrics.ias_mx import LEVELS
 from vatio.simulators.brokers import free_port
+from vatio.simulators.demo import EXAMPLE_PRICE_MXN_PER_KWH
 
 pytestmark = pytest.mark.integration
 
@@ -18,12 +22,31 @@ ROW = re.compile(
 )
 
 
-def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+NUM = r"(\d+(?:\.\d+)?)"
+OPT = r"(\d+(?:\.\d+)?|—)"  # the block's demand and its projection: none in its first 2 min
+METRICS_ROW = re.compile(rf"^general +{NUM} +{NUM} +{NUM} +{OPT} +{OPT} +{NUM}", re.M)
+HIGH = re.compile(
+    rf"general demand_projected_high: 15-minute demand projected at {NUM} kW, above the "
+    rf"{NUM} kW limit; {NUM} min left"
+)
+AIR = re.compile(
+    rf"PM2\.5 {NUM} µg/m³ · NowCast {NUM} µg/m³ · AQI \(US\) {NUM} · "
+    rf"Índice AIRE Y SALUD \(IAS\) (\d) (.+)$",
+    re.M,
+)
+
+
+def run_demo(*args: str, duration: float = 6, speed: float | None = None):
+    env = dict(os.environ)
+    if speed is not None:  # common/clock.py: the simulated clock starts now, this much faster
+        start = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        env["VATIO_SIMULATED_TIME"] = f"{start},{speed:g}"
     return subprocess.run(
-        [sys.executable, "-m", "vatio.agent.cli", "demo", "--duration", "6", *args],
+        [sys.executable, "-m", "vatio.agent.cli", "demo", "--duration", f"{duration:g}", *args],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
 
 
@@ -41,6 +64,38 @@ def test_demo_with_in_process_broker_shows_live_readings():
     assert set(rows) == {"general", "linea-1", "oficinas", "compresor"}, table
     assert all(kw > 0 for kw in rows.values())
     assert "agent gw-demo: offline" in table  # the clean stop said goodbye
+    # the street sensor: real PMS5003 frames over a pty the demo opened itself
+    pm25 = re.search(r"PM2\.5 (\d+) µg/m³", table)
+    assert pm25 is not None and 1 <= int(pm25.group(1)) <= 200, table
+    assert re.search(r"PMS5003 on /dev/pts/\d+, online", table), table
+
+
+def test_demo_shows_what_the_metrics_are_for():
+    """At 36× (about 8 simulated minutes): the tariff period, the metrics per meter, the
+    projected demand alarm the machine on `general` sets off, and the street's air."""
+    res = run_demo(duration=13, speed=36)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    table = last_table(res.stdout)
+    assert re.search(r"periodo ahora / period now: (base|intermedia|punta)$", table, re.M), table
+    row = METRICS_ROW.search(table)
+    assert row is not None, table
+    kwh, cost, kg, limit = (float(row.group(i)) for i in (1, 2, 3, 6))
+    assert 0 < kwh < 150 * 10 / 60, table  # at most 150 kW for 10 minutes
+    assert cost == pytest.approx(kwh * EXAMPLE_PRICE_MXN_PER_KWH, abs=0.01)
+    assert 0.3 < kg / kwh < 0.6, table  # Mexico's grid factor, ~0.44 kgCO2e/kWh
+    assert all(0 < float(x) < 150 for x in row.group(4, 5) if x != "—"), table
+    # the machine (30 kW) on `general` pushes the projection over its limit within minutes
+    high = HIGH.search(table)
+    assert high is not None, table
+    at, limit_in_event, left = (float(x) for x in high.groups())
+    assert limit_in_event == limit and at > limit and 0 < left <= 13
+    assert "example cost" in table and "not a CFE price" in table
+    air = AIR.search(table)
+    assert air is not None, table
+    pm25, nowcast, aqi, level, name = air.groups()
+    assert 1 <= float(pm25) <= 200 and 1 <= float(nowcast) <= 200 and 0 <= float(aqi) <= 300
+    assert name == next(n for lv, n, *_ in LEVELS if lv == int(level))
 
 
 def test_demo_with_external_mosquitto(mosquitto):
