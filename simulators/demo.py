@@ -67,12 +67,10 @@ DEMO_DEVICES = [
 AIR_DEVICE = "aire-calle"  # a PMS5003 on a street pole, on its own UART
 AIR_INTERVAL = "5s"
 LIMITED = "general"  # the meter with a demand limit and a machine that pushes it
+BILL_DIVISION = "valle-de-mexico-centro"  # the shipped (example) price table has it
 METRICS_INTERVAL = "5s"  # metrics messages this often (the agent's default is 60 s)
-# TODO(bill): cost today is energy × this EXAMPLE price, not a CFE tariff. The running GDMTH
-# bill (issue 16; agent/metrics/bill.py and site.py on the bill branch) publishes
-# bill_total_mxn and bill_projected_total_mxn in the site's metrics message (device "_site"):
-# give the demo's config a bill section and `role: grid` on `general`, show those two in
-# _metrics() (LiveTable keeps the "_site" message in self.devices), and drop this constant.
+# cost today per meter is energy × this EXAMPLE price, not a CFE tariff; the site's running
+# GDMTH bill (agent/metrics/bill.py, on `general` as the grid meter) is shown below the meters
 EXAMPLE_PRICE_MXN_PER_KWH = 2.50
 
 
@@ -111,6 +109,7 @@ def seed_air_history(state_dir: Path, device: str, now: float, seed: int) -> Non
 class DeviceView:
     values: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, str] = field(default_factory=dict)  # why a metric is null or flagged
     state: str = "?"
     seq: int = 0
     received_at: float = 0.0
@@ -183,6 +182,7 @@ class LiveTable:
             view.state = body.get("state", "?")
         elif stream == "metrics":
             view.metrics = body.get("values", {})
+            view.quality = body.get("quality") or {}
         elif stream == "events":
             kind = body.get("event", "?")
             if kind.startswith("demand_projected_"):
@@ -250,9 +250,25 @@ class LiveTable:
             )
         lines.append(
             f"* costo de ejemplo / example cost: today kWh × {EXAMPLE_PRICE_MXN_PER_KWH:.2f} MXN,"
-            " not a CFE price (the site bill replaces it)"
+            " not a CFE price"
         )
+        lines.append(self._bill())
         return lines
+
+    def _bill(self) -> str:
+        """The site's running GDMTH bill of the month (the `_site` metrics message)."""
+        site = self.devices.get("_site")
+        if site is None:
+            return "recibo del mes / bill so far: waiting"
+        total = site.metrics.get("bill_total_mxn")
+        flag = site.quality.get("bill_total_mxn")
+        if total is None:
+            return f"recibo del mes / bill so far: — ({flag or 'not yet'})"
+        note = " · precios de ejemplo / example prices" if flag == "example_prices" else ""
+        return (
+            f"recibo del mes / bill so far ({LIMITED}, GDMTH): {total:,.2f} MXN · proyectado / "
+            f"projected {_num(site.metrics.get('bill_projected_total_mxn'), 0, 2)} MXN{note}"
+        )
 
     @staticmethod
     def _alarm(view: DeviceView, now: float) -> str:
@@ -346,6 +362,8 @@ async def run_demo(mqtt_url: str | None, duration: float | None, out: TextIO = s
         doc["buses"]["calle"] = {"type": "serial", "port": pty.path}
         doc["devices"][AIR_DEVICE] = {"bus": "calle", "driver": "pms5003", "interval": AIR_INTERVAL}
         doc["devices"][LIMITED]["metrics"] = {"demand_limit_kw": limit}
+        doc["devices"][LIMITED]["role"] = "grid"  # the CFE supply point: the bill reads it
+        doc["bill"] = {"division": BILL_DIVISION}
         doc["metrics"] = {"interval": METRICS_INTERVAL}
         # the simulators and the agent share this machine's clock: whether NTP has set it
         # does not change what the demo shows (an unsynchronised clock would hold metrics)

@@ -91,6 +91,12 @@ def test_demo_shows_what_the_metrics_are_for():
     at, limit_in_event, left = (float(x) for x in high.groups())
     assert limit_in_event == limit and at > limit and 0 < left <= 13
     assert "example cost" in table and "not a CFE price" in table
+    # the site's running bill, `general` being the grid meter (the shipped prices are examples;
+    # a month the table has no row for shows quantities only)
+    bill = re.search(r"^recibo del mes / bill so far(?: \(general, GDMTH\): ([\d,.]+) MXN .*"
+                     r"example prices| — \(no_prices\))$", table, re.M)  # fmt: skip
+    assert bill is not None, table
+    assert bill.group(1) is None or float(bill.group(1).replace(",", "")) > 0
     air = AIR.search(table)
     assert air is not None, table
     pm25, nowcast, aqi, level, name = air.groups()
