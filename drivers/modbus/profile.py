@@ -26,6 +26,7 @@ Built-in profiles live in ``drivers/profiles/*.yaml`` and are referred to by fil
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Iterator
 from enum import StrEnum
 from functools import cache
@@ -203,6 +204,17 @@ def profile_from_document(doc: YamlDocument, name: str) -> Profile:
                     f"limits.max_registers ({parsed.limits.max_registers})",
                 )
             )
+    # two values in one register are a typo in an address or a data type (a float32 at 0x0000
+    # and another at 0x0001), never a map: the second would decode half of the first's words
+    by_type = sorted(points, key=lambda p: (p.register_type.value, p.address))
+    for before, p in itertools.pairwise(by_type):
+        if p.register_type is before.register_type and p.address < before.end:
+            problems.append(doc.problem(
+                ("registers", p.quantity),
+                f"registers {p.address}..{p.end - 1} overlap '{before.quantity}' "
+                f"({before.data_type.value} at {before.address}..{before.end - 1}): check the "
+                "address or the data type",
+            ))  # fmt: skip
     for quantity, (lo, hi) in parsed.signature.items():
         if quantity not in parsed.registers and quantity not in parsed.identify:
             problems.append(doc.problem(

@@ -215,3 +215,19 @@ def test_identify_registers_are_never_polled(tmp_path: Path):
     profile = profile_from_document(load_yaml_file(path), "p")
     assert [p.quantity for p in profile.points] == ["voltage_v"]
     assert [(p.quantity, p.address) for p in profile.signature_points] == [("model_code", 0xFC02)]
+
+
+def test_overlapping_registers_are_a_located_error(tmp_path: Path):
+    path = write_profile(tmp_path, BASE + "  current_a: 0x0001\n  frequency_hz: 0x0004\n")
+    with pytest.raises(ConfigError) as exc:
+        profile_from_document(load_yaml_file(path), "p")
+    assert [str(p) for p in exc.value.problems] == [
+        f"{path}:6: registers.current_a: registers 1..2 overlap 'voltage_v' (f32 at 0..1): "
+        "check the address or the data type"
+    ]
+
+
+def test_the_same_address_in_two_register_types_is_no_overlap(tmp_path: Path):
+    holding = "  current_a: {address: 0x0000, register_type: holding}\n"
+    path = write_profile(tmp_path, BASE + holding)
+    assert len(profile_from_document(load_yaml_file(path), "p").points) == 2
