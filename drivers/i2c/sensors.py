@@ -57,6 +57,7 @@ from vatio.common import clock
 from vatio.drivers.i2c import bme280, sensirion
 from vatio.drivers.i2c.transport import BadCrc, I2cAddress, I2cBus, I2cNak
 from vatio.drivers.reading import DeviceError, DeviceTimeout, PollResult
+from vatio.drivers.uart.sps30 import QUANTITIES as SPS30_WIRE_ORDER
 
 log = logging.getLogger(__name__)
 
@@ -432,18 +433,8 @@ class Scd4xDriver(_PeriodicSensor):
             await self._write(sensirion.command(self.STOP), "stop_periodic_measurement")
 
 
-SPS30_QUANTITIES = [
-    "pm1_0_ugm3",
-    "pm2_5_ugm3",
-    "pm4_0_ugm3",
-    "pm10_ugm3",
-    "nc0_5_per_cm3",
-    "nc1_0_per_cm3",
-    "nc2_5_per_cm3",
-    "nc4_0_per_cm3",
-    "nc10_per_cm3",
-    "typical_particle_size_um",
-]  # fmt: skip  (the order of the floats in the reply)
+# the floats of a read_measured_values reply, in wire order: the same on I2C as on UART
+SPS30_QUANTITIES = SPS30_WIRE_ORDER
 
 
 class Sps30Options(BaseModel):
