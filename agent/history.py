@@ -34,15 +34,19 @@ def _row(kind: str, device: str, key: str, r: dict[str, Any]) -> list[str]:
     ]
 
 
+def has_history(path: Path) -> bool:
+    """Whether the agent has written its metrics file yet; if not, say so."""
+    if path.exists():
+        return True
+    print(
+        tr("no history yet: {path} does not exist (the agent writes it while it runs)", path=path)
+    )
+    return False
+
+
 def history_command(state_dir: Path, kind: str, device: str | None, as_json: bool) -> int:
     path = state_dir / "metrics.sqlite"
-    if not path.exists():
-        print(
-            tr(
-                "no history yet: {path} does not exist (the agent writes it while it runs)",
-                path=path,
-            )
-        )
+    if not has_history(path):
         return 0
     try:
         store = MetricsStore(path)
@@ -114,13 +118,7 @@ def bills_command(loaded: LoadedConfig, as_json: bool, now: float) -> int:
     from vatio.agent.metrics.site import SITE_DEVICE, build_site
 
     path = Path(loaded.config.state_dir) / "metrics.sqlite"
-    if not path.exists():
-        print(
-            tr(
-                "no history yet: {path} does not exist (the agent writes it while it runs)",
-                path=path,
-            )
-        )
+    if not has_history(path):
         return 0
     store = MetricsStore(path)
     try:
@@ -161,13 +159,7 @@ def balance_command(state_dir: Path, kind: str, as_json: bool) -> int:
     from vatio.agent.metrics.site import SITE_DEVICE
 
     path = state_dir / "metrics.sqlite"
-    if not path.exists():
-        print(
-            tr(
-                "no history yet: {path} does not exist (the agent writes it while it runs)",
-                path=path,
-            )
-        )
+    if not has_history(path):
         return 0
     store = MetricsStore(path)
     try:
