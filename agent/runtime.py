@@ -509,6 +509,8 @@ class Agent:
         if self.http is not None:
             await self.http.close()
         self.scheduler.stop()
+        if not await self.scheduler.settle(timeout=3.0):
+            log.info("a poll still waited for its device 3 s after the stop request: cut off")
         polling.cancel()
         _, pending = await asyncio.wait([polling], timeout=5.0)
         if pending:

@@ -121,6 +121,7 @@ class BusWorker:
         self.sleep = sleep
         self.steady = steady  # the same clock's monotonic counterpart: it never steps
         self.stopping = False
+        self.in_flight = 0  # polls awaiting their device's answer
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -159,6 +160,8 @@ class BusWorker:
                 continue
             if delay > 0:
                 await self.sleep(delay)
+                if self.stopping:  # asked to stop while asleep: start no new poll
+                    break
             dev.stats.heartbeat = time.monotonic()
             if tick < skip_until:
                 dev.stats.backoff_skips += 1
@@ -185,6 +188,7 @@ class BusWorker:
         mono = simulated_or_wall.monotonic()  # never steps: ties the reading's ts to it
         stats = dev.stats
         stats.polls += 1
+        self.in_flight += 1
         try:
             result = await dev.driver.poll()
         except Exception as exc:
@@ -227,6 +231,8 @@ class BusWorker:
                 stats.partial = False
                 self._transition(dev, "online", "answering")
             stats.consecutive_failures = 0
+        finally:
+            self.in_flight -= 1
         stats.last_poll_s = time.monotonic() - started
         result.mono = mono
         self.sink.readings(result)
@@ -273,6 +279,17 @@ class Scheduler:
         """Ask every device loop to end at its next tick (see BusWorker._device_loop)."""
         for w in self.workers:
             w.stopping = True
+
+    async def settle(self, timeout: float) -> bool:
+        """After :meth:`stop`: wait (at most ``timeout`` s) for the polls already on the wire to
+        end, so their readings reach the outputs instead of being cut off by the cancel that
+        follows; polls are bounded by their timeouts. True if none is left."""
+        deadline = time.monotonic() + timeout
+        while any(w.in_flight for w in self.workers):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     async def run(self) -> None:
         if not self.workers:  # every device disabled: stay up (status, outputs) until stopped

@@ -87,6 +87,7 @@ async def test_phase_shifts_every_tick_by_the_same_amount():
         assert min(offset, 0.2 - offset) < 0.03
 
 
+@pytest.mark.serial  # 30 ms of tolerance: a loaded machine's event loop wakes later
 async def test_ticks_are_aligned_and_do_not_drift():
     drv = FakeDriver("m")
     dev = ScheduledDevice(drv, interval=0.1, where="test")
@@ -180,6 +181,48 @@ async def test_stop_ends_polling_even_when_a_poll_swallows_its_cancel():
         task.cancel()
         await asyncio.wait([task], timeout=2.0)
     assert task in done
+
+
+async def test_a_poll_on_the_wire_at_stop_ends_and_its_reading_is_kept():
+    """A clean stop (or a reload) lets the polls already waiting for their device finish, so
+    their readings reach the outputs; a loop asleep at the stop starts no new poll."""
+    slow, idle = FakeDriver("slow", delay=0.3), FakeDriver("idle")
+    sink = Sink()
+    scheduler = Scheduler(
+        [BusWorker("b", [ScheduledDevice(slow, 1.0, "x"), ScheduledDevice(idle, 60.0, "y")], sink)]
+    )
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await wait_for_poll(slow)
+        assert [r.device for r in sink.results] == []  # its answer is 0.3 s away
+        scheduler.stop()
+        assert await scheduler.settle(timeout=2.0)
+        assert [r.device for r in sink.results] == ["slow"]
+        assert len(idle.poll_times) == 0 and len(slow.poll_times) == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_settle_gives_up_on_a_poll_that_outlasts_it():
+    hung = FakeDriver("hung", delay=3600)
+    scheduler = Scheduler([BusWorker("b", [ScheduledDevice(hung, 1.0, "x")], Sink())])
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await wait_for_poll(hung)
+        scheduler.stop()
+        assert await scheduler.settle(timeout=0.1) is False
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def wait_for_poll(driver: FakeDriver) -> None:
+    for _ in range(300):  # the first tick is at most a second away
+        if driver.poll_times:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{driver.name} was never polled")
 
 
 async def test_a_poll_that_hangs_past_every_timeout_shows_as_stalled():
