@@ -208,6 +208,7 @@ async def test_a_serial_port_that_does_not_exist(tmp_path):
     assert "that the port exists" in text and "Traceback" not in text + err.decode()
 
 
+@pytest.mark.serial  # compares elapsed time with the wire time, within 15 %
 async def test_baud_faithful_replies_take_the_wire_time(tmp_path, serial_pair):
     from vatio.common.links import SerialLine
     from vatio.drivers.modbus.profile import RegisterType

@@ -17,7 +17,8 @@ from vatio.drivers.modbus.profile import load_profile
 from vatio.simulators.modbus_server import ModbusSerialSimulator, SimulatedMeter
 from vatio.simulators.serial_pair import SerialPair
 
-pytestmark = pytest.mark.integration
+# serial: replies held for their wire time, against 0.2 s turnaround timeouts
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 LINE = {
     1: "abb_b23_b24",

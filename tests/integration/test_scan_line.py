@@ -14,7 +14,8 @@ from vatio.simulators import mixed_line
 from vatio.simulators.modbus_server import ModbusSerialSimulator
 from vatio.simulators.serial_pair import SerialPair
 
-pytestmark = pytest.mark.integration
+# serial: replies held for their wire time, against 0.2 s turnaround timeouts
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 async def test_scan_names_eight_different_meters_on_one_line(tmp_path):
