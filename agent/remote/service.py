@@ -137,7 +137,7 @@ class RemoteService:
                 trial.request_id,
                 trial.rollback_after,
             )
-            self._start_trial(trial, self.generation)
+            self._start_trial(trial, None)
         while True:
             self._reconnect.clear()
             cfg = self.mqtt_cfg
@@ -148,7 +148,7 @@ class RemoteService:
             session = self._session_cfg(cfg)
             opening = asyncio.ensure_future(
                 open_retrying(
-                    functools.partial(Connection, session, client_id),
+                    functools.partial(self._connection, session, client_id),
                     0.5,
                     10.0,
                     self._connect_failed,
@@ -168,11 +168,16 @@ class RemoteService:
                 self.conn = None
                 await conn.close()
 
+    def _connection(self, cfg: MqttOutputConfig, client_id: str) -> Connection:
+        conn = Connection(cfg, client_id)
+        # before CONNECT: what the session queued arrives right after the CONNACK
+        conn.client.on_message = conn.on_thread(self._on_message)
+        return conn
+
     def _connect_failed(self, exc: ConnectError, delay: float) -> None:
         log.debug("remote: %s; retrying in %.1f s", exc, delay)
 
     async def _session(self, conn: Connection) -> None:
-        conn.client.on_message = conn.on_thread(self._on_message)
         topic = contract.cmd_topic(self.site, self.agent_id)
         conn.client.subscribe(topic, qos=1)
         self.conn = conn
@@ -219,6 +224,7 @@ class RemoteService:
             result,
             f" ({'; '.join(reasons)})" if reasons else "",
         )
+        log.debug("remote: response to %s on %s, %d bytes", req.id, topic, len(payload))
         if self.conn is not None and not self.conn.lost.is_set():
             self._publish(self.conn, topic, payload, req.correlation)
         else:
@@ -532,10 +538,12 @@ class RemoteService:
         self._hand_over(checked.loaded)
         self._start_trial(trial, generation)
 
-    def _start_trial(self, trial: Trial, generation: int) -> None:
+    def _start_trial(self, trial: Trial, generation: int | None) -> None:
+        """``generation``: the agent the push hands over from (None: the config on trial is
+        already running: a start that found the trial a killed agent left)."""
         self.trial_task = asyncio.ensure_future(self._trial(trial, generation))
 
-    async def _trial(self, trial: Trial, generation: int) -> None:
+    async def _trial(self, trial: Trial, generation: int | None) -> None:
         req = Request(
             trial.request_id,
             "push_config",
@@ -544,8 +552,10 @@ class RemoteService:
             response_topic=trial.response_topic,
             correlation=bytes.fromhex(trial.correlation_hex) or None,
         )
-        if generation == self.generation or self.agent is None:
+        if generation is not None:
             await self._next_agent(generation)
+        while self.agent is None:
+            await asyncio.sleep(0.05)
         started = time.monotonic()
         deadline = started + trial.rollback_after
         reasons: list[str] = []
