@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import threading
 import time
@@ -17,8 +16,6 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from tests.helpers import run_cli, wait_until
 from tests.integration.test_delivery import gaps, seqs, start_meters
@@ -252,8 +249,8 @@ async def test_the_acl_lets_only_an_operator_send_commands(tmp_path, agent_facto
                 pub.close()
             assert all("not authorized" in r.lower() for r in refused.values()), refused
             # the CLI says it plainly, and an agent's login cannot read replies either
-            done = await remote_cli(broker, "ping", login=("gw-planta-norte-02",
-                                                           LOGINS["gw-planta-norte-02"]))  # fmt: skip
+            agent_login = ("gw-planta-norte-02", LOGINS["gw-planta-norte-02"])
+            done = await remote_cli(broker, "ping", login=agent_login)
             assert done.returncode == 3 and "may not send commands" in done.stderr, done.stderr
             done = await remote_cli(broker, "ping")
             assert reply_of(done)["result"] == "done"
@@ -282,7 +279,7 @@ async def test_a_command_that_waited_longer_than_max_age_is_refused(tmp_path, ag
             await asyncio.sleep(3)  # longer than max_age, offline
             agent = agent_factory(cfg)
             await wait_until(lambda: pub.got, 20, "the refusal")
-            topic, body = pub.got[0]
+            _, body = pub.got[0]
             assert body["id"] == old_id and body["result"] == "refused", body
             assert "remote.max_age" in body["reasons"][0]
             fresh, _ = pub.request(cmd("operator"), "ping", time.time())
