@@ -397,3 +397,23 @@ async def test_remote_read_scan_logs_and_log_level(tmp_path, capture_factory, ag
                 in done.stderr, done.stderr  # fmt: skip
     finally:
         await sim.stop()
+
+
+async def test_mqtt_3_1_1_gets_the_reply_by_id_on_the_default_topic(tmp_path, agent_factory):
+    """No Response Topic or Correlation Data in MQTT 3.1.1: the reply goes to
+    ``…/reply/<sender>`` and carries the request's id, which the CLI matches."""
+    sim, meters = await start_meters()
+    try:
+        with shipped_broker(tmp_path) as broker:
+            cfg = tmp_path / "vatio.yaml"
+            text = agent_yaml(tmp_path, meters, broker.url, (1,))
+            cfg.write_text(text.replace("password: agent-secret-1", "password: agent-secret-1, "
+                                        "protocol: '3.1.1'"))  # fmt: skip
+            agent = agent_factory(cfg)
+            await wait_until(lambda: "remote management: listening" in agent.output(), 20, "up")
+            done = await remote_cli(broker, "ping", "--protocol", "3.1.1")
+            body = reply_of(done)
+            assert body["result"] == "done" and body["data"]["config"]["origin"] == "local"
+            assert agent.stop() == 0
+    finally:
+        await sim.stop()
