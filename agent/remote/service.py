@@ -356,6 +356,18 @@ class RemoteService:
                 [f"no enabled device named {', '.join(unknown)} (devices: {', '.join(drivers)})"],
             )
             return
+        buses = self.running.config.buses
+        uart = [n for n in names if buses[self.running.entries[n].config.bus].type == "serial"]
+        if uart:
+            self._answer(
+                req,
+                "refused",
+                [
+                    f"{', '.join(uart)}: a UART sensor streams to the agent's own poller, and a "
+                    "second reader would steal its frames; its last reading is in its telemetry"
+                ],
+            )
+            return
         timeout = self.rules.read_timeout
 
         async def one(name: str) -> dict[str, Any]:
