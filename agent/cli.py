@@ -41,12 +41,12 @@ from vatio.agent.runtime import (
     vatio_version,
 )
 from vatio.agent.spool import SpoolError
-
-if TYPE_CHECKING:
-    from vatio.agent.remote.service import RemoteService
 from vatio.agent.starter import VersionAction, add_init_parser
 from vatio.common import clock
 from vatio.common.i18n import tr
+
+if TYPE_CHECKING:
+    from vatio.agent.remote.service import RemoteService
 
 log = logging.getLogger("vatio")
 
