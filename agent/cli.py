@@ -145,6 +145,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(tr("outputs: {outputs}", outputs="mqtt " + mqtt.url if mqtt else tr("none")))
     if mqtt is None:
         warnings.append(tr("no output configured: readings will only be logged"))
+    remote = cfg.remote
+    if remote.enabled:
+        pushes = (
+            tr("pushed configs may change {sections}", sections=", ".join(remote.sections))
+            if remote.config_push
+            else tr("no pushed configs")
+        )
+        print(tr("remote management: on, {pushes}", pushes=pushes))
     for w in warnings:
         print(tr("warning: {text}", text=w))
     return 0

@@ -479,6 +479,9 @@ class RemoteService:
                 ],
             )
             return
+        if self._pending:  # a SIGHUP reload is under way: one hand-over at a time
+            self._answer(req, "refused", ["the agent is reloading its config; send it again"])
+            return
         if self.trial_task is not None and not self.trial_task.done():
             self._answer(
                 req,
