@@ -84,9 +84,7 @@ ES: dict[str, str] = {
     "every {interval} s": "cada {interval} s",
     "outputs: {outputs}": "salidas: {outputs}",
     "remote management: on, {pushes}": "gestión remota: activa, {pushes}",
-    "pushed configs may change {sections}": (
-        "una configuración enviada puede cambiar {sections}"
-    ),
+    "pushed configs may change {sections}": "una configuración enviada puede cambiar {sections}",
     "no pushed configs": "no acepta configuraciones enviadas",
     "none": "ninguna",
     "warning: {text}": "aviso: {text}",
