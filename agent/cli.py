@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from vatio.agent import sdnotify
 from vatio.agent.config import (
@@ -44,6 +44,9 @@ from vatio.agent.spool import SpoolError
 from vatio.agent.starter import VersionAction, add_init_parser
 from vatio.common import clock
 from vatio.common.i18n import tr
+
+if TYPE_CHECKING:
+    from vatio.agent.remote.service import RemoteService
 
 log = logging.getLogger("vatio")
 
@@ -142,6 +145,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(tr("outputs: {outputs}", outputs="mqtt " + mqtt.url if mqtt else tr("none")))
     if mqtt is None:
         warnings.append(tr("no output configured: readings will only be logged"))
+    remote = cfg.remote
+    if remote.enabled:
+        pushes = (
+            tr("pushed configs may change {sections}", sections=", ".join(remote.sections))
+            if remote.config_push
+            else tr("no pushed configs")
+        )
+        print(tr("remote management: on, {pushes}", pushes=pushes))
     for w in warnings:
         print(tr("warning: {text}", text=w))
     return 0
@@ -261,15 +272,20 @@ async def _run(path: str, loaded: LoadedConfig) -> int:
     previous: LoadedConfig | None = None
     terminate = asyncio.Event()  # one for the whole process: a SIGTERM mid-hand-over counts
     handover: Handover | None = None
+    remote, remote_task = _start_remote(path, loaded)
     while not terminate.is_set():
         stop = asyncio.Event()
         agent = Agent(loaded, handover)
         handover = None  # this agent owns it now
+        pending: list[LoadedConfig] = []
+        if remote is not None:  # it pushes configs through the same hand-over as SIGHUP
+            remote.attach(agent, loaded, stop, pending)
+        else:
+            agent.config_info = _config_info(path)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _terminate, terminate, stop)
         # `kill -USR1 <pid>` logs the counters without stopping (benchmarks, field checks)
         loop.add_signal_handler(signal.SIGUSR1, _log_stats, agent)
-        pending: list[LoadedConfig] = []
         loop.add_signal_handler(signal.SIGHUP, _request_reload, path, loaded, agent, stop, pending)
         log.info(
             "vatio %s: site %s, %d device(s) on %d bus(es)",
@@ -290,7 +306,33 @@ async def _run(path: str, loaded: LoadedConfig) -> int:
             break
         handover = agent.handover  # held in memory while the disk refused: not lost
         previous, loaded = loaded, pending[0]  # the new agent says READY=1 once it polls
+    if remote is not None and remote_task is not None:
+        remote_task.cancel()
+        await remote.close()
     return 0
+
+
+def _start_remote(
+    path: str, loaded: LoadedConfig
+) -> tuple[RemoteService | None, asyncio.Task[None] | None]:
+    """Remote management (agent/remote/), when the local config enables it."""
+    if not loaded.config.remote.enabled or loaded.config.outputs.mqtt is None:
+        if loaded.config.remote.enabled:
+            log.warning("remote.enabled needs outputs.mqtt: remote management is off")
+        return None, None
+    from vatio.agent.remote.service import RemoteService
+
+    remote = RemoteService(path, loaded)
+    return remote, asyncio.create_task(remote.run(), name="remote")
+
+
+def _config_info(path: str) -> dict[str, str] | None:
+    from vatio.agent.remote.store import ConfigStore, origin_fields
+
+    try:
+        return origin_fields(ConfigStore(path).origin())
+    except OSError:
+        return None
 
 
 def _terminate(terminate: asyncio.Event, stop: asyncio.Event) -> None:
@@ -518,6 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_scan)
+
+    from vatio.agent.remote.client import register as register_remote
+
+    register_remote(sub)
 
     for ep in entry_points(group="vatio.commands"):
         try:

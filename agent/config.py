@@ -479,6 +479,31 @@ class TimeConfig(_Strict):
     unsynced_grace: Duration = 600.0
 
 
+# sections a pushed config may never change (agent/remote/policy.py): where undelivered data
+# lives, who the agent is on the broker, and the rules of remote management themselves
+REMOTE_NEVER = ("site", "agent_id", "state_dir", "remote", "spool.path")
+RemoteSection = Literal["buses", "devices", "outputs", "spool", "metrics", "http", "time", "bill"]
+
+_REMOTE_DEFAULT: tuple[RemoteSection, ...] = ("buses", "devices", "metrics", "bill", "time")
+
+
+class RemoteConfig(_Strict):
+    """Remote management over MQTT (agent/remote/): off unless ``enabled``. Only this local
+    file decides it: a pushed config can never change this block."""
+
+    enabled: bool = False
+    # accept pushed configs at all, and which top-level sections they may change
+    config_push: bool = False
+    sections: list[RemoteSection] = Field(default_factory=lambda: list(_REMOTE_DEFAULT))
+    # outputs.mqtt username, password, client_id and tls: only with this set (a wrong one
+    # locks the agent out until the rollback brings the old one back)
+    allow_broker_credentials: bool = False
+    max_age: Duration = 300.0  # a command older than this (queued, retained) is refused
+    rollback_after: Duration = 60.0  # the trial: broker reached and devices answering by then
+    keep_configs: int = Field(5, ge=1, le=100)  # previous configs kept next to the local one
+    read_timeout: Duration = 10.0
+
+
 class AgentConfig(_Strict):
     site: Name
     agent_id: Name = Field(default_factory=_default_agent_id)
@@ -493,6 +518,7 @@ class AgentConfig(_Strict):
     http: HttpConfig | None = None  # off unless configured
     time: TimeConfig = TimeConfig()
     bill: BillConfig | None = None  # the running CFE bill; off unless configured
+    remote: RemoteConfig = RemoteConfig()  # remote management over MQTT; off unless enabled
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,12 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Redact these too from now on (a pushed config brought new ones)."""
+    for handler in logging.getLogger().handlers:
+        fmt = handler.formatter
+        if isinstance(fmt, _Formatter):
+            merged = set(fmt.secrets) | {s for s in secrets if len(s) >= 3}
+            fmt.secrets = sorted(merged, key=len, reverse=True)

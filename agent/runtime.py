@@ -378,6 +378,8 @@ class Agent:
             self.pipeline.outputs.append(self.influx)
         self.started = clock.now()
         self.reloading = False
+        # the running config's hash and origin (agent/remote/store.py), for the status
+        self.config_info: dict[str, Any] | None = None
         self.http: StatusServer | None = None
         if cfg.http is not None:
             self.http = StatusServer(
@@ -415,7 +417,11 @@ class Agent:
             spool_dropped=self.spool.dropped if self.spool else 0,
             clock=self.clock_trust.status(),
             storage=self.storage.problem or "ok",
+            **self._config_fields(),
         )
+
+    def _config_fields(self) -> dict[str, Any]:
+        return {"config": self.config_info} if self.config_info is not None else {}
 
     def _clock_changed(self) -> None:
         """The clock became a problem, or stopped being one: refresh the retained status."""

@@ -109,6 +109,7 @@ class Spool:
         self._held: dict[int, tuple[float, Message]] = {}  # accepted, not on disk (id order)
         self._held_bytes = 0
         self._writing: set[int] = set()  # held ids in the commit running now
+        self._commit_task: asyncio.Future[CommitResult] | None = None  # commit_shielded's
         self._retry_at = 0.0
         self.failing = False  # the last attempt to write failed: messages are held in memory
         self.dropped = 0
@@ -264,6 +265,13 @@ class Spool:
         kept = {i for i, _, _ in survivors}
         return CommitResult([(i, m) for i, _, m in pending if i in kept], delta.dropped)
 
+    async def commit_shielded(self) -> CommitResult:
+        """:meth:`commit`, carried through when the caller is cancelled (a stop or a reload
+        cancels the commit loop): the batch is out of the buffer by then, and a commit still
+        queued for the spool's thread would be dropped with it. :meth:`close` waits for it."""
+        self._commit_task = asyncio.ensure_future(self.commit())
+        return await asyncio.shield(self._commit_task)
+
     def _hold(self, rows: list[Row]) -> tuple[list[tuple[int, Message]], int]:
         """Keep ``rows`` in memory within the bounds; returns (what is handed over, dropped)."""
         for i, c, m in rows:
@@ -376,6 +384,8 @@ class Spool:
         """Commit what is buffered and close the file. What the disk still refuses is lost
         with the process (said in the log), or, with ``hand_over`` (a reload), returned for
         the next agent's spool to take."""
+        if self._commit_task is not None and not self._commit_task.done():
+            await asyncio.wait([self._commit_task])  # interrupted by the stop: finish it
         self._retry_at = 0.0  # one last try, whatever the last failure
         if self.dirty:
             await self.commit()
@@ -432,6 +442,6 @@ async def keep_committing(
         await asyncio.sleep(interval)
         if not spool.dirty:
             continue
-        result = await spool.commit()
+        result = await spool.commit_shielded()
         if on_commit is not None:
             on_commit(result)

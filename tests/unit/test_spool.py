@@ -261,3 +261,34 @@ async def test_messages_stamped_by_a_1970_clock_are_not_aged_out_when_ntp_steps_
     result = await spool.commit()
     assert result.dropped == 1 and spool.stored == 1  # the month-old one, not the newest
     await spool.close()
+
+
+async def test_a_stop_that_cancels_a_commit_half_way_loses_nothing(tmp_path):
+    """A reload cancels the commit loop; a commit it interrupts has already taken its batch
+    from the buffer, so it must still be written (an agent that never reached its broker
+    lost one batch per hand-over before: a gap in seq)."""
+    import asyncio
+    import time
+
+    from vatio.agent.spool import keep_committing
+
+    spool = Spool(tmp_path / "spool.sqlite")
+    slow = spool._commit
+
+    def slow_commit(*args):
+        time.sleep(0.3)  # on the spool's thread: a slow SD card
+        return slow(*args)
+
+    spool._commit = slow_commit  # type: ignore[method-assign]
+    for i in range(5):
+        spool.put(msg(i))
+    busy = asyncio.ensure_future(spool._run(time.sleep, 0.3))  # e.g. a backlog read
+    loop = asyncio.create_task(keep_committing(spool, 0.01))
+    await asyncio.sleep(0.1)  # the commit waits for the spool's thread now
+    loop.cancel()
+    await asyncio.wait([loop, busy])
+    await spool.close(hand_over=True)
+    again = Spool(tmp_path / "spool.sqlite")
+    stored = [m.payload for _, m in await again.read(0, 100, 100)]
+    assert stored == [msg(i).payload for i in range(5)]
+    await again.close()
