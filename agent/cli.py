@@ -519,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_scan)
 
+    from vatio.agent.fleetstatus import add_fleet_status_parser
+
+    add_fleet_status_parser(sub)
+
     for ep in entry_points(group="vatio.commands"):
         try:
             register = ep.load()

@@ -180,6 +180,9 @@ class Converter:
         self._pattern = re.compile(self.limits.name_pattern) if self.limits.name_pattern else None
         self._tags: dict[str, str] = {}
         self._fields: dict[str, str] = {}
+        # when a list: (stream, site, device, seq, ts ms) of each converted message with a
+        # seq, for the bridge's completeness tracking (agent/ingest/completeness.py)
+        self.observed: list[tuple[str, str, str, int, int]] | None = None
 
     def _check_name(self, text: str, what: str) -> str:
         """``text`` escaped for a tag value or a field key, or :class:`BadMessage`."""
@@ -333,6 +336,8 @@ class Converter:
                 fields.append(f"{key}={number!r}")
         if not fields:
             raise BadMessage("no values to write", "no_values")
+        if self.observed is not None and type(seq) is int:
+            self.observed.append((stream, site, device, seq, ms))
         return f"{tags} {','.join(fields)} {ms}"
 
 
