@@ -54,6 +54,10 @@ class Fleet:
     seed: int = 0
     drop: frozenset[tuple[int, int, int]] = frozenset()  # (agent, device, seq) not sent
     version: str = "0.0.0-fleet"
+    # per agent and round, also a ``metrics`` message of an air sensor ``aire-01`` (IAS, AQI,
+    # PM means) and of meter-01 (demand, energy today), and on round 0 a demand event: what
+    # the fleet dashboard draws
+    metrics: bool = False
 
     @property
     def per_round(self) -> int:
@@ -94,6 +98,27 @@ class Fleet:
                 if self.drop and (agent, device, round_ + 1) in self.drop:
                     continue
                 yield self.message(agent, device, round_)
+            if self.metrics:
+                yield from self.metric_messages(agent, round_)
+
+    def metric_messages(self, agent: int, round_: int) -> Iterator[tuple[str, bytes]]:
+        site, gw = self.site(agent), self.agent_id(agent)
+        ts = _rfc3339_ms(self.start_ms + round_ * self.interval_ms)
+        pm = 10.0 + (agent * 13 % 90)
+        level = 1 + min(4, int(pm // 20))
+        air = {"ts": ts, "seq": round_ + 1, "site": site, "device": "aire-01", "agent": gw,
+               "values": {"pm2_5_1h_ugm3": pm, "pm2_5_24h_ugm3": pm * 0.9,
+                          "aqi_us": round(pm * 2.5, 1), "ias_mx": float(level)}}  # fmt: skip
+        yield f"vatio/v1/{site}/aire-01/metrics", _json(air)
+        meter = {"ts": ts, "seq": round_ + 1, "site": site, "device": "meter-01", "agent": gw,
+                 "values": {"demand_15m_kw": 40.0 + agent % 30, "energy_today_kwh": 100.0
+                            + round_ * 0.01}}  # fmt: skip
+        yield f"vatio/v1/{site}/meter-01/metrics", _json(meter)
+        if round_ == 0:
+            event = {"ts": ts, "seq": 1, "site": site, "device": "meter-01", "agent": gw,
+                     "event": "demand_projected_high",
+                     "message": "block projected above the limit"}  # fmt: skip
+            yield f"vatio/v1/{site}/meter-01/events", _json(event)
 
     def agent_id(self, agent: int) -> str:
         return f"gw-{agent:04d}"
