@@ -352,7 +352,7 @@ class IngestBridge:
             if line is None and self.cfg.fleet.statuses:
                 _, _, site, device, _ = topic.split("/")
                 try:
-                    line, _agent, _state = status_line(
+                    point = status_line(
                         self._converter, site, device, msg.payload, int(time.time() * 1000)
                     )
                 except BadMessage as exc:
@@ -362,6 +362,10 @@ class IngestBridge:
                     dead.append((i, f"status conversion failed: {type(exc).__name__}: {exc}"
                                  [:300], "internal"))  # fmt: skip
                     continue
+                if point is None:
+                    skipped += 1
+                    continue
+                line = point[0]
                 statuses += 1
                 if sites is None:
                     sites = self._tracker.known_sites if self._tracker is not None else set()

@@ -51,8 +51,9 @@ def _text(value: object, limit: int = 300) -> str | None:
 
 def status_line(
     converter: Converter, site: str, device: str, payload: bytes | bytearray, arrival_ms: int
-) -> tuple[str, str, str]:
-    """The point for one status, its agent and its state; :class:`BadMessage` otherwise."""
+) -> tuple[str, str, str] | None:
+    """The point for one status, its agent and its state; None for a status that names no
+    agent (left out, like before statuses were written); :class:`BadMessage` otherwise."""
     if len(payload) > converter.limits.max_payload_bytes:
         raise BadMessage(f"payload is {len(payload)} bytes", "too_large")
     try:
@@ -65,8 +66,10 @@ def status_line(
     if not isinstance(state, str) or not state or _BAD_TEXT.search(state) or len(state) > 32:
         raise BadMessage("status has no 'state' (online, offline, degraded)", "contract")
     agent = body.get("agent")
+    if agent is None:
+        return None  # not from a Vatio agent (every status of the contract names its agent)
     if not isinstance(agent, str):
-        raise BadMessage("status has no 'agent'", "name")
+        raise BadMessage("status 'agent' is not a string", "name")
     tags = (
         f"status,site={converter.tag(site, 'site')},device={converter.tag(device, 'device')}"
         f",agent={converter.tag(agent, 'agent')},kind={'agent' if agent == device else 'device'}"

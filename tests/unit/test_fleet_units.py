@@ -92,8 +92,10 @@ def test_status_points_carry_labels_as_tags_and_location_as_fields():
     statuses = list(fleet.statuses(offline=frozenset({2}), degraded=frozenset({(3, 1)}),
                                    now_ms=1_796_000_000_000))  # fmt: skip
     conv = Converter()
-    lines = [status_line(conv, t.split("/")[2], t.split("/")[3], p, 1_796_000_123_456)[0]
-             for t, p, _ in statuses]  # fmt: skip
+    points = [status_line(conv, t.split("/")[2], t.split("/")[3], p, 1_796_000_123_456)
+              for t, p, _ in statuses]  # fmt: skip
+    lines = [p[0] for p in points if p is not None]
+    assert len(lines) == 6
     online = fleet.location(1)
     assert lines[0] == (
         "status,site=site-0001,device=gw-0001,agent=gw-0001,kind=agent,zone=norte "
@@ -110,7 +112,7 @@ def test_status_points_carry_labels_as_tags_and_location_as_fields():
 @pytest.mark.parametrize(
     ("body", "says"),
     [
-        ({"state": "online"}, "no 'agent'"),
+        ({"state": "online", "agent": 7}, "'agent' is not a string"),
         ({"agent": "a"}, "no 'state'"),
         ({"agent": "a", "state": "online", "labels": {"Bad": "x"}}, "label name 'Bad'"),
         ({"agent": "a", "state": "online", "labels": {"kind": "x"}}, "label name 'kind'"),
@@ -126,10 +128,16 @@ def test_bad_statuses_are_dead_letters_with_the_reason(body, says):
     assert says in str(info.value)
 
 
+def test_a_status_naming_no_agent_is_left_out():
+    assert status_line(Converter(), "s", "d", b'{"state":"online"}', 1) is None
+
+
 def test_a_location_out_of_range_in_a_status_is_left_out_not_fatal():
     body = {"agent": "a", "state": "online", "ts": "2026-12-01T00:00:00Z",
             "location": {"lat": 91, "lon": 0, "name": "x"}}  # fmt: skip
-    line, _, _ = status_line(Converter(), "s", "a", json.dumps(body).encode(), 1)
+    point = status_line(Converter(), "s", "a", json.dumps(body).encode(), 1)
+    assert point is not None
+    line = point[0]
     assert "lat=" not in line and 'place="x"' in line
 
 
