@@ -539,6 +539,10 @@ class IngestBridge:
              "Completeness passes that failed.", {}, s.completeness_failures),
         ]  # fmt: skip
         if self._tracker is not None:
+            rows.append(("vatio_ingest_completeness_pass_seconds", "gauge",
+                         "How long the last completeness pass took.", {},
+                         self._tracker.pass_seconds))  # fmt: skip
+        if self._tracker is not None:
             rows += [
                 ("vatio_ingest_seq_backwards_total", "counter",
                  "Messages whose seq went back while ts went on (a device reset).", {},

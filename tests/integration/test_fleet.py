@@ -33,7 +33,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CONFIGS = ROOT / "configs" / "mosquitto"
-USERS = {"vatio-ingest": "ingest-secret", "operator": "op-secret", "vatio-fleet": "fleet-secret"}
+USERS = {"vatio-ingest": "ingest-secret", "operator": "op-secret", "vatio-fleet": "fleet-secret",
+         "gw-centro-07": "centro-secret"}  # fmt: skip
 FLEET_LOGIN = ("vatio-fleet", USERS["vatio-fleet"])
 DB = "vatio"
 
@@ -278,3 +279,55 @@ async def test_offline_agents_reach_influxdb_and_the_command_and_the_dashboard_q
             assert measurement in measurements, (measurement, query)
             missing = names - fields[measurement]
             assert not missing, f"{sorted(missing)} not in {measurement}: {query}"
+
+
+async def test_a_real_agent_with_location_and_labels_and_its_last_will(
+    tmp_path, influxd, ingest_factory, agent_factory
+):
+    """`vatio run` with a location and labels in its config: its statuses reach InfluxDB
+    with the zone as a tag and the coordinates as fields; killed, its will makes it offline
+    in InfluxDB and in `vatio fleet-status`."""
+    from tests.integration.test_delivery import start_meters
+    from vatio.simulators.configs import loopback_config
+
+    sim, port = await start_meters()
+    try:
+        with shipped_broker(tmp_path) as broker:
+            bridge = ingest_factory(bridge_config(tmp_path, broker, influxd.url), "bridge-1")
+            cfg = tmp_path / "agent.yaml"
+            cfg.write_text(
+                loopback_config(
+                    "centro", "gw-centro-07", tmp_path / "state", {"b": port},
+                    [("m1", "b", 1, "eastron_sdm120", "500ms")], broker.url,
+                    f"username: gw-centro-07, password: {USERS['gw-centro-07']}",
+                )
+                + "location: {latitude: 19.4326, longitude: -99.1332, name: Zócalo}\n"
+                "labels: {zone: centro, building: palacio}\n"
+            )  # fmt: skip
+            agent = agent_factory(cfg)
+            on = "\"agent\" = 'gw-centro-07' AND \"online\" = 1"
+            await wait_until(lambda: influxd.count(DB, "status", "online", on) >= 1, 20, "online")
+            await wait_until(
+                lambda: influxd.count(DB, "telemetry", "seq", "\"device\" = 'm1'") >= 2, 20,
+                "telemetry",
+            )
+            tagged = rows(influxd, 'SELECT last("lat"), last("lon"), last("place") FROM "status" '
+                                   "WHERE \"kind\" = 'agent' GROUP BY \"zone\", \"building\"")
+            assert [(t, v[0][1:]) for t, _, v in tagged] == [
+                ({"zone": "centro", "building": "palacio"}, [19.4326, -99.1332, "Zócalo"])
+            ]  # fmt: skip
+            agent.kill()  # SIGKILL: no DISCONNECT, the broker publishes the will
+            killed = time.monotonic()
+            off = "\"agent\" = 'gw-centro-07' AND \"online\" = 0"
+            await wait_until(lambda: influxd.count(DB, "status", "online", off) >= 1, 10, "will")
+            assert time.monotonic() - killed < 3.0  # the broker sees the socket close at once
+            res = await asyncio.to_thread(fleet_status, broker.url, "--json")
+            assert res.returncode == 1
+            (row,) = json.loads(res.stdout)["agents"]
+            assert (row["agent"], row["state"], row["labels"]) == (
+                "gw-centro-07", "offline", {"zone": "centro", "building": "palacio"}
+            )  # fmt: skip
+            assert bridge.stop() == 0
+            assert "Traceback" not in bridge.output()
+    finally:
+        await sim.stop()

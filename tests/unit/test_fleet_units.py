@@ -172,3 +172,29 @@ def test_fleet_status_table_and_unreadable_statuses():
                                "unseen)", "-"]  # fmt: skip
     assert text[3].split()[5] == "1/1"
     assert text[-1] == "3 agents, 1 offline, 1 devices degraded"
+
+
+def test_fleet_status_without_a_broker_says_so_and_exits_2():
+    from vatio.simulators.brokers import free_port
+
+    res = run_cli("fleet-status", "--url", f"mqtt://127.0.0.1:{free_port()}", "--timeout", "2")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "cannot reach the broker" in res.stderr
+
+
+def test_the_bridge_counts_late_arrivals_and_seq_going_back_per_hour():
+    from vatio.agent.ingest.completeness import HOUR_MS, CompletenessTracker
+
+    tracker = CompletenessTracker("b1", late_after_s=60)
+    hour = 1_796_000_000_000 - 1_796_000_000_000 % HOUR_MS
+    now = hour + 30 * 60_000
+    first = [("telemetry", "s", "d", 5, hour + 1000), ("telemetry", "s", "d", 6, hour + 2000)]
+    tracker.record(first, now)
+    # a reset (seq back, time on); a backlog message (older ts, lower seq: late, not a reset)
+    tracker.record([("telemetry", "s", "d", 1, now - 1000), ("telemetry", "s", "d", 4, hour)], now)
+    assert (tracker.backwards, tracker.late) == (1, 3)
+    lines = tracker._arrival_lines([("telemetry", hour)])
+    assert lines == [
+        f"ingest_arrivals,site=s,device=d,stream=telemetry,bridge=b1 received=4i,late=3i,"
+        f"backwards=1i {hour}"
+    ]
