@@ -59,6 +59,7 @@ HOUR_MS = 3_600_000
 LOOKBACK_MS = 24 * HOUR_MS
 # hours not touched for this long are forgotten (their counts are in the database)
 FORGET_AFTER_S = 2 * 3600.0
+DETAIL_CHUNK = 50  # devices per query for the seq values of incomplete hours
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,19 +326,32 @@ class CompletenessTracker:
             )
         }
         lines = []
+        results: dict[tuple[str, str], Seqs] = {}
+        suspects: dict[tuple[str, str], int | None] = {}  # device → last seq before the hour
         for (site, device), (_, count, low, high) in stats.items():
             prev = before.get((site, device))
             if prev is not None and prev >= low:
                 prev = None  # a reset, or numbering that went back: a new run
             if count == high - low + 1 and (prev is None or prev + 1 == low):
-                result = Seqs(count, count, (), 0, 0, low, high)
+                results[(site, device)] = Seqs(count, count, (), 0, 0, low, high)
             else:
-                rows = db.series(
-                    f'SELECT "seq" FROM "{stream}" WHERE site = {quote(site)} AND device = '
-                    f"{quote(device)} AND {span}"
-                )
-                values = [int(v[1]) for r in rows for v in r["values"] if v[1] is not None]
-                result = find_gaps(values, prev)
+                suspects[(site, device)] = prev
+        # the seq values of the devices that are not complete, DETAIL_CHUNK devices a query:
+        # a broker outage that leaves every device with a gap costs hundreds of queries, not
+        # one per device
+        keys = list(suspects)
+        for i in range(0, len(keys), DETAIL_CHUNK):
+            chunk = keys[i : i + DETAIL_CHUNK]
+            which = " OR ".join(f"(site = {quote(a)} AND device = {quote(b)})" for a, b in chunk)
+            found: dict[tuple[str, str], list[int]] = {k: [] for k in chunk}
+            for row in db.series(
+                f'SELECT "seq" FROM "{stream}" WHERE ({which}) AND {span} GROUP BY site, device'
+            ):
+                values = found.setdefault(_key(row), [])
+                values += [int(v[1]) for v in row["values"] if v[1] is not None]
+            for key in chunk:
+                results[key] = find_gaps(found[key], suspects[key])
+        for (site, device), result in results.items():
             received, late = arrivals.get((site, device), (None, 0, 0))[1:]
             duplicates = max(0, int(received or 0) - result.received)
             ratio = result.received / result.expected if result.expected else 1.0

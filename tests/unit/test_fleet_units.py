@@ -198,3 +198,52 @@ def test_the_bridge_counts_late_arrivals_and_seq_going_back_per_hour():
         f"ingest_arrivals,site=s,device=d,stream=telemetry,bridge=b1 received=4i,late=3i,"
         f"backwards=1i {hour}"
     ]
+
+
+class FakeInfluxQL:
+    """Answers the pass's four InfluxQL queries from a dict of seq values per device (time
+    order), the way InfluxDB 1.6 shapes its series; records the queries."""
+
+    def __init__(self, seqs: dict[tuple[str, str], list[int]], before: dict) -> None:
+        self.seqs, self.before, self.queries = seqs, before, []
+
+    def series(self, q: str) -> list[dict]:
+        import re
+
+        self.queries.append(q)
+        tags = lambda k: {"site": k[0], "device": k[1]}  # noqa: E731
+        if q.startswith('SELECT count("seq")'):
+            return [{"tags": tags(k), "values": [[0, len(v), min(v), max(v)]]}
+                    for k, v in self.seqs.items()]  # fmt: skip
+        if q.startswith('SELECT last("last_seq")'):
+            return [{"tags": tags(k), "values": [[0, v]]} for k, v in self.before.items()]
+        if q.startswith('SELECT "seq"'):
+            wanted = set(re.findall(r"site = '([^']*)' AND device = '([^']*)'", q))
+            return [{"tags": tags(k), "values": [[0, s] for s in v]}
+                    for k, v in self.seqs.items() if k in wanted]  # fmt: skip
+        return []  # arrivals
+
+
+def test_a_pass_finds_the_gaps_of_many_devices_in_few_queries(monkeypatch):
+    from vatio.agent.ingest import completeness as c
+
+    monkeypatch.setattr(c, "DETAIL_CHUNK", 3)
+    hour = 1_796_000_000_000 - 1_796_000_000_000 % c.HOUR_MS
+    seqs = {("s", f"d{i}"): [1, 2, 3, 4] for i in range(4)}  # complete
+    seqs |= {("s", f"g{i}"): [1, 2, 4 + i, 10] for i in range(7)}  # a gap each
+    seqs[("s", "b")] = [11, 12]  # its previous hour ended at 8: 9-10 missing
+    db = FakeInfluxQL(seqs, before={("s", "b"): 8, ("s", "d0"): 0})
+    tracker = c.CompletenessTracker("b1")
+    tracker.record([("telemetry", "s", "d0", 1, hour)], hour)
+    written: list[str] = []
+    tracker.run_pass(db, written.extend)  # type: ignore[arg-type]
+    points = {line.split(",")[2].split("=")[1]: line for line in written
+              if line.startswith("completeness")}  # fmt: skip
+    assert len(points) == 12
+    assert 'gaps=""' in points["d0"] and "missing=0i" in points["d0"]
+    for i in range(7):  # seq 1, 2, 4 + i, 10
+        gaps = [(3, 3 + i)] + ([(5 + i, 9)] if 5 + i <= 9 else [])
+        assert f'gaps="{format_gaps(gaps)}"' in points[f"g{i}"], points[f"g{i}"]
+    assert 'gaps="9-10"' in points["b"] and "expected=4i" in points["b"]
+    details = [q for q in db.queries if q.startswith('SELECT "seq"') and f"{hour}ms" in q]
+    assert len(details) == 3  # 8 incomplete devices, 3 a query (the next hour is asked too)
