@@ -17,6 +17,10 @@ convert or write one message makes it a dead letter, a bug included: one message
 the bridge (a crash would only bring the same message back from the persistent session, and
 the bridge would crash again, for ever).
 
+Statuses become the ``status`` measurement (agent/ingest/statuspoints.py), and every
+written message's ``seq`` feeds the per-device completeness (agent/ingest/completeness.py):
+the fleet operator's view (``fleet:`` in the config; README, "Running a fleet").
+
 paho's network thread only appends each message to a list; converting and writing run on a
 worker thread, one batch at a time, and acknowledgements go out in the order received.
 """
@@ -52,7 +56,7 @@ log = logging.getLogger(__name__)
 class IngestStats:
     received: int = 0
     written: int = 0  # points written (a message redelivered after a crash counts again)
-    skipped: int = 0  # statuses: state, not history
+    skipped: int = 0  # statuses not written (fleet.statuses off, or naming no agent)
     dead_letters: int = 0
     batches: int = 0
     write_failures: int = 0  # attempts that found the database unavailable

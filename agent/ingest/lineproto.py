@@ -3,7 +3,8 @@
 measurement = stream (``telemetry``, ``metrics``, ``events``); tags ``site`` and ``device``
 from the topic, ``agent`` when the payload names one; fields = ``values`` (always floats, so a
 value that happens to be whole never changes a field's type) plus ``seq`` as an integer;
-timestamp = ``ts`` in milliseconds. Statuses are state, not history: they make no point.
+timestamp = ``ts`` in milliseconds. A status makes no point here: the bridge writes
+statuses as fleet history with agent/ingest/statuspoints.py (``fleet.statuses``).
 
 Tags come from the topic, not the payload: the broker's ACL decides who may publish under a
 site's topics, so a payload that claims another site is refused rather than trusted.
