@@ -331,3 +331,35 @@ async def test_a_real_agent_with_location_and_labels_and_its_last_will(
             assert "Traceback" not in bridge.output()
     finally:
         await sim.stop()
+
+
+async def test_statuses_reach_victoriametrics_as_numbers_with_labels(
+    tmp_path, victoria, ingest_factory
+):
+    """The v2 path (VictoriaMetrics): status history as ``status_online`` / ``status_degraded``
+    / ``status_lat`` … series with the labels as labels (text fields are stored as 0 there);
+    completeness is off (it needs InfluxQL) and the bridge says so."""
+    fleet = Fleet(agents=3, devices=2)
+    with shipped_broker(tmp_path) as broker:
+        cfg = tmp_path / "ingest-vm.yaml"
+        cfg.write_text(
+            f"mqtt:\n  url: {broker.url}\n  username: vatio-ingest\n"
+            f"  password: {USERS['vatio-ingest']}\n"
+            f"influxdb:\n  url: {victoria.url}\n  api: v2\n  flush_interval: 200ms\n"
+        )
+        bridge = ingest_factory(cfg, "bridge-vm")
+        await wait_until(lambda: "connected to MQTT broker" in bridge.output(), 20, "bridge")
+        statuses = fleet.statuses(offline=frozenset({2}), degraded=frozenset({(3, 2)}))
+        await asyncio.to_thread(publish, broker.url, list(statuses), login=FLEET_LOGIN)
+        await wait_until(lambda: victoria.count("status_online") == 9, 15, "nine statuses")
+        series = victoria.export('status_online{kind="agent"}')
+        online = {s["metric"]["agent"]: s["values"][-1] for s in series}
+        assert online == {"gw-0001": 1, "gw-0002": 0, "gw-0003": 1}
+        assert {s["metric"]["zone"] for s in series} == {"norte", "sur", "oriente"}
+        degraded = victoria.export("status_degraded")
+        assert [(s["metric"]["site"], s["metric"]["device"]) for s in degraded
+                if s["values"][-1] == 1] == [("site-0003", "meter-02")]  # fmt: skip
+        lat = victoria.export('status_lat{device="meter-01",site="site-0001"}')
+        assert lat[0]["values"] == [fleet.location(1, 1)["lat"]]
+        assert bridge.stop() == 0
+    assert "fleet.completeness needs InfluxQL" in bridge.output()
