@@ -572,8 +572,16 @@ class IngestBridge:
         assert self._tracker is not None and self._writer is not None
         if self._influxql is None:
             self._influxql = InfluxQL(self.cfg.influxdb)
-        self._tracker.run_pass(self._influxql, self._writer.write)
+        self._tracker.run_pass(self._influxql, self._write_derived)
         self.stats.completeness_passes += 1
+
+    def _write_derived(self, lines: list[str]) -> None:
+        """The pass's points: one the database refuses is logged and left out, so it cannot
+        block every later pass; :class:`Unavailable` propagates (the pass is retried)."""
+        assert self._writer is not None
+        for i, reason in write_isolating(self._writer.write, lines):
+            self._log.warning("derived_refused", "the database refused %s: %s",
+                              show(lines[i], 120), reason)  # fmt: skip
 
     async def _completeness_loop(self) -> None:
         """Recompute the hours this bridge touched (agent/ingest/completeness.py)."""

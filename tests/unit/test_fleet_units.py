@@ -247,3 +247,11 @@ def test_a_pass_finds_the_gaps_of_many_devices_in_few_queries(monkeypatch):
     assert 'gaps="9-10"' in points["b"] and "expected=4i" in points["b"]
     details = [q for q in db.queries if q.startswith('SELECT "seq"') and f"{hour}ms" in q]
     assert len(details) == 3  # 8 incomplete devices, 3 a query (the next hour is asked too)
+
+
+def test_a_long_gap_list_is_cut_but_counted():
+    gaps = [(i, i) for i in range(2, 40_000, 2)]
+    text = format_gaps(gaps)
+    assert len(text) <= 4096 + 2 and text.endswith(",…")
+    assert parse_gaps(text) == gaps[: len(parse_gaps(text))] and len(parse_gaps(text)) > 500
+    assert find_gaps(range(1, 40_000, 2)).missing == len(gaps)
