@@ -198,6 +198,7 @@ def fleet_status(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.serial  # asserts the will reaches InfluxDB within a time
 async def test_offline_agents_reach_influxdb_and_the_command_and_the_dashboard_queries_exist(
     tmp_path, influxd, ingest_factory
 ):
@@ -281,6 +282,7 @@ async def test_offline_agents_reach_influxdb_and_the_command_and_the_dashboard_q
             assert not missing, f"{sorted(missing)} not in {measurement}: {query}"
 
 
+@pytest.mark.serial  # asserts the will reaches InfluxDB within a time
 async def test_a_real_agent_with_location_and_labels_and_its_last_will(
     tmp_path, influxd, ingest_factory, agent_factory
 ):
