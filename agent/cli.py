@@ -564,6 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vatio.agent.remote.client import register as register_remote
 
     register_remote(sub)
+    from vatio.agent.fleetstatus import add_fleet_status_parser
+
+    add_fleet_status_parser(sub)
 
     for ep in entry_points(group="vatio.commands"):
         try:

@@ -42,6 +42,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -201,6 +202,60 @@ class DeviceMetricsConfig(_Strict):
     generation_counter: GenerationCounter = "energy_export_kwh"
 
 
+# Labels become InfluxDB tags (one series per combination: keep them few) and travel in the
+# retained status. Keys are lower-case identifiers that cannot clash with the bridge's own
+# tags; values are topic- and tag-safe names (NAME_PATTERN).
+LABEL_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+MAX_LABELS = 8
+RESERVED_LABELS = frozenset({"site", "device", "agent", "stream", "state", "bridge", "time"})
+
+
+class LocationConfig(_Strict):
+    """Where a device or an agent is: WGS 84 degrees, and optionally a name or address."""
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and re.search(r'[\x00-\x1f\x7f-\x9f"\\]', value):
+            raise ValueError("a location name cannot hold control characters, quotes or '\\'")
+        return value
+
+    def as_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"lat": self.latitude, "lon": self.longitude}
+        if self.name:
+            out["name"] = self.name
+        return out
+
+
+def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_LABELS:
+        raise ValueError(
+            f"{len(value)} labels; at most {MAX_LABELS} (each one is an InfluxDB tag: every "
+            "combination is a series), keep the ones dashboards group by"
+        )
+    for key, text in value.items():
+        if not re.fullmatch(LABEL_KEY_PATTERN, key):
+            raise ValueError(
+                f"label name {key!r}: use lower-case letters, digits and '_', starting with a "
+                "letter, at most 32 characters (e.g. zone, building)"
+            )
+        if key in RESERVED_LABELS:
+            raise ValueError(f"label name {key!r} is reserved (a tag the bridge writes): rename it")
+        if not isinstance(text, str) or not re.fullmatch(NAME_PATTERN, text):
+            raise ValueError(
+                f"label {key}: value {text!r} must be 1–64 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit (it becomes a tag and may appear in topics)"
+            )
+    return value
+
+
+Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
+
+
 class DeviceConfig(BaseModel):
     """A device: where it is, which driver, how often. Every other key is a driver option
     (for the ``modbus`` driver: ``unit`` and ``profile``), validated by that driver."""
@@ -215,6 +270,8 @@ class DeviceConfig(BaseModel):
     # where the device sits in the site's balance (agent/metrics/site.py): the utility meter
     # (import and export), a PV inverter or its meter, or a sub-meter
     role: Literal["grid", "generation", "load"] = "load"
+    location: LocationConfig | None = None  # default: the agent's
+    labels: Labels = {}  # merged over the agent's labels (agent/fleetinfo.py)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -519,6 +576,8 @@ class AgentConfig(_Strict):
     time: TimeConfig = TimeConfig()
     bill: BillConfig | None = None  # the running CFE bill; off unless configured
     remote: RemoteConfig = RemoteConfig()  # remote management over MQTT; off unless enabled
+    location: LocationConfig | None = None  # where the gateway is (issue 15, fleets)
+    labels: Labels = {}  # e.g. {zone: centro}: tags in InfluxDB, in the retained status
 
 
 @dataclass(frozen=True)
@@ -602,11 +661,24 @@ def parse_config(doc: YamlDocument, base_dir: Path) -> LoadedConfig:
     _check_i2c_addresses(config, entries, doc, problems)
     _check_humidity_sources(config, entries, doc, problems)
     _check_roles(config, entries, doc, problems)
+    _check_merged_labels(config, doc, problems)
     if config.bill is not None:
         _check_bill(config.bill, doc, base_dir, problems)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, entries, doc.file)
+
+
+def _check_merged_labels(config: AgentConfig, doc: YamlDocument, problems: list[Problem]) -> None:
+    """A device's labels add to the agent's: the sum is what becomes tags."""
+    for name, dev in config.devices.items():
+        n = len({**config.labels, **dev.labels})
+        if n > MAX_LABELS:
+            problems.append(doc.problem(("devices", name, "labels"), tr(
+                "{n} labels with the agent's; at most {max} (each one is an InfluxDB tag): "
+                "drop some here or under the top-level labels",
+                n=n, max=MAX_LABELS,
+            )))  # fmt: skip
 
 
 def _check_i2c_addresses(
@@ -688,6 +760,8 @@ def _check_humidity_sources(
                 "device '{source}' does not read humidity_pct: name a device that measures "
                 "relative humidity ({hint})", source=source, hint=hint,
             )))  # fmt: skip
+
+
 def published(entry: DeviceEntry) -> frozenset[str] | None:
     """The quantities a device publishes, when its driver says (a Modbus profile); else None."""
     if entry.plugin is ModbusDriver:

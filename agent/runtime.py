@@ -27,6 +27,7 @@ from vatio.agent.config import (
     SerialBusConfig,
     TcpBusConfig,
 )
+from vatio.agent.fleetinfo import status_extras
 from vatio.agent.httpstatus import PortTaken, StatusServer, json_body, prometheus
 from vatio.agent.livestatus import LiveStatus
 from vatio.agent.messages import Message, MessageBuilder
@@ -201,6 +202,8 @@ class _Pipeline:
         self._failed_before: set[str] = set()
         self._metrics_failed: set[str] = set()
         self.drivers: dict[str, Driver] = {}  # by device name, for what they say they are
+        # location and labels of each device, for its status (agent/fleetinfo.py)
+        self.status_extras: dict[str, dict[str, Any]] = {}
 
     def emit(self, msg: Message) -> None:
         for out in self.outputs:
@@ -268,7 +271,7 @@ class _Pipeline:
         self.emit(self.builder.event(device, kind, message, **extra))
 
     def device_state(self, device: str, state: str, reason: str) -> None:
-        extra = {}
+        extra = dict(self.status_extras.get(device, {}))
         info = getattr(self.drivers.get(device), "info", None)  # optional (drivers/plugin.py)
         if info is not None:
             described = info()
@@ -326,6 +329,7 @@ class Agent:
             loaded, self.pipeline, i2c_opener
         )
         self.pipeline.drivers = {d.name: d for d in self.drivers}
+        self.pipeline.status_extras = {n: status_extras(cfg, n) for n in loaded.devices}
         self.mqtt: MqttOutput | None = None
         self.spool: Spool | None = None
         if cfg.outputs.mqtt is not None:
@@ -343,7 +347,9 @@ class Agent:
                 self.spool,
                 cfg.outputs.mqtt.client_id or f"vatio-{cfg.agent_id}",
                 online=self._online,
-                offline=lambda: self.builder.status(cfg.agent_id, "offline"),
+                offline=lambda: self.builder.status(
+                    cfg.agent_id, "offline", **status_extras(cfg, None)
+                ),
                 commit_interval=cfg.spool.commit_interval,
                 on_dropped=self._spool_dropped,
             )
@@ -418,6 +424,7 @@ class Agent:
             clock=self.clock_trust.status(),
             storage=self.storage.problem or "ok",
             **self._config_fields(),
+            **status_extras(cfg, None),
         )
 
     def _config_fields(self) -> dict[str, Any]:

@@ -16,6 +16,13 @@ baseline, measured in the same run, is influxdb-client writing the same points, 
 line protocol, straight to VictoriaMetrics: the ceiling a bridge could reach if MQTT cost
 nothing. Ratios: two bridges / one bridge (goal ≥ 1.8) and one bridge / the baseline.
 Goal (issue 5): ≥ 100k points/s for one bridge.
+
+    python -m bench.ingest --completeness [--agents 1000] [--devices 10] [--rounds 10]
+
+Completeness tracking on vs off (issue 15): one bridge into InfluxDB 1.6 (completeness needs
+InfluxQL, so not VictoriaMetrics), same queued fleet, ``fleet.completeness`` true (with a pass
+every second, so passes run during the drain) and false, alternated, each ``--repeat`` times;
+the best of each. Goal: on ≥ 0.9 × off.
 """
 
 from __future__ import annotations
@@ -30,9 +37,10 @@ from pathlib import Path
 
 from vatio.agent.config import InfluxConfig
 from vatio.agent.influx import make_writer
-from vatio.agent.ingest.lineproto import to_line
-from vatio.simulators.brokers import MosquittoProcess
-from vatio.simulators.databases import VictoriaMetricsProcess
+from vatio.agent.ingest.completeness import CompletenessTracker, InfluxQL
+from vatio.agent.ingest.lineproto import Converter, to_line
+from vatio.simulators.brokers import MosquittoProcess, free_port
+from vatio.simulators.databases import InfluxdProcess, VictoriaMetricsProcess
 from vatio.simulators.fleet import Fleet, publish
 
 SAMPLES_PER_POINT = 9  # 8 values + seq
@@ -114,6 +122,104 @@ def run_bridges(n: int, fleet: Fleet, rounds: int, protocol: str, tmp: Path) -> 
         return took, vm.count("telemetry_seq")
 
 
+def points_written(port: int) -> int:
+    """The bridge's own count (its /metrics): polling InfluxDB with count() over 10,000
+    series would load the database the bridge is writing to."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            for raw in r:
+                if raw.startswith(b"vatio_ingest_points_total "):
+                    return int(float(raw.split()[-1]))
+    except OSError:
+        pass  # not listening yet
+    return 0
+
+
+def run_completeness(
+    fleet: Fleet, rounds: int, tmp: Path, on: bool, run: int, interval: str
+) -> float:
+    """Seconds for one bridge to drain the queued fleet into InfluxDB 1.6."""
+    total = fleet.per_round * rounds
+    with (
+        MosquittoProcess(
+            extra_config="max_queued_messages 0\nmax_inflight_messages 10000\n"
+        ) as broker,
+        InfluxdProcess() as influx,
+    ):
+        config = tmp / f"ingest-c{run}.yaml"
+        http = free_port()
+        config.write_text(
+            f"mqtt:\n  url: {broker.url}\n  group: bench\n  protocol: '5'\n"
+            f"influxdb:\n  url: {influx.url}\n  api: v1\n  database: bench\n"
+            "  batch_size: 5000\n  flush_interval: 200ms\n"
+            f"fleet:\n  completeness: {str(on).lower()}\n  interval: {interval}\n"
+            f"http: {{listen: 127.0.0.1:{http}}}\n"
+        )
+        log = tmp / f"bridge-c{run}.log"
+        first = bridge(config, "bench-c", log)
+        wait_connected(log, 1)
+        first.terminate()
+        first.wait(20)
+        publish(broker.url, fleet.messages(rounds), connections=2)
+        started = time.perf_counter()
+        proc = bridge(config, "bench-c", log)
+        try:
+            while points_written(http) < total:
+                if time.perf_counter() - started > 600:
+                    raise TimeoutError("the bridge did not write every point in 600 s")
+                time.sleep(0.2)
+            took = time.perf_counter() - started
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        if influx.count("bench", "telemetry", "seq") != total:
+            raise AssertionError("points missing in InfluxDB")
+        if on:
+            passes = influx.count("bench", "completeness", "received")
+            print(f"    (completeness points written, last pass at stop included: {passes:,})")
+        return took
+
+
+def pass_cost(fleet: Fleet, rounds: int) -> None:
+    """One completeness pass over the whole fleet's hour (every device touched), timed:
+    what a bridge spends every ``fleet.interval`` on a fleet this size."""
+    with InfluxdProcess() as influx:
+        cfg = InfluxConfig(url=influx.url, api="v1", database="bench")
+        writer = make_writer(cfg)
+        conv = Converter()
+        conv.observed = []
+        lines = [line for t, p in fleet.messages(rounds) if (line := conv.to_line(t, p))]
+        for i in range(0, len(lines), 5000):
+            writer.write(lines[i : i + 5000])
+        tracker = CompletenessTracker("bench")
+        tracker.record(conv.observed, int(time.time() * 1000))
+        db = InfluxQL(cfg)
+        for label in ("first pass (creates the series)", "next pass"):
+            started = time.perf_counter()
+            written = tracker.run_pass(db, writer.write)
+            took = time.perf_counter() - started
+            print(f"  {label}: {took:.2f} s for {fleet.per_round:,} devices "
+                  f"({written:,} completeness points + arrivals + last seen)")  # fmt: skip
+            tracker.record(conv.observed[:1], int(time.time() * 1000))  # touch the hour again
+
+
+def completeness_main(fleet: Fleet, rounds: int, repeat: int, interval: str) -> None:
+    total = fleet.per_round * rounds
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory(prefix="vatio-bench-ingest-") as d:
+        for run in range(repeat * 2):
+            on = run % 2 == 1
+            took = run_completeness(fleet, rounds, Path(d), on, run, interval)
+            times[on].append(took)
+            print(f"  completeness {'on ' if on else 'off'}: {total / took:,.0f} points/s "
+                  f"({took:.2f} s)")  # fmt: skip
+    off, on_ = min(times[False]), min(times[True])
+    ratio = off / on_
+    print(f"  best: off {total / off:,.0f} points/s, on {total / on_:,.0f} points/s")
+    print(f"  ratio on / off: {ratio:.2f} (goal ≥ 0.9: {'met' if ratio >= 0.9 else 'NOT met'})")
+    pass_cost(fleet, rounds)
+
+
 def baseline(fleet: Fleet, rounds: int) -> float:
     """Seconds for influxdb-client to write the same points, pre-built, in batches of 5000."""
     lines = [line for t, p in fleet.messages(rounds) if (line := to_line(t, p))]
@@ -134,8 +240,16 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5")
+    ap.add_argument("--completeness", action="store_true", help="completeness on vs off")
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each (--completeness)")
+    ap.add_argument("--interval", default="30s", help="fleet.interval (--completeness)")
     args = ap.parse_args()
     fleet = Fleet(args.agents, args.devices)
+    if args.completeness:
+        print(f"bench/ingest --completeness: {fleet.per_round * args.rounds:,} points, one "
+              "bridge, InfluxDB 1.6")  # fmt: skip
+        completeness_main(fleet, args.rounds, args.repeat, args.interval)
+        return
     total = fleet.per_round * args.rounds
     print(
         f"bench/ingest: {args.agents} agents × {args.devices} devices × {args.rounds} rounds = "

@@ -186,7 +186,6 @@ ES: dict[str, str] = {
     "closed period {key}: {error}": "periodo cerrado {key}: {error}",
     "no bill yet: configure bill: and a device with role: grid": "aún no hay recibo: configure"
     " bill: y un equipo con role: grid",
-
     "{path}: cannot write it: {reason}": "{path}: no se puede escribir: {reason}",
 }
 

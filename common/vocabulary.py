@@ -36,7 +36,6 @@ def _phases(stem: str, unit: str, description: str, kind: Kind = Kind.GAUGE) -> 
     ]
 
 
-
 MAX_MPPTS = 8  # MPPT inputs with names of their own (SunSpec model 160 repeats per input)
 
 
@@ -45,6 +44,7 @@ def _mppts(stem: str, unit: str, description: str, kind: Kind = Kind.GAUGE) -> l
         Quantity(f"{stem}_mppt{n}_{unit}", unit, kind, f"{description}, MPPT input {n}")
         for n in range(1, MAX_MPPTS + 1)
     ]
+
 
 _ALL: list[Quantity] = [
     # Electrical, instantaneous

@@ -116,9 +116,7 @@ def parse_sunspec_choices(specs: list[str]) -> dict[str, str]:
     for spec in specs:
         device, _, kind = spec.partition("=")
         if kind not in KINDS:
-            raise ValueError(
-                f"--sunspec {spec}: write DEVICE=KIND, KIND one of {', '.join(KINDS)}"
-            )
+            raise ValueError(f"--sunspec {spec}: write DEVICE=KIND, KIND one of {', '.join(KINDS)}")
         chosen[device] = kind
     return chosen
 

@@ -186,9 +186,12 @@ class SunSpecUnit:
             at = address - BASE
             image[at : at + 2] = [model_id, length]
             if model_id == 1:
-                text = {"manufacturer": "Vatio", "version": "1.4.2",
-                        "model": "SimMeter 3P" if self.is_meter else "SimPV 5000-3P",
-                        "serial": f"VS{self.unit:03d}{self.site.plant.seed % 100000:05d}"}
+                text = {
+                    "manufacturer": "Vatio",
+                    "version": "1.4.2",
+                    "model": "SimMeter 3P" if self.is_meter else "SimPV 5000-3P",
+                    "serial": f"VS{self.unit:03d}{self.site.plant.seed % 100000:05d}",
+                }
                 for key, (offset, n) in COMMON_STRINGS.items():
                     image[at + offset : at + offset + n] = _string(text[key], n)
                 image[at + 66] = self.unit if length >= 65 else 0  # DA

@@ -17,6 +17,10 @@ convert or write one message makes it a dead letter, a bug included: one message
 the bridge (a crash would only bring the same message back from the persistent session, and
 the bridge would crash again, for ever).
 
+Statuses become the ``status`` measurement (agent/ingest/statuspoints.py), and every
+written message's ``seq`` feeds the per-device completeness (agent/ingest/completeness.py):
+the fleet operator's view (``fleet:`` in the config; README, "Running a fleet").
+
 paho's network thread only appends each message to a list; converting and writing run on a
 worker thread, one batch at a time, and acknowledgements go out in the order received.
 """
@@ -39,8 +43,10 @@ import paho.mqtt.client as mqtt
 from vatio.agent import sdnotify
 from vatio.agent.httpstatus import StatusServer, json_body, prometheus
 from vatio.agent.influx import Unavailable, Writer, make_writer, write_isolating
+from vatio.agent.ingest.completeness import CompletenessTracker, InfluxQL
 from vatio.agent.ingest.config import IngestConfig
 from vatio.agent.ingest.lineproto import BadMessage, Converter, show
+from vatio.agent.ingest.statuspoints import status_line
 from vatio.agent.mqttconn import ConnectError, Connection, open_retrying
 
 log = logging.getLogger(__name__)
@@ -50,7 +56,7 @@ log = logging.getLogger(__name__)
 class IngestStats:
     received: int = 0
     written: int = 0  # points written (a message redelivered after a crash counts again)
-    skipped: int = 0  # statuses: state, not history
+    skipped: int = 0  # statuses not written (fleet.statuses off, or naming no agent)
     dead_letters: int = 0
     batches: int = 0
     write_failures: int = 0  # attempts that found the database unavailable
@@ -59,6 +65,12 @@ class IngestStats:
     database_down: str = ""  # why the last write failed, until one succeeds again
     last_error: str = ""
     dead_reasons: dict[str, int] = field(default_factory=dict)
+    statuses: int = 0  # status points written (fleet.statuses)
+    # statuses whose site this bridge has seen no telemetry or metrics from (yet): a typo'd
+    # site, or an agent that only says it is alive; written all the same
+    unknown_agents: int = 0
+    completeness_passes: int = 0
+    completeness_failures: int = 0
 
 
 @dataclass(slots=True)
@@ -68,6 +80,8 @@ class _Batch:
     line_owner: list[int]  # index into messages, per line (to dead-letter a rejected point)
     dead: list[tuple[int, str, str]]  # (index into messages, reason, kind)
     skipped: int
+    observed: list[tuple[str, str, str, int, int]] | None = None  # for completeness
+    statuses: int = 0
 
 
 MQTT_TOPIC_MAX = 65535  # bytes (MQTT: a 16-bit length)
@@ -148,9 +162,20 @@ class IngestBridge:
         self._inbox: deque[tuple[int, mqtt.MQTTMessage]] = deque()
         self._generation = 0  # of the current connection; acks of older ones are void
         self._conn: Connection | None = None
+        self._influxql: InfluxQL | None = None
         self._full = asyncio.Event()
         self._full_flagged = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        fleet = cfg.fleet
+        self._tracker: CompletenessTracker | None = None
+        if fleet.completeness:
+            if cfg.influxdb.api == "v1":
+                self._tracker = CompletenessTracker(cfg.client_id, fleet.late_after)
+            else:
+                log.warning(
+                    "fleet.completeness needs InfluxQL (influxdb.api: v1, InfluxDB 1.x); with "
+                    "api v2 it is off: set fleet.completeness: false to silence this"
+                )
 
     # -- paho's thread ----------------------------------------------------------------------
 
@@ -179,6 +204,8 @@ class IngestBridge:
         connection = asyncio.create_task(self._connection_loop(), name="ingest-mqtt")
         summary = asyncio.create_task(self._summary_loop(), name="ingest-summary")
         helpers = [connection, summary]
+        if self._tracker is not None:
+            helpers.append(asyncio.create_task(self._completeness_loop(), name="completeness"))
         period = sdnotify.watchdog_period()
         if period is not None:
             helpers.append(asyncio.create_task(self._watchdog_loop(period), name="watchdog"))
@@ -200,6 +227,11 @@ class IngestBridge:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            if self._tracker is not None:  # this bridge's counts into the database
+                try:
+                    await asyncio.wait_for(asyncio.to_thread(self._completeness_pass), 10)
+                except Exception as exc:
+                    log.warning("last completeness pass failed: %s", exc)
             if self._conn is not None:
                 await self._conn.close()
                 self._conn = None
@@ -294,14 +326,19 @@ class IngestBridge:
         self.stats.batches += 1
         self.stats.written += len(batch.lines) - len(rejected)
         self.stats.skipped += batch.skipped
+        self.stats.statuses += batch.statuses
         self._settle(batch)
+        if self._tracker is not None and batch.observed:
+            self._tracker.record(batch.observed, int(time.time() * 1000))
 
     def _convert(self, messages: list[tuple[int, mqtt.MQTTMessage]]) -> _Batch:
         lines: list[str] = []
         owner: list[int] = []
         dead: list[tuple[int, str, str]] = []
-        skipped = 0
+        skipped = statuses = 0
         to_line = self._converter.to_line
+        observed = self._converter.observed = [] if self._tracker is not None else None
+        sites: set[str] | None = None  # where telemetry came from, looked up once per batch
         for i, (_, msg) in enumerate(messages):
             topic = topic_of(msg)
             if topic is None:
@@ -316,13 +353,41 @@ class IngestBridge:
                 dead.append((i, f"the converter failed: {type(exc).__name__}: {exc}"[:300],
                              "internal"))  # fmt: skip
                 continue
+            if line is None and self.cfg.fleet.statuses:
+                _, _, site, device, _ = topic.split("/")
+                try:
+                    point = status_line(
+                        self._converter, site, device, msg.payload, int(time.time() * 1000)
+                    )
+                except BadMessage as exc:
+                    dead.append((i, str(exc), exc.kind))
+                    continue
+                except Exception as exc:  # a bug: a dead letter, never a stopped bridge
+                    dead.append((i, f"status conversion failed: {type(exc).__name__}: {exc}"
+                                 [:300], "internal"))  # fmt: skip
+                    continue
+                if point is None:
+                    skipped += 1
+                    continue
+                line = point[0]
+                statuses += 1
+                if sites is None:
+                    sites = self._tracker.known_sites if self._tracker is not None else set()
+                    sites |= {o[1] for o in observed or ()}
+                if self._tracker is not None and site not in sites:
+                    self.stats.unknown_agents += 1
+                    self._log.warning(
+                        "unknown_agent", "status from %s/%s: no telemetry from site %s seen "
+                        "yet (written all the same)", show(site), show(device), show(site),
+                    )  # fmt: skip
             if line is None:
                 skipped += 1
             else:
                 lines.append(line)
                 owner.append(i)
         self.stats.received += len(messages)
-        return _Batch(messages, lines, owner, dead, skipped)
+        self._converter.observed = None
+        return _Batch(messages, lines, owner, dead, skipped, observed, statuses)
 
     async def _write(self, batch: _Batch, stop: asyncio.Event) -> list[tuple[int, str, str]] | None:
         """Write until it worked; the lines the server rejected (index, reason, kind), or
@@ -435,7 +500,8 @@ class IngestBridge:
         s = self.stats
         return (
             f"{s.received} received, {s.written} points written in {s.batches} batches, "
-            f"{s.skipped} statuses skipped, {s.dead_letters} dead letters, "
+            f"{s.skipped} statuses skipped, {s.statuses} statuses written "
+            f"({s.unknown_agents} from sites without telemetry), {s.dead_letters} dead letters, "
             f"{len(self._inbox)} waiting"
         )
 
@@ -467,7 +533,27 @@ class IngestBridge:
              float(s.connected)),
             ("vatio_ingest_database_up", "gauge", "0 while writes fail.", {},
              float(not s.database_down)),
+            ("vatio_ingest_statuses_total", "counter", "Status points written.", {},
+             s.statuses),
+            ("vatio_ingest_status_unknown_agent_total", "counter",
+             "Statuses from sites this bridge saw no telemetry from.", {}, s.unknown_agents),
+            ("vatio_ingest_completeness_passes_total", "counter", "Completeness passes.", {},
+             s.completeness_passes),
+            ("vatio_ingest_completeness_failures_total", "counter",
+             "Completeness passes that failed.", {}, s.completeness_failures),
         ]  # fmt: skip
+        if self._tracker is not None:
+            rows.append(("vatio_ingest_completeness_pass_seconds", "gauge",
+                         "How long the last completeness pass took.", {},
+                         self._tracker.pass_seconds))  # fmt: skip
+        if self._tracker is not None:
+            rows += [
+                ("vatio_ingest_seq_backwards_total", "counter",
+                 "Messages whose seq went back while ts went on (a device reset).", {},
+                 self._tracker.backwards),
+                ("vatio_ingest_late_total", "counter",
+                 "Messages older than fleet.late_after on arrival.", {}, self._tracker.late),
+            ]  # fmt: skip
         rows += [
             ("vatio_ingest_dead_letters_total", "counter", "Messages sent to dead letters.",
              {"reason": reason}, n)
@@ -481,6 +567,35 @@ class IngestBridge:
         while True:
             sdnotify.notify(f"WATCHDOG=1\nSTATUS={self._summary()}")
             await asyncio.sleep(period)
+
+    def _completeness_pass(self) -> None:
+        assert self._tracker is not None and self._writer is not None
+        if self._influxql is None:
+            self._influxql = InfluxQL(self.cfg.influxdb)
+        self._tracker.run_pass(self._influxql, self._write_derived)
+        self.stats.completeness_passes += 1
+
+    def _write_derived(self, lines: list[str]) -> None:
+        """The pass's points: one the database refuses is logged and left out, so it cannot
+        block every later pass; :class:`Unavailable` propagates (the pass is retried)."""
+        assert self._writer is not None
+        for i, reason in write_isolating(self._writer.write, lines):
+            self._log.warning("derived_refused", "the database refused %s: %s",
+                              show(lines[i], 120), reason)  # fmt: skip
+
+    async def _completeness_loop(self) -> None:
+        """Recompute the hours this bridge touched (agent/ingest/completeness.py). A pass
+        costs ~4 s per 10,000 devices (bench/ingest.py --completeness), so the next one waits
+        at least 5 × the last one: passes never take more than a sixth of the time, whatever
+        fleet.interval says (back-to-back passes cost a quarter of the throughput)."""
+        assert self._tracker is not None
+        while True:
+            await asyncio.sleep(max(self.cfg.fleet.interval, 5 * self._tracker.pass_seconds))
+            try:
+                await asyncio.to_thread(self._completeness_pass)
+            except Exception as exc:  # the database is down, or a bug: next pass tries again
+                self.stats.completeness_failures += 1
+                self._log.warning("completeness", "completeness pass failed: %s", exc)
 
     async def _summary_loop(self) -> None:
         while True:

@@ -19,6 +19,11 @@ database to write to. Example (configs/ingest.yaml)::
       max_name_length: 256
       name_pattern: null            # e.g. '[A-Za-z0-9_.-]+' to allow only those characters
       dead_letter_payload_bytes: 8192  # of a refused payload, republished in its dead letter
+    fleet:                          # optional; these are the defaults
+      statuses: true                # status history in the ``status`` measurement
+      completeness: true            # seq gaps per device and hour (InfluxQL: api v1 only)
+      interval: 30s
+      late_after: 2m
 """
 
 from __future__ import annotations
@@ -113,12 +118,22 @@ class IngestLimits(_Strict):
         )
 
 
+class FleetConfig(_Strict):
+    """What the bridge writes for a fleet operator (issue 15; agent/ingest/completeness.py)."""
+
+    statuses: bool = True  # the ``status`` measurement: every status message, as history
+    completeness: bool = True  # seq gaps, duplicates, late arrivals, last seen (needs api: v1)
+    interval: Duration = 30.0  # how often touched hours are recomputed
+    late_after: Duration = 120.0  # a message older than this on arrival is late (a backlog)
+
+
 class IngestConfig(_Strict):
     mqtt: IngestMqttConfig = IngestMqttConfig()
     influxdb: InfluxConfig
     dead_letter_topic: str = Field("vatio-deadletter", min_length=1)
     http: HttpConfig | None = None  # /healthz and /metrics, off unless configured
     limits: IngestLimits = IngestLimits()
+    fleet: FleetConfig = FleetConfig()
 
     @model_validator(mode="after")
     def _window(self) -> IngestConfig:

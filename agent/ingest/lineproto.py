@@ -3,7 +3,8 @@
 measurement = stream (``telemetry``, ``metrics``, ``events``); tags ``site`` and ``device``
 from the topic, ``agent`` when the payload names one; fields = ``values`` (always floats, so a
 value that happens to be whole never changes a field's type) plus ``seq`` as an integer;
-timestamp = ``ts`` in milliseconds. Statuses are state, not history: they make no point.
+timestamp = ``ts`` in milliseconds. A status makes no point here: the bridge writes
+statuses as fleet history with agent/ingest/statuspoints.py (``fleet.statuses``).
 
 Tags come from the topic, not the payload: the broker's ACL decides who may publish under a
 site's topics, so a payload that claims another site is refused rather than trusted.
@@ -180,6 +181,9 @@ class Converter:
         self._pattern = re.compile(self.limits.name_pattern) if self.limits.name_pattern else None
         self._tags: dict[str, str] = {}
         self._fields: dict[str, str] = {}
+        # when a list: (stream, site, device, seq, ts ms) of each converted message with a
+        # seq, for the bridge's completeness tracking (agent/ingest/completeness.py)
+        self.observed: list[tuple[str, str, str, int, int]] | None = None
 
     def _check_name(self, text: str, what: str) -> str:
         """``text`` escaped for a tag value or a field key, or :class:`BadMessage`."""
@@ -333,6 +337,8 @@ class Converter:
                 fields.append(f"{key}={number!r}")
         if not fields:
             raise BadMessage("no values to write", "no_values")
+        if self.observed is not None and type(seq) is int:
+            self.observed.append((stream, site, device, seq, ms))
         return f"{tags} {','.join(fields)} {ms}"
 
 

@@ -104,7 +104,7 @@ async def find_base(read: Reader, where: str, bases: tuple[int, ...] = BASES) ->
         answered.append(f"{base}: {words[0]:#06x} {words[1]:#06x}")
     if not answered and silent is not None:
         raise silent
-    raise NotSunSpec(f"{where}: no SunSpec marker \"SunS\" (tried {'; '.join(answered)})")
+    raise NotSunSpec(f'{where}: no SunSpec marker "SunS" (tried {"; ".join(answered)})')
 
 
 async def walk(read: Reader, base: int, where: str) -> Chain:
@@ -178,9 +178,7 @@ async def _read_common(read: Reader, block: ModelBlock, chain: Chain, where: str
             chain.info[key] = text
 
 
-async def discover(
-    read: Reader, where: str, base: int | None = None
-) -> Chain:
+async def discover(read: Reader, where: str, base: int | None = None) -> Chain:
     """Find the marker (at ``base``, or at each of 40000, 0, 50000) and walk the chain."""
     found = await find_base(read, where, (base,) if base is not None else BASES)
     return await walk(read, found, where)

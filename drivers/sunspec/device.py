@@ -191,8 +191,9 @@ class SunSpecDevice:
             except DeviceExceptionReply as exc:
                 # these addresses were in the chain a moment ago: the map may have moved
                 rediscover = rediscover or exc.exception_code == 2
-                failed.update(dict.fromkeys(range(req.start, req.end), f"exception "
-                                                                     f"{exc.exception_code}"))
+                failed.update(
+                    dict.fromkeys(range(req.start, req.end), f"exception {exc.exception_code}")
+                )
                 continue
             except (DeviceTimeout, BusUnavailable) as exc:
                 if not read_any:

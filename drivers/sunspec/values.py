@@ -75,9 +75,7 @@ def apply_power(raw: float, exp: int) -> float:
     return raw / float(10**-exp)
 
 
-def decode_point(
-    words: Mapping[int, int], point: SunSpecPoint
-) -> tuple[float | None, str | None]:
+def decode_point(words: Mapping[int, int], point: SunSpecPoint) -> tuple[float | None, str | None]:
     """The value of ``point`` from ``words`` (model-relative offset → register), or
     (None, quality reason)."""
     try:
