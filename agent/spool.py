@@ -37,6 +37,7 @@ card does not delay polling.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import sqlite3
@@ -90,6 +91,7 @@ class Spool:
     # A commit rewrites the last, partly filled page of the table and its interior pages
     # whole: with a few messages per commit, small pages write less (bench/spool, issue 18).
     PAGE_SIZE = 1024
+    MIN_FREE = 4096  # less room than a page: the disk counts as full (see watch_disk)
 
     def __init__(
         self,
@@ -119,6 +121,7 @@ class Spool:
         self._held_bytes = 0
         self._writing: set[int] = set()  # held ids in the commit running now
         self._retry_at = 0.0
+        self._watch_at = 0.0  # next look at the file system while nothing is written
         self.failing = False  # the last attempt to write failed: messages are held in memory
         self.dropped = 0
         self.commits = 0
@@ -285,20 +288,53 @@ class Spool:
             held = self._held.pop(i, None)
             if held is not None:
                 self._held_bytes -= len(held[1].payload)
+        self._healed()
+        kept = {i for i, _, _ in survivors}
+        return CommitResult([(i, m) for i, _, m in pending if i in kept], delta.dropped)
+
+    def watch_disk(self) -> None:
+        """With nothing to write (the broker acknowledges everything in time), nothing would
+        find out that the disk filled up or went read-only until an outage needs it. Every
+        :attr:`RETRY_S`, ask the file system (``statvfs``: no write) and report it as a
+        failed write would, so readings are flagged ``spooled: false`` as before."""
+        now = time.monotonic()
+        if self.failing or now < self._watch_at:
+            return
+        self._watch_at = now + self.RETRY_S
+        code = self._file_system_refuses()
+        if code is not None:
+            self._failed(OSError(code, os.strerror(code)))
+
+    def _file_system_refuses(self) -> int | None:
+        """ENOSPC or EROFS if ``statvfs`` says the disk is full or read-only, else None."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None  # the next real write says what is wrong
+        if st.f_flag & os.ST_RDONLY:
+            return errno.EROFS
+        # root may write into the blocks reserved for it: full for root is f_bfree
+        if (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize < self.MIN_FREE:
+            return errno.ENOSPC
+        return None
+
+    def _healed(self) -> None:
+        """A write went through. SQLite may still find room in its WAL on a full disk: the
+        disk is reported healthy only once the file system agrees, or the report would
+        flap between full and healed with every commit."""
+        if self.failing and self._file_system_refuses() is not None:
+            self._retry_at = time.monotonic() + self.RETRY_S
+            return
         self.health.ok(self.name, self.path)
         self.failing = False
         self._retry_at = 0.0
-        kept = {i for i, _, _ in survivors}
-        return CommitResult([(i, m) for i, _, m in pending if i in kept], delta.dropped)
 
     async def _probe(self) -> CommitResult:
         code = await self._run(disk_state, self.path)
         if code is not None:
             self._failed(OSError(code, os.strerror(code)))
             return CommitResult([], 0, on_disk=False)
-        self.health.ok(self.name, self.path)
-        self.failing = False
-        self._retry_at = 0.0
+        self._healed()
         return CommitResult([], 0)
 
     def _hold(self, rows: list[Row]) -> tuple[list[tuple[int, Message]], int]:
@@ -479,6 +515,7 @@ async def keep_committing(
     while True:
         await asyncio.sleep(interval)
         if not spool.dirty:
+            spool.watch_disk()
             continue
         result = await spool.commit()
         if on_commit is not None:
