@@ -83,6 +83,7 @@ class Result:
     missed: int
     peak_rss_mib: float
     sim_cpu_s: float
+    written: int = 0  # bytes the process made the kernel write to disk (/proc/PID/io)
 
     @property
     def per_cpu_s(self) -> float:
@@ -133,6 +134,7 @@ def measure(
     time.sleep(warmup)
     proc.send_signal(signal.SIGUSR1)
     c0, n0 = counter.read()
+    w0 = ps.io_counters().write_bytes
     cpu0 = cpu_seconds(ps)
     sim0 = sum(cpu_seconds(s) for s in sims)
     spy = None
@@ -148,6 +150,7 @@ def measure(
     cpu1 = cpu_seconds(ps)
     sim1 = sum(cpu_seconds(s) for s in sims)
     hwm = peak_rss_mib(proc.pid)
+    written = ps.io_counters().write_bytes - w0
     if spy is not None:
         spy.wait(30)
     time.sleep(0.5)
@@ -161,7 +164,7 @@ def measure(
     print(log.read_text()[-1500:], file=sys.stderr)
     missed = missed_from(log)
     window_missed = missed[-1] - missed[0] if len(missed) >= 2 else -1
-    return Result(name, c1 - c0, n1 - n0, cpu1 - cpu0, window_missed, hwm, sim1 - sim0)
+    return Result(name, c1 - c0, n1 - n0, cpu1 - cpu0, window_missed, hwm, sim1 - sim0, written)
 
 
 def run_size(
@@ -285,6 +288,11 @@ def main() -> None:
                     f"{n:>4} {r.name:<9} {r.delivered:>9} {int(n * args.duration):>8} "
                     f"{r.nulls:>5} {r.cpu_s:>7.2f} {r.per_cpu_s:>9.0f} {r.missed:>6} "
                     f"{r.peak_rss_mib:>6.1f} MiB {r.sim_cpu_s:>9.2f}"
+                )
+            for r in results:
+                print(
+                    f"{n:>4} {r.name}: {r.written / max(1, r.delivered):,.0f} bytes written to"
+                    " disk per message delivered"
                 )
             agent, *bases = results
             for base in bases:
