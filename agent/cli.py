@@ -15,11 +15,11 @@ import signal
 import stat
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 from vatio.agent import sdnotify
+from vatio.agent.buses import bus_link, bus_timing, vatio_version
 from vatio.agent.config import (
     ConfigError,
     DeviceEntry,
@@ -31,22 +31,14 @@ from vatio.agent.config import (
 from vatio.agent.httpstatus import PortTaken
 from vatio.agent.influx import WriteError
 from vatio.agent.logs import LogFormat, secrets_of, setup_logging
-from vatio.agent.runtime import (
-    Agent,
-    Handover,
-    StateDirError,
-    bus_link,
-    bus_timing,
-    reload_blockers,
-    vatio_version,
-)
 from vatio.agent.spool import SpoolError
 from vatio.agent.starter import VersionAction, add_init_parser
 from vatio.common import clock
 from vatio.common.i18n import tr
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the runtime (metrics, MQTT, HTTP) is imported by `run` only: issue 18
     from vatio.agent.remote.service import RemoteService
+    from vatio.agent.runtime import Agent, Handover
 
 log = logging.getLogger("vatio")
 
@@ -250,6 +242,8 @@ def exposed_secrets(path: str, loaded: LoadedConfig) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from vatio.agent.runtime import StateDirError
+
     loaded = load_or_report(args.config)
     if loaded is None:
         return 1
@@ -268,6 +262,8 @@ async def _run(path: str, loaded: LoadedConfig) -> int:
     """Run agents until SIGTERM/SIGINT. SIGHUP re-reads the config: a valid one replaces the
     running agent (whose buffered messages are committed to the spool the next one reads);
     an invalid one is reported and the agent goes on as it was."""
+    from vatio.agent.runtime import Agent
+
     loop = asyncio.get_running_loop()
     previous: LoadedConfig | None = None
     terminate = asyncio.Event()  # one for the whole process: a SIGTERM mid-hand-over counts
@@ -360,6 +356,8 @@ def _request_reload(
         )  # fmt: skip
         sdnotify.notify("READY=1\nSTATUS=reload refused: the config has problems")
         return
+    from vatio.agent.runtime import reload_blockers
+
     blockers = reload_blockers(running, new)
     if blockers:
         log.error(
@@ -497,7 +495,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; commands from other packages (``vatio.commands``) are added unless
+    ``argv`` names a built-in one: loading them costs ~0.1 s (importlib.metadata and the
+    simulators) that `vatio check` and `vatio read`, run many times a day, need not pay."""
     parser = argparse.ArgumentParser(
         prog="vatio", description="Vatio edge agent: meters and sensors to MQTT."
     )
@@ -561,12 +562,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_scan)
 
+    # a technician runs check and read many times a day: when the command is one of the
+    # above, the MQTT clients of remote and fleet-status and the plugins are not imported
+    words = [a for a in argv or () if not a.startswith("-")]
+    if argv is not None and words and words[0] in sub.choices:
+        return parser
     from vatio.agent.remote.client import register as register_remote
 
     register_remote(sub)
     from vatio.agent.fleetstatus import add_fleet_status_parser
 
     add_fleet_status_parser(sub)
+    from importlib.metadata import entry_points
 
     for ep in entry_points(group="vatio.commands"):
         try:
@@ -603,7 +610,8 @@ def _unavailable(name: str, missing: str) -> Command:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     func: Command = args.func
     try:
         simulated = clock.use_environment()  # VATIO_SIMULATED_TIME: replays and tests

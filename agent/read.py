@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from vatio.agent.buses import build_bus
 from vatio.agent.config import LoadedConfig
-from vatio.agent.runtime import build_bus
 from vatio.common.links import SerialLine
 from vatio.common.vocabulary import QUANTITIES
 from vatio.drivers.base import Driver

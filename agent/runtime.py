@@ -13,20 +13,16 @@ import functools
 import logging
 from dataclasses import dataclass
 from importlib import resources
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vatio.agent import sdnotify
-from vatio.agent.config import (
-    BusConfig,
-    I2cBusConfig,
-    LoadedConfig,
-    RtuBusConfig,
-    RtuTcpBusConfig,
-    SerialBusConfig,
-    TcpBusConfig,
-)
+from vatio.agent.buses import BusTiming as BusTiming  # re-exported: they lived here
+from vatio.agent.buses import build_bus as build_bus
+from vatio.agent.buses import bus_link as bus_link
+from vatio.agent.buses import bus_timing as bus_timing
+from vatio.agent.buses import vatio_version as vatio_version
+from vatio.agent.config import LoadedConfig
 from vatio.agent.fleetinfo import status_extras
 from vatio.agent.httpstatus import PortTaken, StatusServer, json_body, prometheus
 from vatio.agent.livestatus import LiveStatus
@@ -48,11 +44,9 @@ from vatio.agent.storage import DISK_STATES, StorageHealth
 from vatio.agent.timetrust import QUALITY_KEY, UNSYNCHRONISED, ClockTrust
 from vatio.common import clock
 from vatio.common.i18n import tr
-from vatio.common.links import I2cLine, SerialLine, TcpEndpoint
 from vatio.drivers.base import Driver
-from vatio.drivers.i2c.transport import I2cBus, TransportOpener
-from vatio.drivers.modbus.planner import plan_reads
-from vatio.drivers.modbus.transport import ModbusTransport, read_wire_time
+from vatio.drivers.i2c.transport import TransportOpener
+from vatio.drivers.modbus.transport import ModbusTransport
 from vatio.drivers.plugin import attach_state
 from vatio.drivers.reading import PollResult
 
@@ -60,78 +54,6 @@ if TYPE_CHECKING:  # imported only where configured, to keep the agent small
     from vatio.agent.outputs.influxdb import InfluxOutput
 
 log = logging.getLogger(__name__)
-
-
-def vatio_version() -> str:
-    try:
-        return version("vatio")
-    except PackageNotFoundError:
-        return "dev"
-
-
-@dataclass(frozen=True)
-class BusTiming:
-    timeout: float
-    retries: int
-    load: float  # share of the bus time the schedule needs (serial only; 0 for TCP)
-
-
-def bus_timing(name: str, loaded: LoadedConfig) -> BusTiming:
-    bus = loaded.config.buses[name]
-    devices = {n: d for n, d in loaded.devices.items() if d.bus == name}
-    shortest = min((d.interval for d in devices.values()), default=10.0)
-    # half the interval: a dead device then costs at most half a tick, while a busy RS-485
-    # gateway (an 80-register read takes ~200 ms at 9600 baud) still has time to answer
-    timeout = min(max(0.5 * shortest, 0.3), 3.0)
-    load = 0.0
-    baudrate = getattr(bus, "baudrate", None)
-    if isinstance(bus, RtuBusConfig | RtuTcpBusConfig) and baudrate:
-        longest = 0.0
-        profiles = loaded.profiles
-        for n, d in devices.items():
-            if n not in profiles:
-                continue
-            gap = profiles[n].limits.min_gap_ms / 1000
-            plan = plan_reads(profiles[n].points, profiles[n].limits)
-            wire = [read_wire_time(r.count, baudrate) + gap for r in plan]
-            longest = max([longest, *wire])
-            load += sum(wire) / d.interval
-        timeout = max(timeout, 1.5 * longest + 0.1)
-    configured_timeout = getattr(bus, "timeout", None)
-    configured_retries = getattr(bus, "retries", None)
-    return BusTiming(
-        timeout=configured_timeout if configured_timeout is not None else round(timeout, 3),
-        retries=configured_retries
-        if configured_retries is not None
-        else (0 if shortest <= 10 else 1),
-        load=load,
-    )
-
-
-def bus_link(bus: BusConfig) -> TcpEndpoint | SerialLine | I2cLine:
-    if isinstance(bus, I2cBusConfig):
-        return I2cLine(bus.device)
-    if isinstance(bus, TcpBusConfig):
-        return TcpEndpoint(bus.host, bus.port, bus.max_connections)
-    if isinstance(bus, RtuTcpBusConfig):
-        return TcpEndpoint(bus.host, bus.port, 1, rtu_framing=True)
-    return SerialLine(bus.port, bus.baudrate, bus.parity, bus.stopbits, bus.bytesize)
-
-
-def build_bus(
-    name: str, loaded: LoadedConfig, i2c_opener: TransportOpener | None = None
-) -> ModbusTransport | SerialLine | I2cBus:
-    """What the drivers of a bus receive: a Modbus transport, a serial line to open, or
-    the one owner of an I2C bus (``i2c_opener``: tests put a simulated bus behind it)."""
-    bus = loaded.config.buses[name]
-    link = bus_link(bus)
-    if isinstance(link, I2cLine):
-        return I2cBus(name, link, i2c_opener)
-    if isinstance(bus, SerialBusConfig):
-        assert isinstance(link, SerialLine)
-        return link
-    timing = bus_timing(name, loaded)
-    return ModbusTransport(name, link, timeout=timing.timeout, retries=timing.retries)
 
 
 def build_scheduler(

@@ -5,11 +5,14 @@ One SQLite database in WAL mode. Writes are batched: :meth:`Spool.put` only buff
 :meth:`Spool.commit` (the output calls it every ``commit_interval``) stores the buffered
 messages, deletes the acknowledged ones and enforces the bounds in a single transaction
 (``BEGIN IMMEDIATE`` … ``COMMIT``, all or nothing), so an SD card sees one small write burst
-per interval instead of one per message. A message is handed to the publisher only after
-the transaction that stored it committed, so a crash can lose nothing that was ever offered
-to the broker; with ``durability: full`` (the default) each commit is also fsynced, so a
-power cut loses at most the last interval's readings and never corrupts the file (SQLite's
-WAL guarantees).
+per interval instead of one per message. The MQTT output publishes a message as soon as it
+is put; an acknowledgement (:meth:`Spool.ack`) that arrives before the commit takes the
+message out of the buffer, so with the broker up most messages never reach the card (issue
+18: the card wears out by what is written, not by what is stored). What a crash can lose is
+what it lost before: the messages put since the last commit and not acknowledged, at most
+``commit_interval`` of readings; with ``durability: full`` (the default) each commit is
+fsynced, and a power cut never corrupts the file (SQLite's WAL guarantees). The InfluxDB
+output still reads only what was committed (:attr:`Spool.committed_below`).
 
 A full or read-only disk is a state, not a crash. A commit that fails is rolled back whole;
 its messages are *held* in memory (at most ``max_held_bytes``, oldest dropped and counted),
@@ -23,8 +26,9 @@ messages are dropped and counted (:attr:`Spool.dropped`), never the newest. A me
 by a clock still in 1970 (a Pi before NTP answered) has no known age and is kept until the
 size bound says otherwise (:func:`aged`).
 
-Ids are assigned here, strictly increasing and never reused (the high-water mark is kept in
-the file), so the publisher can tell "older than this connection" (the backlog) from live.
+Ids are assigned here, strictly increasing and never reused for what reached the file (the
+high-water mark is kept there whenever a delete could remove the highest row), so the
+publisher can tell "older than this connection" (the backlog) from live.
 
 All database work runs on one worker thread, never on the event loop, so an fsync on a slow
 card does not delay polling.
@@ -33,6 +37,7 @@ card does not delay polling.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import sqlite3
@@ -83,6 +88,10 @@ class _Delta:
 
 class Spool:
     RETRY_S = 5.0  # while the disk refuses writes, try again this often (not every commit)
+    # A commit rewrites the last, partly filled page of the table and its interior pages
+    # whole: with a few messages per commit, small pages write less (bench/spool, issue 18).
+    PAGE_SIZE = 1024
+    MIN_FREE = 4096  # less room than a page: the disk counts as full (see watch_disk)
 
     def __init__(
         self,
@@ -104,13 +113,16 @@ class Spool:
         # memory is scarcer than disk on a Pi (the service has MemoryMax=200M)
         self.max_held_bytes = min(max_held_bytes, max_bytes)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="spool")
-        self._pending: list[Row] = []
+        # put, not yet written: an acknowledgement that comes first takes it out, so a
+        # message the broker confirmed within the commit interval never reaches the card
+        self._pending: dict[int, tuple[float, Message]] = {}
         self._acked: list[int] = []
         self._held: dict[int, tuple[float, Message]] = {}  # accepted, not on disk (id order)
         self._held_bytes = 0
         self._writing: set[int] = set()  # held ids in the commit running now
         self._commit_task: asyncio.Future[CommitResult] | None = None  # commit_shielded's
         self._retry_at = 0.0
+        self._watch_at = 0.0  # next look at the file system while nothing is written
         self.failing = False  # the last attempt to write failed: messages are held in memory
         self.dropped = 0
         self.commits = 0
@@ -119,6 +131,7 @@ class Spool:
         self.bytes = 0
         self._last_id = 0
         self._db: sqlite3.Connection | None = None
+        self._high_on_disk = 0  # the highest id ever written to the file
         code = disk_state(path)
         if code is not None and code not in DISK_STATES:
             raise SpoolError(
@@ -139,6 +152,9 @@ class Spool:
         self._db, rows = open_db(
             self.path,
             [
+                # Debian's SQLite zeroes deleted content (SQLITE_SECURE_DELETE): for a queue
+                # that deletes everything it stores, that doubled the bytes written
+                "PRAGMA secure_delete=OFF",
                 "CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY, created REAL NOT NULL,"
                 " topic TEXT NOT NULL, payload BLOB NOT NULL, retain INTEGER NOT NULL)",
                 "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER)",
@@ -147,9 +163,11 @@ class Spool:
             "SELECT max(coalesce((SELECT max(id) FROM q), 0),"
             " coalesce((SELECT v FROM meta WHERE k = 'last_id'), 0)),"
             " (SELECT count(*) FROM q), (SELECT coalesce(sum(length(payload)), 0) FROM q)",
+            page_size=self.PAGE_SIZE,
         )
         last, stored, size = rows[0]
         self.stored, self.bytes = int(stored), int(size)
+        self._high_on_disk = int(last)
         return int(last)
 
     def _renumber_after(self, last: int, pending: list[Row]) -> list[Row]:
@@ -193,10 +211,12 @@ class Spool:
 
     def put(self, msg: Message) -> int:
         self._last_id += 1
-        self._pending.append((self._last_id, time.time(), msg))
+        self._pending[self._last_id] = (time.time(), msg)
         return self._last_id
 
     def ack(self, msg_id: int) -> None:
+        if self._pending.pop(msg_id, None) is not None:
+            return  # acknowledged before its commit: it never has to be written
         held = self._held.pop(msg_id, None)
         if held is not None:
             self._held_bytes -= len(held[1].payload)
@@ -221,7 +241,8 @@ class Spool:
 
     @property
     def dirty(self) -> bool:
-        return bool(self._pending or self._acked or self._held)
+        """Something to write, or a disk that refused and must be tried again."""
+        return bool(self._pending or self._acked or self._held or self.failing)
 
     # -- database work, on the spool's thread ---------------------------------------------
 
@@ -231,21 +252,30 @@ class Spool:
     async def commit(self) -> CommitResult:
         """Store what was put, forget what was acknowledged, apply the bounds. Never fails
         on a full or read-only disk: what it cannot write is held in memory (see above)."""
-        pending, self._pending = self._pending, []
-        if pending:
-            self._committed_below = pending[-1][0] + 1
+        pending = [(i, c, m) for i, (c, m) in self._pending.items()]
+        self._pending = {}
+        if self._last_id >= self._committed_below:
+            self._committed_below = self._last_id + 1
         if time.monotonic() < self._retry_at:  # the disk refused a moment ago
             return CommitResult(*self._hold(pending), on_disk=False)
+        if self.failing and self._db is not None and not (pending or self._held or self._acked):
+            # nothing to write (the broker acknowledged it all in time), yet the disk must be
+            # seen to take writes again, or the health report stays "full" for good
+            return await self._probe()
         acked, self._acked = self._acked, []
         try:
             if self._db is None:
                 pending = self._renumber_after(await self._run(self._open), pending)
             batch = [(i, c, m) for i, (c, m) in self._held.items()] + pending
-            self._writing = set(self._held)
+            # acknowledgements arriving while this runs must delete from disk afterwards
+            self._writing = set(self._held) | {i for i, _, _ in pending}
             result: tuple[list[Row], _Delta] = await self._run(self._commit, batch, acked)
         except (sqlite3.Error, OSError) as exc:
-            # rolled back whole: nothing of this batch is on disk, so it can be tried again
-            self._acked = acked + self._acked
+            # rolled back whole: nothing of this batch is on disk, so it can be tried again;
+            # what was acknowledged meanwhile need not be held
+            late, written = set(self._acked), self._writing
+            self._acked = acked + [i for i in self._acked if i not in written]
+            pending = [r for r in pending if r[0] not in late]
             self._writing = set()
             self._failed(exc)
             return CommitResult(*self._hold(pending), on_disk=False)
@@ -259,11 +289,54 @@ class Spool:
             held = self._held.pop(i, None)
             if held is not None:
                 self._held_bytes -= len(held[1].payload)
+        self._healed()
+        kept = {i for i, _, _ in survivors}
+        return CommitResult([(i, m) for i, _, m in pending if i in kept], delta.dropped)
+
+    def watch_disk(self) -> None:
+        """With nothing to write (the broker acknowledges everything in time), nothing would
+        find out that the disk filled up or went read-only until an outage needs it. Every
+        :attr:`RETRY_S`, ask the file system (``statvfs``: no write) and report it as a
+        failed write would, so readings are flagged ``spooled: false`` as before."""
+        now = time.monotonic()
+        if self.failing or now < self._watch_at:
+            return
+        self._watch_at = now + self.RETRY_S
+        code = self._file_system_refuses()
+        if code is not None:
+            self._failed(OSError(code, os.strerror(code)))
+
+    def _file_system_refuses(self) -> int | None:
+        """ENOSPC or EROFS if ``statvfs`` says the disk is full or read-only, else None."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None  # the next real write says what is wrong
+        if st.f_flag & os.ST_RDONLY:
+            return errno.EROFS
+        # root may write into the blocks reserved for it: full for root is f_bfree
+        if (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize < self.MIN_FREE:
+            return errno.ENOSPC
+        return None
+
+    def _healed(self) -> None:
+        """A write went through. SQLite may still find room in its WAL on a full disk: the
+        disk is reported healthy only once the file system agrees, or the report would
+        flap between full and healed with every commit."""
+        if self.failing and self._file_system_refuses() is not None:
+            self._retry_at = time.monotonic() + self.RETRY_S
+            return
         self.health.ok(self.name, self.path)
         self.failing = False
         self._retry_at = 0.0
-        kept = {i for i, _, _ in survivors}
-        return CommitResult([(i, m) for i, _, m in pending if i in kept], delta.dropped)
+
+    async def _probe(self) -> CommitResult:
+        code = await self._run(disk_state, self.path)
+        if code is not None:
+            self._failed(OSError(code, os.strerror(code)))
+            return CommitResult([], 0, on_disk=False)
+        self._healed()
+        return CommitResult([], 0)
 
     async def commit_shielded(self) -> CommitResult:
         """:meth:`commit`, carried through when the caller is cancelled (a stop or a reload
@@ -302,11 +375,6 @@ class Spool:
                 )
                 delta.stored += len(batch)
                 delta.bytes += sum(len(m.payload) for _, _, m in batch)
-                db.execute(
-                    "INSERT INTO meta VALUES ('last_id', ?)"
-                    " ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-                    (batch[-1][0],),
-                )
             for chunk in range(0, len(acked), 500):
                 ids = acked[chunk : chunk + 500]
                 marks = ",".join("?" * len(ids))
@@ -319,6 +387,17 @@ class Spool:
                 delta.stored -= n
                 delta.bytes -= size
             self._enforce_bounds(db, delta)
+            high = max(self._high_on_disk, batch[-1][0] if batch else 0)
+            if acked or delta.dropped:
+                # max(id) of the table keeps ids above what is stored; only a delete can
+                # take the highest row away, so the high-water mark is written only then
+                # (one page less per commit while the broker is away)
+                db.execute(
+                    "INSERT INTO meta VALUES ('last_id', ?)"
+                    " ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                    (high,),
+                )
+        self._high_on_disk = high
         survivors = batch
         if delta.dropped:
             first = db.execute("SELECT min(id) FROM q").fetchone()[0]
@@ -357,10 +436,15 @@ class Spool:
         delta.dropped += n
 
     async def read(self, from_id: int, below_id: int, limit: int) -> list[tuple[int, Message]]:
-        """Messages with from_id <= id < below_id, oldest first: those on disk and those held
-        in memory while the disk refused them."""
-        held = [(i, m) for i, (_, m) in self._held.items() if from_id <= i < below_id][:limit]
+        """Messages with from_id <= id < below_id, oldest first: those on disk, those held
+        in memory while the disk refused them, and those put but not committed yet."""
         rows = await self._run(self._read, from_id, below_id, limit) if self._db else []
+        # after the disk read: a commit that failed meanwhile moved its rows here
+        held = [
+            (i, m)
+            for i, (_, m) in (*self._held.items(), *self._pending.items())
+            if from_id <= i < below_id
+        ][:limit]
         if not held:
             return rows
         merged = dict(rows)
@@ -441,6 +525,7 @@ async def keep_committing(
     while True:
         await asyncio.sleep(interval)
         if not spool.dirty:
+            spool.watch_disk()
             continue
         result = await spool.commit_shielded()
         if on_commit is not None:

@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
 
-from vatio.agent.runtime import vatio_version
+from vatio.agent.buses import vatio_version
 from vatio.common.i18n import tr
 
 # name on the command line -> file shipped in vatio/configs/

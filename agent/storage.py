@@ -125,15 +125,19 @@ def open_db(
     synchronous: str = "NORMAL",
     query: str | None = None,
     on_replaced: Callable[[Path], None] | None = None,
+    page_size: int | None = None,
 ) -> tuple[sqlite3.Connection, list[Any]]:
     """Open (or create) a store's SQLite file in WAL mode with its ``schema``, and run
     ``query`` on it; returns the connection and the query's rows. A damaged file is moved
     aside (:func:`quarantine`) and a new one made in its place, once: a store that cannot
     start would stop every later start of the agent. Other errors (a full or read-only disk)
-    are raised for the store to report. ``on_replaced`` is told where the damaged file went."""
+    are raised for the store to report. ``on_replaced`` is told where the damaged file went.
+    ``page_size`` applies to a new file only (SQLite keeps an existing file's)."""
     for attempt in (1, 2):
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
+            if page_size is not None:  # before WAL mode: it cannot change in WAL
+                db.execute(f"PRAGMA page_size={int(page_size)}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={synchronous}")
             for statement in schema:

@@ -1,10 +1,13 @@
 """The baseline for bench/pipeline: a bare pymodbus + paho-mqtt loop doing the same reads.
 
 It polls every meter once per second with the same planned requests as the agent, decodes
-the floats, and publishes one JSON message per poll at QoS 1. It keeps no state and checks
-nothing: no config validation, no quality flags, no sequence numbers, no reconnects.
+each request's floats with one ``struct.unpack`` (what a competent engineer writes, not
+``convert_from_registers`` per value: issue 18), and publishes one JSON message per poll at
+``--qos`` 1 (the agent's guarantee) or 0. It keeps no state and checks nothing: no config
+validation, no quality flags, no sequence numbers, no reconnects. Each simulated meter is
+its own Modbus/TCP endpoint in bench/pipeline, so each has its own connection here too.
 
-    python -m bench.baseline_loop --mqtt-port P --ports 5020,5021,...
+    python -m bench.baseline_loop --mqtt-port P --ports 5020,5021,... [--qos 1]
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import json
 import math
 import signal
+import struct
 import time
 
 import paho.mqtt.client as mqtt
@@ -23,10 +27,19 @@ from pymodbus.client import AsyncModbusTcpClient
 from vatio.drivers.modbus.planner import plan_reads
 from vatio.drivers.modbus.profile import RegisterType, load_profile
 
-F32 = AsyncModbusTcpClient.DATATYPE.FLOAT32
 
-
-async def meter_loop(port: int, plan, pub: mqtt.Client, stats: dict[str, int]) -> None:
+async def meter_loop(port: int, plan, pub: mqtt.Client, stats: dict[str, int], qos: int) -> None:
+    # per request: one struct format over all its registers, and where each point's float is
+    layouts = [
+        (
+            struct.Struct(f">{req.count}H"),
+            struct.Struct(f">{req.count // 2}f")
+            if req.count % 2 == 0 and all((p.address - req.start) % 2 == 0 for p in req.points)
+            else None,
+            [(p.quantity, (p.address - req.start)) for p in req.points],
+        )
+        for req in plan
+    ]
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0)
     await client.connect()
     topic = f"bench/meter-{port}/telemetry"
@@ -34,17 +47,23 @@ async def meter_loop(port: int, plan, pub: mqtt.Client, stats: dict[str, int]) -
     while True:
         await asyncio.sleep(max(tick - time.time(), 0))
         values = {}
-        for req in plan:
+        for req, layout in zip(plan, layouts, strict=True):
             read = (
                 client.read_input_registers
                 if req.register_type is RegisterType.INPUT
                 else client.read_holding_registers
             )
             rr = await read(req.start, count=req.count, device_id=1)
-            for p in req.points:
-                off = p.address - req.start
-                values[p.quantity] = client.convert_from_registers(rr.registers[off : off + 2], F32)
-        pub.publish(topic, json.dumps({"ts": time.time(), "values": values}), qos=1)
+            words, floats, where = layout
+            raw = words.pack(*rr.registers)
+            if floats is not None:  # every float of the request in one unpack
+                decoded = floats.unpack(raw)
+                for quantity, off in where:
+                    values[quantity] = decoded[off // 2]
+            else:
+                for quantity, off in where:
+                    values[quantity] = struct.unpack_from(">f", raw, off * 2)[0]
+        pub.publish(topic, json.dumps({"ts": time.time(), "values": values}), qos=qos)
         stats["polls"] += 1
         now = time.time()
         tick += 1.0
@@ -58,6 +77,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mqtt-port", type=int, required=True)
     ap.add_argument("--ports", required=True)
+    ap.add_argument("--qos", type=int, choices=[0, 1], default=1)
     args = ap.parse_args()
     profile = load_profile("eastron_sdm630")
     plan = plan_reads(profile.points, profile.limits)
@@ -74,7 +94,8 @@ async def main() -> None:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     tasks = [
-        asyncio.create_task(meter_loop(int(p), plan, pub, stats)) for p in args.ports.split(",")
+        asyncio.create_task(meter_loop(int(p), plan, pub, stats, args.qos))
+        for p in args.ports.split(",")
     ]
     await stop.wait()
     for t in tasks:

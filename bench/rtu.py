@@ -1,6 +1,6 @@
 """bench/rtu: meters on one baud-faithful RS-485 line, against the line's theoretical maximum.
 
-    python -m bench.rtu                     # 9600 and 19200 baud, 8 meters, 20 s per case
+    python -m bench.rtu                     # 9600, 19200, 38400 baud, 8 meters, 20 s per case
     python -m bench.rtu --duration 60
 
 The line is a pty pair made by ``vatio simulate --baud-faithful`` (a separate process): the
@@ -12,7 +12,10 @@ For each baud rate, two cases:
 
 * saturated: the schedule asks for more than the line can carry. Printed: transactions per
   second achieved, the theoretical maximum for the same frames (request + t3.5 + reply +
-  t3.5 per transaction, 10-bit characters for 8N1), and the ratio (goal >= 0.90);
+  t3.5 per transaction, 10-bit characters for 8N1), and the ratio (goal >= 0.90), with the
+  agent's CPU (this process: scheduler, transport, decoding), once with the transport's
+  precise silence (a spin of at most ``SPIN_S`` at the end of each wait) and once with the
+  event loop's timers alone (``spin 0``, the way before issue 18);
 * fits: intervals chosen so the schedule needs ~75 % of the line. Printed: polls, missed
   ticks (goal 0) and the share of the line `vatio check` estimates for that config.
 """
@@ -24,13 +27,14 @@ import asyncio
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from vatio.agent.config import parse_config_text
 from vatio.agent.runtime import build_scheduler, bus_timing
 from vatio.drivers.modbus.planner import plan_reads
 from vatio.drivers.modbus.profile import load_profile
-from vatio.drivers.modbus.transport import read_wire_time
+from vatio.drivers.modbus.transport import SPIN_S, ModbusTransport, read_wire_time
 from vatio.drivers.reading import PollResult
 
 # A plain meter: 12 float32 values in two blocks -> 2 requests per poll, no extra gap.
@@ -71,8 +75,15 @@ class CountingSink:
 
 
 async def run_case(
-    workdir: Path, baud: int, meters: int, interval: float, warmup: float, duration: float
+    workdir: Path,
+    baud: int,
+    meters: int,
+    interval: float,
+    warmup: float,
+    duration: float,
+    spin: float = SPIN_S,
 ) -> dict[str, float]:
+    ModbusTransport.spin = spin
     (workdir / "bench_meter.yaml").write_text(PROFILE)
     profile = load_profile(str(workdir / "bench_meter.yaml"))
     port = workdir / f"ttyRS485-{baud}-{interval}"
@@ -113,7 +124,9 @@ async def run_case(
         req0 = transports[0].requests
         missed0 = sum(d.stats.missed_ticks for d in scheduler.devices)
         ok0 = sink.ok
+        cpu0 = time.process_time()
         await asyncio.sleep(duration)
+        cpu = time.process_time() - cpu0
         req1 = transports[0].requests
         missed1 = sum(d.stats.missed_ticks for d in scheduler.devices)
         ok1 = sink.ok
@@ -129,6 +142,7 @@ async def run_case(
     per_tx = statistics.fmean(read_wire_time(r.count, baud, 10) for r in plan)
     return {
         "tx_per_s": (req1 - req0) / duration,
+        "cpu_share": cpu / duration,
         "max_tx_per_s": 1 / per_tx,
         "polls": ok1 - ok0,
         "missed": missed1 - missed0,
@@ -140,7 +154,7 @@ async def run_case(
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--bauds", default="9600,19200")
+    ap.add_argument("--bauds", default="9600,19200,38400")
     ap.add_argument("--meters", type=int, default=8)
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=3.0)
@@ -151,20 +165,26 @@ async def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="vatio-bench-rtu-") as tmp:
         for baud in (int(b) for b in args.bauds.split(",")):
-            sat = await run_case(Path(tmp), baud, args.meters, 0.05, args.warmup, args.duration)
-            ratio = sat["tx_per_s"] / sat["max_tx_per_s"]
-            print(
-                f"{baud:>6} baud saturated: {sat['tx_per_s']:.1f} tx/s of a theoretical "
-                f"{sat['max_tx_per_s']:.1f} tx/s -> ratio {ratio:.3f} (goal >= 0.90); "
-                f"failed polls {sat['failed']}"
-            )
+            for spin in (0.0, SPIN_S):
+                sat = await run_case(
+                    Path(tmp), baud, args.meters, 0.05, args.warmup, args.duration, spin
+                )
+                ratio = sat["tx_per_s"] / sat["max_tx_per_s"]
+                print(
+                    f"{baud:>6} baud saturated, spin {spin * 1e3:.1f} ms: {sat['tx_per_s']:.1f}"
+                    f" tx/s of a theoretical {sat['max_tx_per_s']:.1f} tx/s -> ratio"
+                    f" {ratio:.3f} (goal >= 0.90); agent CPU {sat['cpu_share']:.1%} of a core;"
+                    f" failed polls {sat['failed']}",
+                    flush=True,
+                )
             # an interval at which the schedule needs ~75 % of the line
             interval = round(args.meters * sat["poll_time"] / 0.75, 2)
             fit = await run_case(Path(tmp), baud, args.meters, interval, args.warmup, args.duration)
             print(
                 f"{baud:>6} baud fits (interval {interval:g} s, check estimates "
                 f"{fit['check_load']:.0%} of the line): {fit['polls']:.0f} polls, "
-                f"missed ticks {fit['missed']:.0f} (goal 0), failed polls {fit['failed']}",
+                f"missed ticks {fit['missed']:.0f} (goal 0), failed polls {fit['failed']}; "
+                f"agent CPU {fit['cpu_share']:.1%} of a core",
                 flush=True,
             )
 

@@ -58,9 +58,11 @@ async def fill(spool: Spool, meters: int, seconds: int, batch: int) -> tuple[flo
     return time.perf_counter() - start, disk_writes() - written
 
 
-async def steady(path: Path, per_commit: int, commits: int) -> tuple[float, int]:
-    """The agent's steady state with the broker up: each commit stores a batch and deletes
-    the batch acknowledged since the last one. Returns (seconds, bytes written)."""
+async def steady(path: Path, per_commit: int, commits: int, late: int = 0) -> tuple[float, int]:
+    """The agent's steady state with the broker up: messages are published as they are put,
+    most PUBACKs arrive before the next commit (those messages are never written), ``late``
+    of each batch are acknowledged only after it (written, then deleted by the next
+    commit). Returns (seconds, bytes written)."""
     spool = Spool(path, durability="full")
     written = disk_writes()
     start = time.perf_counter()
@@ -69,13 +71,35 @@ async def steady(path: Path, per_commit: int, commits: int) -> tuple[float, int]
         ids = [
             spool.put(Message("vatio/v1/bench/m001/telemetry", PAYLOAD)) for _ in range(per_commit)
         ]
+        for i in ids[: per_commit - late]:
+            spool.ack(i)
         await spool.commit()
         for i in previous:
             spool.ack(i)
-        previous = ids
+        previous = ids[per_commit - late :]
     elapsed = time.perf_counter() - start
     await spool.close()
     return elapsed, disk_writes() - written
+
+
+async def delete_all(spool: Spool, per_commit: int, limit: int = 20_000) -> int:
+    """Acknowledge the first ``limit`` stored messages the way a drain does (a commit every
+    ``per_commit`` acks); returns how many."""
+    rows = await spool.read(0, spool.next_id, limit)
+    for n, (i, _) in enumerate(rows, start=1):
+        spool.ack(i)
+        if n % per_commit == 0:
+            await spool.commit()
+    await spool.commit()
+    return len(rows)
+
+
+async def refill(spool: Spool, n: int) -> None:
+    """Top the backlog up to ``n`` messages again for the drain."""
+    while spool.stored < n:
+        for _ in range(min(5000, n - spool.stored)):
+            spool.put(Message("vatio/v1/bench/m000/telemetry", PAYLOAD))
+        await spool.commit()
 
 
 def steady_baseline(path: Path, per_commit: int, commits: int) -> tuple[float, int]:
@@ -93,8 +117,10 @@ def steady_baseline(path: Path, per_commit: int, commits: int) -> tuple[float, i
     return time.perf_counter() - start, disk_writes() - written
 
 
-async def drain(spool: Spool, port: int, live_rate: float) -> tuple[float, int, int]:
-    cfg = MqttOutputConfig(url=f"mqtt://127.0.0.1:{port}", max_inflight=100)
+async def drain(
+    spool: Spool, port: int, live_rate: float, drain_rate: float
+) -> tuple[float, int, int]:
+    cfg = MqttOutputConfig(url=f"mqtt://127.0.0.1:{port}", max_inflight=100, drain_rate=drain_rate)
     online = Message("vatio/v1/bench/gw/status", b'{"state":"online"}', retain=True)
     offline = Message("vatio/v1/bench/gw/status", b'{"state":"offline"}', retain=True)
     out = MqttOutput(cfg, spool, "bench-spool", lambda: online, lambda: offline)
@@ -145,6 +171,12 @@ async def main() -> None:
     p.add_argument("--meters", type=int, default=100)
     p.add_argument("--seconds", type=int, default=3600)
     p.add_argument("--live-rate", type=float, default=100.0)
+    p.add_argument(
+        "--drain-rate",
+        type=float,
+        default=5000.0,
+        help="outputs.mqtt.drain_rate (default 5000, the config's): a cap, not the ceiling",
+    )
     args = p.parse_args()
     n = args.meters * args.seconds
     with tempfile.TemporaryDirectory(prefix="vatio-bench-spool-") as d:
@@ -165,19 +197,37 @@ async def main() -> None:
         )
         print(f"  backlog: {spool.stored:,} messages ({spool.bytes / 2**20:.0f} MiB payload)")
         commits = 2000
-        t_st, w_st = await steady(Path(d) / "steady.sqlite", live_batch, commits)
-        t_jr, w_jr = steady_baseline(Path(d) / "journal.bin", live_batch, commits)
         m = live_batch * commits
+        t_jr, w_jr = steady_baseline(Path(d) / "journal.bin", live_batch, commits)
+        for late, what in (
+            (0, "every PUBACK before the commit"),
+            (1, "one per commit after it"),
+            (live_batch, "every PUBACK after the commit (the old path)"),
+        ):
+            t_st, w_st = await steady(Path(d) / f"steady{late}.sqlite", live_batch, commits, late)
+            print(
+                f"  broker up, {what}: {m / t_st:,.0f} msg/s,"
+                f" {w_st / m:,.0f} bytes written per message"
+            )
         print(
-            f"  steady state ({live_batch} in and {live_batch} acknowledged per commit):"
-            f" {m / t_st:,.0f} msg/s, {w_st / m:,.0f} bytes written per message;"
-            f" baseline append-only journal + fsync: {m / t_jr:,.0f} msg/s,"
-            f" {w_jr / m:,.0f} bytes per message; ratio spool/journal bytes {w_st / w_jr:.2f}"
+            f"  baseline append-only journal + fsync (no deletes): {m / t_jr:,.0f} msg/s,"
+            f" {w_jr / m:,.0f} bytes per message"
         )
+        w_del = disk_writes()
+        drained = await delete_all(spool, live_batch)
+        print(
+            f"  outage: written {w_small / small:,.0f} bytes per message in, and"
+            f" {(disk_writes() - w_del) / max(1, drained):,.0f} per message to delete it"
+            f" once acknowledged ({len(PAYLOAD)}-byte payload)"
+        )
+        await refill(spool, n)
         with MosquittoProcess() as broker:
-            t_drain, live, live_acked = await drain(spool, broker.port, args.live_rate)
+            t_drain, live, live_acked = await drain(
+                spool, broker.port, args.live_rate, args.drain_rate
+            )
             t_bare = baseline(broker.port, n)
         await spool.close()
+    print(f"  drain_rate {args.drain_rate:g} msg/s")
     print(
         f"  drain with the spool: {n:,} in {t_drain:.1f} s ({n / t_drain:,.0f} msg/s) while "
         f"{live} live messages were submitted ({live_acked} acknowledged meanwhile)"

@@ -1,7 +1,8 @@
 """MQTT output: spooled messages to one broker at QoS 1, live data first, backlog at a rate.
 
-Every message goes into the disk spool (:mod:`vatio.agent.spool`) first; it is published only once
-the spool committed it, and deleted only when the broker's PUBACK for it arrived. What was
+Every message goes into the disk spool (:mod:`vatio.agent.spool`) and is published at once; the
+spool writes it at its next commit unless the broker's PUBACK came first (then it never
+reaches the disk), and deletes it when the PUBACK arrives later. What was
 stored before the current connection is the *backlog*: after an outage it drains oldest
 first at ``drain_rate`` messages per second while live messages keep going out at once, and
 at most ``max_inflight`` messages wait for their PUBACK. A dropped connection forgets its
@@ -88,7 +89,13 @@ class MqttOutput:
             self._dirty_retained.add(msg.topic)
             self._wake.set()
         else:
-            self.spool.put(msg)
+            # published at once; the spool writes it at its commit time only if the broker
+            # has not acknowledged it by then (the crash window is the commit interval, as
+            # before: what is put but not committed is what a crash loses)
+            msg_id = self.spool.put(msg)
+            if self._conn is not None:
+                self._live.append((msg_id, msg))
+                self._wake.set()
 
     @property
     def backlog(self) -> int:
@@ -107,9 +114,6 @@ class MqttOutput:
     def _committed(self, result: CommitResult) -> None:
         if result.dropped and self.on_dropped is not None:
             self.on_dropped(result.dropped)
-        if self._conn is not None and result.stored:
-            self._live.extend(p for p in result.stored if p[0] >= self._live_from)
-            self._wake.set()
 
     def _connect_failed(self, exc: ConnectError, delay: float) -> None:
         self.stats.last_error = str(exc)
@@ -154,18 +158,18 @@ class MqttOutput:
     async def _session(self, conn: Connection) -> None:
         # paho numbers each client's messages from 1: a late PUBACK of the connection before
         # must not acknowledge this connection's message with the same mid
-        conn.client.on_publish = conn.on_thread(
-            lambda *args: self._on_puback(*args) if conn is self._conn else None
+        conn.client.on_publish = conn.on_thread_batched(
+            lambda batch: self._on_pubacks(batch) if conn is self._conn else None
         )
         self._conn = conn
         self._inflight.clear()
         self._busy.clear()
         self._live.clear()
         self._backlog.clear()
-        # What is on disk is the backlog now. Not next_id: messages put but not committed
-        # yet (or in a commit still running) are not on disk for the backlog reader, so
-        # they must come through the commit loop as live, or they stay behind until restart.
-        self._live_from = self.spool.committed_below
+        # Everything put so far is the backlog now: the spool reads it from disk, from
+        # memory (held) and from its uncommitted batch alike; what is put from now on is
+        # published by submit().
+        self._live_from = self.spool.next_id
         self._backlog_next = 0
         self._dirty_retained = set(self.retained)
         online = self._online()
@@ -221,19 +225,22 @@ class MqttOutput:
         self._inflight[info.mid] = (msg_id, time.monotonic())
         self._busy.add(msg_id)
 
-    def _on_puback(self, client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
-        sent = self._inflight.pop(mid, None)
-        if sent is None:
-            return  # a retained status, or a message of a connection already gone
-        msg_id, sent_at = sent
-        self.stats.ack_seconds += time.monotonic() - sent_at
-        if getattr(code, "is_failure", False):
-            # refused (MQTT 5, e.g. an ACL): keep it in the spool, do not loop on it now
-            self.stats.refused += 1
-            self._note_refusal(msg_id, str(code))
-        else:
-            self.spool.ack(msg_id)
-            self.stats.published += 1
+    def _on_pubacks(self, batch: list[tuple[Any, ...]]) -> None:
+        """PUBACKs (paho's on_publish arguments), as many as arrived since the last call."""
+        now = time.monotonic()
+        for _client, _userdata, mid, code, _props in batch:
+            sent = self._inflight.pop(mid, None)
+            if sent is None:
+                continue  # a retained status, or a message of a connection already gone
+            msg_id, sent_at = sent
+            self.stats.ack_seconds += now - sent_at
+            if getattr(code, "is_failure", False):
+                # refused (MQTT 5, e.g. an ACL): keep it in the spool, do not loop on it now
+                self.stats.refused += 1
+                self._note_refusal(msg_id, str(code))
+            else:
+                self.spool.ack(msg_id)
+                self.stats.published += 1
         # refill the window in bursts, not one wake-up per acknowledgement
         if len(self._inflight) <= self.cfg.max_inflight // 2:
             self._wake.set()

@@ -6,7 +6,10 @@ A bus is what one request at a time travels on: a serial line (RS-485), or a TCP
 * keeps one pymodbus async client per connection (pymodbus allows one request in flight per
   client, stack-notes §2.2) and lends them to devices, ``max_connections`` at most;
 * on a serial line, keeps the inter-frame silence: t3.5 at the line's baud rate, or the
-  device's own minimum (Eastron wants 60 ms), whichever is longer;
+  device's own minimum (Eastron wants 60 ms), whichever is longer. The event loop's timers
+  wake up to ~1 ms late (epoll counts in milliseconds), which at 38400 baud is a tenth of a
+  transaction: the wait sleeps on the loop until :data:`SPIN_S` before the end and spins
+  the rest (:func:`wait_until`), a bounded CPU cost measured by bench/rtu (issue 18);
 * reconnects with exponential backoff instead of pymodbus's own reconnect task, so a dead
   gateway costs one failed connect per backoff step, not one per read;
 * checks every reply against its request (:mod:`vatio.drivers.modbus.replycheck`): a wrong one is a
@@ -101,8 +104,26 @@ class _Connection:
     retry_at: float = 0.0  # monotonic time of the next connect attempt
 
 
+# the last stretch of a silence that is spun instead of slept: epoll's millisecond rounding
+# plus a wake-up, so the loop's timer rarely ends after the silence does
+SPIN_S = 0.0012
+
+
+async def wait_until(deadline: float, spin: float = SPIN_S) -> None:
+    """Return at ``deadline`` (time.monotonic()), not up to a millisecond after it: sleep on
+    the event loop until ``spin`` before it, then spin (at most ``spin`` plus the loop's
+    lateness, which a timer that wakes late leaves nothing of). ``spin=0``: sleep only."""
+    coarse = deadline - time.monotonic() - spin
+    if coarse > 0:
+        await asyncio.sleep(coarse)
+    while time.monotonic() < deadline:
+        pass
+
+
 class ModbusTransport:
     """Requests to the devices of one bus, with the bus's concurrency and timing rules."""
+
+    spin = SPIN_S  # bench/rtu sets 0 to measure the loop's own timers
 
     BACKOFF_START = 0.5
     BACKOFF_MAX = 30.0
@@ -249,9 +270,7 @@ class ModbusTransport:
             if self.is_serial:
                 # silence after the last frame: the line's t3.5, the last device's own minimum
                 # (in _quiet_until) and this device's minimum, whichever ends last
-                wait = max(self._quiet_until, self._last_end + min_gap) - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                await wait_until(max(self._quiet_until, self._last_end + min_gap), self.spin)
             self.requests += 1
             started = time.monotonic()
             try:
@@ -313,9 +332,7 @@ class ModbusTransport:
             if self.is_serial:
                 # an RTU frame ends with t3.5 of silence: bytes right after it mean the
                 # "frame" was part of something longer (noise, another device talking)
-                rest = self._last_end + self._frame_gap - time.monotonic()
-                if rest > 0:
-                    await asyncio.sleep(rest)
+                await wait_until(self._last_end + self._frame_gap, self.spin)
                 if guard.stray:
                     raise GarbledReply(
                         f"replies are garbled reading {what}: {guard.stray} bytes right after "

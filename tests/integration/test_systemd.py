@@ -40,7 +40,9 @@ def local_copy(name: str, tmp_path: Path, edit: str = "") -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["vatio-agent.service", "vatio-ingest.service"])
+@pytest.mark.parametrize(
+    "name", ["vatio-agent.service", "vatio-ingest.service", "vatio-ingest@.service"]
+)
 def test_the_unit_verifies_and_is_hardened(name, tmp_path):
     unit = local_copy(name, tmp_path)
     verify = analyze("verify", "--recursive-errors=yes", str(unit))
