@@ -64,6 +64,7 @@ from vatio.simulators.serial_pair import SerialPair
 from vatio.simulators.uart_sensors import Pms5003Sim
 
 SITE, AGENT = "casa", "gw"
+LACKS = "phase_angle_l1_deg"  # the register bomba's firmware does not have
 CLIENT_ID = "http://127.0.0.1/"  # onboarding's OAuth client: any URL
 T0 = time.monotonic()
 
@@ -244,16 +245,19 @@ def agent_config(folder: Path, modbus: int, serial: str, broker: int, with_air: 
         "  bomba: {bus: tablero, unit: 3, profile: eastron_sdm120, interval: 1s, role: load}\n"
         f"{air}"
         "metrics: {interval: 5s}\ntime: {require_sync: false}\n"
+        "bill: {division: valle-de-mexico-centro}\n"  # the shipped (example) price table
         f"outputs:\n  mqtt: {{url: 'mqtt://127.0.0.1:{broker}', homeassistant: true}}\n"
     )
     return path
 
 
-def start_agent(config: Path) -> subprocess.Popen[bytes]:
+def start_agent(config: Path, lang: str) -> subprocess.Popen[bytes]:
     log = config.with_suffix(".log").open("a")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
     return subprocess.Popen(
         [sys.executable, "-m", "vatio.agent.cli", "run", "-c", str(config)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=log, stderr=subprocess.STDOUT,
+        env={**env, "PYTHONUNBUFFERED": "1", "LANG": lang},
     )  # fmt: skip
 
 
@@ -310,24 +314,28 @@ async def entities_match(ha: HomeAssistantProcess, rec: Recorder) -> tuple[bool,
             problems.append(f"{entry['entity_id']}: no state")
         elif t.split("/")[1] == "sensor" and "values" in c["value_template"]:
             key = c["unique_id"].removeprefix(t.split("/")[2] + "_")
-            if not same(state["state"], rec.values(c["state_topic"], key)):
+            published = rec.values(c["state_topic"], key)
+            if state["state"] == "unavailable" and published and published[-1] is None:
+                continue  # a value the device does not give: unavailable, as it should be
+            if not same(state["state"], published):
                 problems.append(f"{entry['entity_id']}={state['state']} not published")
         elif t.endswith("/connectivity/config") and state["state"] != "on":
             problems.append(f"{entry['entity_id']}={state['state']}")
     return not problems, problems
 
 
-async def main(hass: str, keep: bool) -> int:
+async def main(hass: str, keep: bool, lang: str) -> int:
     folder = Path(tempfile.mkdtemp(prefix="vatio-ha-check-"))
     version = subprocess.run(
         [hass, "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    say(f"Home Assistant {version} ({hass}); work folder {folder}")
+    say(f"Home Assistant {version} ({hass}); agent LANG={lang}; work folder {folder}")
     broker = MosquittoProcess().start()
     meters = [
         SimulatedMeter(1, load_profile("eastron_sdm630"), load=DailyProfile(((0, 30.0),))),
         SimulatedMeter(2, load_profile("eastron_sdm120"), load=DailyProfile(((0, -3.0),), 1.0)),
-        SimulatedMeter(3, load_profile("eastron_sdm120"), seed=3),
+        # a sub-meter whose firmware lacks one register: degraded, but it answers
+        SimulatedMeter(3, load_profile("eastron_sdm120"), seed=3, strict=True, lacks=(LACKS,)),
     ]
     sim = ModbusTcpSimulator(meters)
     modbus = await sim.start()
@@ -340,7 +348,7 @@ async def main(hass: str, keep: bool) -> int:
     failed: str | None = None
     try:
         cfg = agent_config(folder, modbus, pair.b, broker.port, with_air=True)
-        agent = start_agent(cfg)
+        agent = start_agent(cfg, lang)
         took = await ha.started()
         say(f"Home Assistant answers after {took:.1f} s")
         await ha.onboard()
@@ -371,7 +379,7 @@ async def main(hass: str, keep: bool) -> int:
             check(model is None or d["model"] == model, f"{name}: model {d['model']}")
         states = await ha.states()
         shown = ("red_energy_import_kwh", "solar_energy_export_kwh", "red_voltage_l1_v",
-                 "aire_pm2_5_ugm3", "red_energy_today_kwh", "_site_bill_total_mxn")  # fmt: skip
+                 "aire_pm2_5_ugm3", "red_energy_today_kwh", "site_bill_total_mxn")  # fmt: skip
         sample = {
             e: states[f"sensor.vatio_{SITE}_{e}"]["attributes"].get("friendly_name") for e in shown
         }
@@ -400,8 +408,23 @@ async def main(hass: str, keep: bool) -> int:
         await ha.ws({"type": "energy/save_prefs", **prefs})
         say("Energy dashboard set: grid from/to 'red', solar 'solar', device 'bomba'")
 
-        # 4. a silent meter is unavailable, and comes back
+        # 4. a meter that refuses one register: that value unavailable, the rest shown
         bomba = [e for e in states if e.startswith(f"sensor.vatio_{SITE}_bomba_")]
+        lacking = f"sensor.vatio_{SITE}_bomba_{LACKS}"
+
+        async def partial() -> tuple[bool, list[str]]:
+            now = await ha.states()
+            wrong = [e for e in bomba if (now[e]["state"] == "unavailable") != (e == lacking)]
+            return not wrong, [f"{e}={now[e]['state']}" for e in wrong]
+
+        await until("only bomba's lacking value unavailable", partial, 60)
+        status = rec.published[f"vatio/v1/{SITE}/bomba/status"][-1]
+        check(status["state"] == "degraded" and status["answering"] is True, f"{status}")
+        shown = [e for e in bomba if e != lacking]
+        say(f"bomba refuses {LACKS}: status degraded and answering; {lacking} unavailable, "
+            f"its other {len(shown)} sensors show values")  # fmt: skip
+
+        # 5. a silent meter is unavailable, and comes back
         meters[2].faults.timeout = 1.0
         t = time.monotonic()
         await until(
@@ -413,14 +436,15 @@ async def main(hass: str, keep: bool) -> int:
             f" (problem sensor on: {problem['attributes'].get('reason', '')[:60]}…)")  # fmt: skip
         meters[2].faults.timeout = 0.0
         t = time.monotonic()
-        await until("bomba back", lambda: _none_state(ha, bomba, "unavailable"), 120)
+        others = [e for e in bomba if e != lacking]
+        await until("bomba back", lambda: _none_state(ha, others, "unavailable"), 120)
         say(f"bomba answers again: available after {time.monotonic() - t:.1f} s")
 
-        # 5. a device taken out of the config disappears
+        # 6. a device taken out of the config disappears
         stop_agent(agent)
         air_uids = {c["unique_id"] for c in rec.announced().values()
                     if c["unique_id"].startswith(f"vatio_{SITE}_aire_")}  # fmt: skip
-        agent = start_agent(agent_config(folder, modbus, pair.b, broker.port, with_air=False))
+        agent = start_agent(agent_config(folder, modbus, pair.b, broker.port, False), lang)
         t = time.monotonic()
         await until("aire gone", lambda: _gone(ha, air_uids), 60)
         say(
@@ -429,7 +453,7 @@ async def main(hass: str, keep: bool) -> int:
         )
         await until("the rest still right", lambda: entities_match(ha, rec), 60)
 
-        # 6. the Energy dashboard's validation, once statistics exist (5-minute compile)
+        # 7. the Energy dashboard's validation, once statistics exist (5-minute compile)
         t = time.monotonic()
         result = await until("energy/validate clean", lambda: _validate(ha), 420, every=10)
         say(
@@ -503,5 +527,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hass", default="/tmp/ha-venv/bin/hass")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--lang", default="C.UTF-8", help="the agent's LANG (es_MX.UTF-8: Spanish)")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.hass, args.keep)))
+    sys.exit(asyncio.run(main(args.hass, args.keep, args.lang)))
