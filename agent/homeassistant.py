@@ -301,7 +301,8 @@ class HomeAssistant:
                     "unique_id": f"{node}_{field_}",
                     "object_id": f"{node}_{field_}",
                     "state_topic": status,
-                    "value_template": f"{{{{ value_json.{field_} }}}}",
+                    # '' keeps the last value: the offline status carries no figures
+                    "value_template": f"{{{{ value_json.get('{field_}', '') }}}}",
                     "state_class": state_class,
                     "suggested_display_precision": 0,
                     **self._availability(None, None),
@@ -326,7 +327,7 @@ class HomeAssistant:
                 "state_topic": topic(self.site, device, "status"),
                 "value_template": "{{ 'ON' if value_json.state == 'degraded' else 'OFF' }}",
                 "json_attributes_topic": topic(self.site, device, "status"),
-                "json_attributes_template": "{{ {'reason': value_json.reason} | tojson }}",
+                "json_attributes_template": "{{ {'reason': value_json.get('reason')} | tojson }}",
                 "device": self._device_block(device),
                 "origin": self._origin(),
                 **self._availability(None, None),
@@ -416,7 +417,7 @@ class HomeAssistant:
                 {
                     "topic": topic(self.site, device, "status"),
                     "value_template": "{{ 'online' if value_json.state == 'online'"
-                    " or value_json.answering else 'offline' }}",
+                    " or value_json.get('answering') else 'offline' }}",
                 }
             )
         if device is not None and reading is not None:

@@ -463,11 +463,16 @@ async def main(hass: str, keep: bool, lang: str) -> int:
         log = cfg.with_suffix(".log").read_text()
         check("Traceback" not in log, "the agent logged a traceback")
         hass_log = (folder / "ha" / "hass.log").read_text()
-        mqtt_lines = [ln for ln in hass_log.splitlines() if "mqtt" in ln.lower() and
-                      ("ERROR" in ln or "WARNING" in ln)]  # fmt: skip
-        say(f"Home Assistant's log: {len(mqtt_lines)} MQTT warnings/errors")
-        for ln in mqtt_lines[:10]:
+        words = ("mqtt", "vatio", "value_json", "sensor")
+        ours = [
+            ln
+            for ln in hass_log.splitlines()
+            if ("ERROR" in ln or "WARNING" in ln) and any(w in ln.lower() for w in words)
+        ]
+        for ln in ours[:10]:
             print("   ", ln[:300])
+        check(not ours, f"{len(ours)} warnings/errors about MQTT or the sensors in hass.log")
+        say("Home Assistant's log: no warning or error about MQTT, templates or the sensors")
     except Failed as exc:
         failed = str(exc)
     finally:
