@@ -128,6 +128,7 @@ class HomeAssistantProcess:
         self.port = free_port()
         self.folder = folder
         self.token = ""
+        self.refresh_token = ""
         folder.mkdir(parents=True)
         (folder / "configuration.yaml").write_text(
             "homeassistant:\n  name: Vatio check\n  latitude: 19.43\n  longitude: -99.13\n"
@@ -187,6 +188,7 @@ class HomeAssistantProcess:
             form=True,
         )  # fmt: skip
         self.token = token["access_token"]
+        self.refresh_token = token.get("refresh_token", "")
 
     async def add_mqtt(self, broker_port: int) -> None:
         flow = await self.ahttp("POST", "/api/config/config_entries/flow", {"handler": "mqtt"})
@@ -324,7 +326,7 @@ async def entities_match(ha: HomeAssistantProcess, rec: Recorder) -> tuple[bool,
     return not problems, problems
 
 
-async def main(hass: str, keep: bool, lang: str) -> int:
+async def main(hass: str, keep: bool, lang: str, screenshot: Path | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="vatio-ha-check-"))
     version = subprocess.run(
         [hass, "--version"], capture_output=True, text=True, check=True
@@ -473,6 +475,8 @@ async def main(hass: str, keep: bool, lang: str) -> int:
             print("   ", ln[:300])
         check(not ours, f"{len(ours)} warnings/errors about MQTT or the sensors in hass.log")
         say("Home Assistant's log: no warning or error about MQTT, templates or the sensors")
+        if screenshot is not None:
+            await take_screenshot(ha, red, screenshot, folder)
     except Failed as exc:
         failed = str(exc)
     finally:
@@ -493,6 +497,50 @@ async def main(hass: str, keep: bool, lang: str) -> int:
 
         shutil.rmtree(folder, ignore_errors=True)
     return 0
+
+
+async def take_screenshot(ha: HomeAssistantProcess, stat: str, path: Path, folder: Path) -> None:
+    """The Energy dashboard in headless Chromium, once an hour of statistics exists."""
+    from datetime import UTC, datetime, timedelta
+
+    start = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+
+    async def hourly() -> bool:
+        (stats,) = await ha.ws({"type": "recorder/statistics_during_period", "period": "hour",
+                                "start_time": start, "statistic_ids": [stat]})  # fmt: skip
+        return bool(stats.get(stat))
+
+    say("waiting for the hourly statistics the Energy dashboard draws")
+    await until("hourly statistics", hourly, 3900, every=20)
+    await asyncio.to_thread(_browse, ha, path, folder)
+    say(f"Energy dashboard: {path}")
+
+
+def _browse(ha: HomeAssistantProcess, path: Path, folder: Path) -> None:
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,1100", f"--user-data-dir={folder / 'chromium'}"):  # fmt: skip
+        options.add_argument(arg)
+    driver = shutil.which("chromedriver") or "chromedriver"
+    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    try:
+        browser.get(ha.url + "/")
+        tokens = {"access_token": ha.token, "token_type": "Bearer", "expires_in": 1800,
+                  "hassUrl": ha.url, "clientId": CLIENT_ID, "refresh_token": ha.refresh_token,
+                  "expires": int(time.time() * 1000) + 1_800_000}  # fmt: skip
+        browser.execute_script("localStorage.setItem('hassTokens', arguments[0])",
+                               json.dumps(tokens))  # fmt: skip
+        browser.get(ha.url + "/energy")
+        time.sleep(20)  # the frontend loads its statistics and draws
+        browser.save_screenshot(str(path))
+    finally:
+        browser.quit()
 
 
 async def _has_metrics(rec: Recorder) -> bool:
@@ -533,5 +581,9 @@ if __name__ == "__main__":
     parser.add_argument("--hass", default="/tmp/ha-venv/bin/hass")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--lang", default="C.UTF-8", help="the agent's LANG (es_MX.UTF-8: Spanish)")
+    parser.add_argument(
+        "--screenshot", type=Path, help="PNG of the Energy dashboard (waits for the next hour's "
+        "statistics: Home Assistant compiles them after each full hour)",
+    )  # fmt: skip
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.hass, args.keep, args.lang)))
+    sys.exit(asyncio.run(main(args.hass, args.keep, args.lang, args.screenshot)))
