@@ -32,6 +32,7 @@ from vatio.agent.metrics.site import SITE_DEVICE, build_site
 from vatio.agent.outputs.mqtt import MqttOutput
 from vatio.agent.scheduler import (
     BusWorker,
+    DeviceStats,
     ScheduledDevice,
     Scheduler,
     next_tick,
@@ -51,6 +52,7 @@ from vatio.drivers.plugin import attach_state
 from vatio.drivers.reading import PollResult
 
 if TYPE_CHECKING:  # imported only where configured, to keep the agent small
+    from vatio.agent.homeassistant import HomeAssistant
     from vatio.agent.outputs.influxdb import InfluxOutput
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,8 @@ class _Pipeline:
         self.drivers: dict[str, Driver] = {}  # by device name, for what they say they are
         # location and labels of each device, for its status (agent/fleetinfo.py)
         self.status_extras: dict[str, dict[str, Any]] = {}
+        self.device_stats: dict[str, DeviceStats] = {}  # by device name: does it answer?
+        self.homeassistant: HomeAssistant | None = None  # MQTT discovery (agent/homeassistant.py)
 
     def emit(self, msg: Message) -> None:
         for out in self.outputs:
@@ -152,6 +156,8 @@ class _Pipeline:
                     result.quality.setdefault(quantity, flag)
         if self.live is not None:
             self.live.reading(result)
+        if self.homeassistant is not None:
+            self.homeassistant.telemetry(result.device, result.values, result.ok)
         if self.outputs:
             self.emit(self.builder.telemetry(result))
         elif result.ok:
@@ -168,6 +174,8 @@ class _Pipeline:
             if self.live is not None:
                 self.live.metrics(device, values, now)
             extra = self.engine.extras(device, now)  # quality, ias_mx_pollutant
+            if self.homeassistant is not None:
+                self.homeassistant.metrics(device, values)
             self.emit(self.builder.metrics(device, values, now, **extra))
 
     def publish_site(self, now: float) -> None:
@@ -181,6 +189,8 @@ class _Pipeline:
             self.live.site(values, extra.get("bill"), now)
         if quality:
             extra["quality"] = quality
+        if self.homeassistant is not None:
+            self.homeassistant.metrics(SITE_DEVICE, values)
         self.emit(self.builder.metrics(SITE_DEVICE, values, now, **extra))
 
     def event(self, device: str, kind: str, message: str, **fields: Any) -> None:
@@ -199,6 +209,11 @@ class _Pipeline:
             described = info()
             if described:
                 extra["info"] = described
+                if self.homeassistant is not None:
+                    self.homeassistant.device_info(device, described)
+        # degraded but answering (it refuses some values): what it reads is still good
+        stats = self.device_stats.get(device)
+        extra["answering"] = state == "online" or (stats is not None and stats.partial)
         self.emit(self.builder.status(device, state, reason=reason, **extra))
         if state == "degraded":
             self.event(device, "device_degraded", reason)
@@ -252,6 +267,7 @@ class Agent:
         )
         self.pipeline.drivers = {d.name: d for d in self.drivers}
         self.pipeline.status_extras = {n: status_extras(cfg, n) for n in loaded.devices}
+        self.pipeline.device_stats = {d.driver.name: d.stats for d in self.scheduler.devices}
         self.mqtt: MqttOutput | None = None
         self.spool: Spool | None = None
         if cfg.outputs.mqtt is not None:
@@ -276,18 +292,12 @@ class Agent:
                 on_dropped=self._spool_dropped,
             )
             self.pipeline.outputs.append(self.mqtt)
-            if cfg.outputs.mqtt.homeassistant:
-                from vatio.agent.homeassistant import discovery
+            # Home Assistant discovery, or the clearing of what an earlier run announced
+            from vatio.agent.homeassistant import build as build_homeassistant
 
-                for driver in self.drivers:
-                    for msg in discovery(
-                        cfg.site,
-                        cfg.agent_id,
-                        driver.name,
-                        list(driver.quantities),
-                        cfg.outputs.mqtt.homeassistant_prefix,
-                    ):
-                        self.mqtt.submit(msg)  # retained: published on every connect
+            self.pipeline.homeassistant = build_homeassistant(
+                loaded, self.drivers, self.mqtt.submit, vatio_version()
+            )
         self.influx: InfluxOutput | None = None
         if cfg.outputs.influxdb is not None:
             from vatio.agent.outputs.influxdb import InfluxOutput
@@ -420,6 +430,8 @@ class Agent:
             self.clock_trust.check()  # the grace runs out even when no device answers
             for out in self.pipeline.outputs:
                 out.submit(self._online())
+            if self.pipeline.homeassistant is not None and self.mqtt and self.mqtt.stats.connected:
+                self.pipeline.homeassistant.delivered()  # retained clears go out on connect
 
     async def _metrics_loop(self) -> None:
         """Publish every device's metrics on the configured cadence, then persist the state."""

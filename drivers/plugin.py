@@ -46,6 +46,11 @@ Optional: ``info()`` on the driver, ``{key: text}``: what the device says it is
 (manufacturer, model, serial, firmware version …, as the SunSpec driver reads them from the
 common model); the agent adds it to the device's retained ``status`` message as ``info``.
 
+Optional: ``model`` (and ``manufacturer``) attributes on the driver, e.g. ``model =
+"Plantower PMS5003"`` (without ``manufacturer``, the first word is taken as the maker): what
+Home Assistant shows for the device (agent/homeassistant.py); a Modbus profile's ``model`` and
+``manufacturer`` serve the same purpose.
+
 Options models may read ``info.context`` in their validators: it holds ``base_dir`` (the
 config file's folder), ``bus_type``, ``bus`` (its name) and ``baudrate`` (serial buses).
 """

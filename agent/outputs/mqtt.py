@@ -75,7 +75,9 @@ class MqttOutput:
         self._busy: set[int] = set()  # spool ids in flight or acknowledged, not yet deleted
         self._wake = asyncio.Event()
         self._refused_topics: set[str] = set()
-        self._dirty_retained: set[str] = set()
+        # in submission order: Home Assistant links a device to its gateway only if the
+        # gateway's config came first (agent/homeassistant.py)
+        self._dirty_retained: dict[str, None] = {}
 
     @property
     def where(self) -> str:
@@ -86,7 +88,7 @@ class MqttOutput:
     def submit(self, msg: Message) -> None:
         if msg.retain:
             self.retained[msg.topic] = msg
-            self._dirty_retained.add(msg.topic)
+            self._dirty_retained[msg.topic] = None
             self._wake.set()
         else:
             # published at once; the spool writes it at its commit time only if the broker
@@ -171,10 +173,10 @@ class MqttOutput:
         # published by submit().
         self._live_from = self.spool.next_id
         self._backlog_next = 0
-        self._dirty_retained = set(self.retained)
+        self._dirty_retained = dict.fromkeys(self.retained)
         online = self._online()
         self.retained[online.topic] = online
-        self._dirty_retained.add(online.topic)
+        self._dirty_retained[online.topic] = None
         tokens, last = 0.0, time.monotonic()
         while not conn.lost.is_set():
             self._publish_retained(conn)
