@@ -57,7 +57,7 @@ from vatio.common import clock
 from vatio.drivers.i2c import bme280, sensirion
 from vatio.drivers.i2c.transport import BadCrc, I2cAddress, I2cBus, I2cNak
 from vatio.drivers.reading import DeviceError, DeviceTimeout, PollResult
-from vatio.drivers.uart.sps30 import QUANTITIES as SPS30_WIRE_ORDER
+from vatio.drivers.uart.sps30 import QUANTITIES as SPS30_QUANTITIES  # same order on I2C
 
 log = logging.getLogger(__name__)
 
@@ -431,10 +431,6 @@ class Scd4xDriver(_PeriodicSensor):
         if self._started is not None:
             self._started = None
             await self._write(sensirion.command(self.STOP), "stop_periodic_measurement")
-
-
-# the floats of a read_measured_values reply, in wire order: the same on I2C as on UART
-SPS30_QUANTITIES = SPS30_WIRE_ORDER
 
 
 class Sps30Options(BaseModel):
