@@ -37,7 +37,6 @@ card does not delay polling.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import sqlite3
@@ -51,9 +50,11 @@ from typing import Any, Literal, TypeVar
 from vatio.agent.messages import Message
 from vatio.agent.storage import (
     DISK_STATES,
+    HEALED_ABOVE,
     StorageHealth,
     disk_state,
     explain,
+    file_system_refuses,
     open_db,
     read_only_query,
     transaction,
@@ -91,7 +92,6 @@ class Spool:
     # A commit rewrites the last, partly filled page of the table and its interior pages
     # whole: with a few messages per commit, small pages write less (bench/spool, issue 18).
     PAGE_SIZE = 1024
-    MIN_FREE = 4096  # less room than a page: the disk counts as full (see watch_disk)
 
     def __init__(
         self,
@@ -302,28 +302,15 @@ class Spool:
         if self.failing or now < self._watch_at:
             return
         self._watch_at = now + self.RETRY_S
-        code = self._file_system_refuses()
+        code = file_system_refuses(self.path)
         if code is not None:
             self._failed(OSError(code, os.strerror(code)))
-
-    def _file_system_refuses(self) -> int | None:
-        """ENOSPC or EROFS if ``statvfs`` says the disk is full or read-only, else None."""
-        try:
-            st = os.statvfs(self.path.parent)
-        except OSError:
-            return None  # the next real write says what is wrong
-        if st.f_flag & os.ST_RDONLY:
-            return errno.EROFS
-        # root may write into the blocks reserved for it: full for root is f_bfree
-        if (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize < self.MIN_FREE:
-            return errno.ENOSPC
-        return None
 
     def _healed(self) -> None:
         """A write went through. SQLite may still find room in its WAL on a full disk: the
         disk is reported healthy only once the file system agrees, or the report would
         flap between full and healed with every commit."""
-        if self.failing and self._file_system_refuses() is not None:
+        if self.failing and file_system_refuses(self.path, HEALED_ABOVE) is not None:
             self._retry_at = time.monotonic() + self.RETRY_S
             return
         self.health.ok(self.name, self.path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,29 @@ log = logging.getLogger(__name__)
 # errors that describe the state of the disk, not a mistake in the config: the agent runs on
 # and writes again once they clear (an EACCES or a file in the path is a config mistake)
 DISK_STATES = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO}
+
+
+# Hysteresis between "full" and "takes writes again". A nearly full disk still lets SQLite
+# reuse a page now and then (a WAL frame, a freed row) and a failed temp file gives its
+# blocks back: healing at the first write that goes through, or at the first free page,
+# reported the disk full, healed, full again, every few seconds (CI, a 3 MiB tmpfs).
+FULL_BELOW = 4096  # less room than a page: the disk counts as full
+HEALED_ABOVE = 64 * 1024  # reported healed only with this much room again
+
+
+def file_system_refuses(path: Path, min_free: int = FULL_BELOW) -> int | None:
+    """ENOSPC or EROFS if ``statvfs`` says ``path``'s directory is read-only or has less than
+    ``min_free`` bytes, else None (also when it cannot tell: the next write says)."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    # root may write into the blocks reserved for it: full for root is f_bfree
+    if (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize < min_free:
+        return errno.ENOSPC
+    return None
 
 
 class StoreUnavailable(Exception):
@@ -179,6 +203,8 @@ class StorageHealth:
     def ok(self, store: str, path: Path) -> None:
         if not self._failing:
             return
+        if file_system_refuses(path, HEALED_ABOVE) is not None:
+            return  # a write found a page, but the disk is still (nearly) full
         for name, (where, _) in list(self._failing.items()):
             if name == store or where == path.parent:
                 del self._failing[name]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import os
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,61 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _listening_inodes(port: int) -> set[str] | None:
+    """Socket inodes listening on ``port`` (Linux ``/proc/net``); ``None`` elsewhere."""
+    found: set[str] = set()
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return None
+    for table in tables:
+        with contextlib.suppress(OSError):
+            for line in table.read_text().splitlines()[1:]:
+                fields = line.split()
+                # local address is HEXIP:HEXPORT, state 0A is LISTEN
+                if len(fields) > 9 and fields[3] == "0A" and fields[1].endswith(f":{port:04X}"):
+                    found.add(fields[9])
+    return found
+
+
+def serves(pid: int, port: int) -> bool:
+    """Is process ``pid`` the one listening on ``port``? Two test workers may pick the same
+    free port, or one may take the port of another's stopped server: the one that lost the
+    race must not talk to the other's server. True where ``/proc`` cannot tell."""
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return True
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                return True
+    return False
+
+
+def wait_until_serving(
+    proc: subprocess.Popen[bytes], port: int, what: str, timeout: float = 20.0
+) -> None:
+    """Wait until ``proc`` itself listens on ``port``; raise if it exits or another process
+    holds the port (:class:`PortTaken`) or nothing happens within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise PortTaken(f"{what} exited (code {proc.returncode}) before serving on {port}")
+        if serves(proc.pid, port):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} does not serve on 127.0.0.1:{port} after {timeout:g} s")
+        time.sleep(0.05)
+
+
+class PortTaken(RuntimeError):
+    """The server exited before serving: most often, its port was taken meanwhile."""
 
 
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
@@ -53,6 +109,8 @@ class MosquittoProcess:
         """``persistent``: keep sessions and queued messages across :meth:`restart`.
         ``config``: a whole mosquitto.conf instead of the default one; ``{port}`` and
         ``{dir}`` (a private directory) are filled in."""
+        # a port we chose may change if another process takes it first, until clients know it
+        self._may_move = port is None
         self.port = port or free_port()
         self.extra_config = extra_config
         self.persistent = persistent
@@ -107,10 +165,20 @@ class MosquittoProcess:
             [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         try:
+            wait_until_serving(self.proc, self.port, "mosquitto")
             wait_for_port("127.0.0.1", self.port)
+        except PortTaken:
+            self._stop_process()
+            if self._may_move:
+                self._may_move = False
+                self.port = free_port()  # lost a race for a free port: take another, once
+                return self.start()
+            self.stop()
+            raise
         except TimeoutError:
             self.stop()
             raise
+        self._may_move = False
         return self
 
     def kill(self) -> None:

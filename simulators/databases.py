@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from vatio.simulators.brokers import free_port, wait_for_port
+from vatio.simulators.brokers import PortTaken, free_port, wait_for_port, wait_until_serving
 
 
 class _ServerProcess:
@@ -27,6 +27,7 @@ class _ServerProcess:
 
     def __init__(self) -> None:
         self.port = free_port()
+        self._may_move = True  # until the first start: see MosquittoProcess
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -55,11 +56,22 @@ class _ServerProcess:
         self.proc = subprocess.Popen(self.command(binary), stdout=log, stderr=log)
         log.close()
         try:
+            wait_until_serving(self.proc, self.port, self.binary_name)
             wait_for_port("127.0.0.1", self.port, 20)
             self._wait_ready()
+        except PortTaken:
+            self.pause()
+            if self._may_move:
+                self._may_move = False
+                self.stop()  # a new data dir and config for the new port
+                self.port = free_port()
+                return self.start()
+            self.stop()
+            raise
         except TimeoutError:
             self.stop()
             raise
+        self._may_move = False
         return self
 
     def _wait_ready(self) -> None:
@@ -115,6 +127,8 @@ class InfluxdProcess(_ServerProcess):
         conf = d / "influxdb.conf"
         if not conf.exists():
             rpc = free_port()
+            while rpc == self.port:
+                rpc = free_port()
             conf.write_text(
                 "reporting-disabled = true\n"
                 f'bind-address = "127.0.0.1:{rpc}"\n'

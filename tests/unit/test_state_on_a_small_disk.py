@@ -58,6 +58,31 @@ def test_numbers_never_pass_the_stored_ceiling_and_never_repeat_after_a_crash(di
     print(f"messages tried {len(issued) + len(after)}, numbered {len(numbered) + len(after)}")
 
 
+def test_a_nearly_full_disk_is_not_reported_healed_by_every_write_that_finds_a_page(
+    disk, caplog
+):
+    """CI saw "is full", "takes writes again", "is full" within seconds: a write that found
+    one free page healed the report. Healed means room again (storage.HEALED_ABOVE)."""
+    health = StorageHealth()
+    store = SeqStore(disk.path / "seq.sqlite", block=10, health=health)
+    store.RETRY_S = 0.0
+    spare = disk.path / "spare"
+    spare.write_bytes(b"\0" * 16384)  # 16 KiB to give back later: pages, not room
+    disk.fill()
+    issued = [store.next("m", "telemetry") for _ in range(30)]
+    assert health.failing and "is full" in health.problem
+    spare.unlink()
+    issued += [store.next("m", "telemetry") for _ in range(30)]
+    assert any(n is not None for n in issued[30:])  # writes go through again...
+    assert health.failing  # ...yet the disk is not reported healed
+    disk.free()
+    issued += [store.next("m", "telemetry") for _ in range(30)]
+    assert not health.failing
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("is full" in m for m in said) == 1
+    assert sum("takes writes again" in m for m in said) == 1
+
+
 def test_a_store_on_a_read_only_disk_numbers_nothing_until_it_can(disk):
     path = disk.path / "seq.sqlite"
     first = SeqStore(path, block=10)
