@@ -77,7 +77,7 @@ def main() -> None:
                 "vatio read (one SDM630, Modbus/TCP)": [*vatio, "read", "-c", str(config)],
             }
             times: dict[str, list[float]] = {name: [] for name in commands}
-            for name, argv in commands.items():
+            for argv in commands.values():
                 wall(argv)  # a first run warms the page cache, as on a device in use
             for _ in range(args.rounds):
                 for name, argv in commands.items():
