@@ -18,7 +18,8 @@ speak) and :class:`ModbusSerialSimulator` (RTU on a serial port, e.g. one end of
 :class:`~vatio.simulators.serial_pair.SerialPair`). Both inject :class:`Faults` per meter, by
 probability, on the real bytes: exception replies, silence, CRC errors, truncated frames,
 dropped TCP connections and slow replies. ``baud_faithful`` makes a serial simulator hold
-each reply for the frames' time on the wire, since a pty ignores the baud rate (exception
+each reply for the frames' time on the wire, counted from the request's arrival and less
+pymodbus's own time to encode the reply, since a pty ignores the baud rate (exception
 replies too: such a meter serves the whole address space to pymodbus and refuses the holes
 itself, after the delay); ``silent_absent`` keeps it silent for unit ids it does not serve,
 as a real line is.
@@ -56,6 +57,8 @@ async def _sleep_precisely(delay: float) -> None:
     """Sleep ``delay`` seconds to within ~0.1 ms: asyncio timers wake up to 1 ms late (epoll
     counts in milliseconds), which would make a baud-faithful meter slower than its wire.
     The last 1.5 ms are spun; acceptable in a simulator, never done in the agent."""
+    if delay <= 0:
+        return
     deadline = time.monotonic() + delay
     if delay > 0.0015:
         await asyncio.sleep(delay - 0.0015)
@@ -183,6 +186,11 @@ class SimulatedMeter:
         self.pending_fault: str | None = None  # for the server's outgoing-frame hook
         self.reply_delay: Callable[[int], float] = lambda count: 0.0  # set by the server
         self.late_exceptions = False  # exception replies wait for reply_delay too (server)
+        # A baud-faithful reply leaves when a real meter's would: reply_delay after the request
+        # came in, less what pymodbus takes to encode and write it (learnt from past replies).
+        self.arrived_at = 0.0
+        self._released_at = 0.0
+        self._answer_cost = 0.0
         self._valid: dict[RegisterType, frozenset[int]] | None = None
         self.fault_counts: dict[str, int] = {}
         if rated_kw is None:
@@ -225,6 +233,19 @@ class SimulatedMeter:
             blocks = (blocks[0], blocks[1], whole, whole)
         return SimDevice(self.unit, simdata=blocks, action=self._on_access)
 
+    async def _hold(self, delay: float) -> None:
+        now = time.monotonic()
+        since = self.arrived_at if 0.0 < now - self.arrived_at < delay else now
+        await _sleep_precisely(since + delay - self._answer_cost - now)
+        self._released_at = time.monotonic()
+
+    def replied(self) -> None:
+        """The reply's bytes reach the transport now (the server's outgoing-frame hook)."""
+        if self._released_at:
+            cost = min(time.monotonic() - self._released_at, 0.002)
+            self._answer_cost = 0.8 * self._answer_cost + 0.2 * cost
+            self._released_at = 0.0
+
     async def _on_access(
         self,
         function_code: int,
@@ -239,14 +260,14 @@ class SimulatedMeter:
             return None
         valid = self._valid.get(register_type) if self._valid is not None else None
         if valid is not None and not valid.issuperset(range(address, address + count)):
-            await _sleep_precisely(self.reply_delay(0))  # an exception reply: 5 bytes
+            await self._hold(self.reply_delay(0))  # an exception reply: 5 bytes
             return ExcCodes.ILLEGAL_ADDRESS
         fault = self.faults.draw(self.rng)
         if fault is not None:
             self.fault_counts[fault] = self.fault_counts.get(fault, 0) + 1
         delay = self.reply_delay(count) + (self.faults.slow_s if fault == "slow" else 0.0)
         if delay:
-            await _sleep_precisely(delay)
+            await self._hold(delay)
         if fault == "exception":
             return ExcCodes.DEVICE_BUSY
         self.pending_fault = fault  # applied to the reply's bytes by the server hook
@@ -309,7 +330,10 @@ class _FaultHook:
             return b"" if sending and self.silent_absent else data
         if not sending:
             meter.requests += 1
+            meter.arrived_at = time.monotonic()
             return data
+        if isinstance(meter, SimulatedMeter):  # SunSpec units answer at once
+            meter.replied()
         if data[self.unit_offset + 1] & 0x80:  # function code | 0x80: an exception reply
             meter.exception_replies += 1
         if meter.pending_fault is None:
