@@ -4,10 +4,12 @@ It polls every meter once per second with the same planned requests as the agent
 each request's floats with one ``struct.unpack`` (what a competent engineer writes, not
 ``convert_from_registers`` per value: issue 18), and publishes one JSON message per poll at
 ``--qos`` 1 (the agent's guarantee) or 0. It keeps no state and checks nothing: no config
-validation, no quality flags, no sequence numbers, no reconnects. Each simulated meter is
-its own Modbus/TCP endpoint in bench/pipeline, so each has its own connection here too.
+validation, no quality flags, no sequence numbers, no reconnects. The meters are unit ids
+1..k of simulated Modbus/TCP gateways: one pymodbus client (one connection) per gateway,
+shared by the loops of its meters.
 
-    python -m bench.baseline_loop --mqtt-port P --ports 5020,5021,... [--qos 1]
+    python -m bench.baseline_loop --mqtt-port P --gateways 5020:100,5021:100 \
+        --profile bench-meter.yaml [--qos 1]
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ from vatio.drivers.modbus.planner import plan_reads
 from vatio.drivers.modbus.profile import RegisterType, load_profile
 
 
-async def meter_loop(port: int, plan, pub: mqtt.Client, stats: dict[str, int], qos: int) -> None:
+async def meter_loop(
+    client: AsyncModbusTcpClient,
+    unit: int,
+    topic: str,
+    plan,
+    pub: mqtt.Client,
+    stats: dict[str, int],
+    qos: int,
+) -> None:
     # per request: one struct format over all its registers, and where each point's float is
     layouts = [
         (
@@ -40,9 +50,6 @@ async def meter_loop(port: int, plan, pub: mqtt.Client, stats: dict[str, int], q
         )
         for req in plan
     ]
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0)
-    await client.connect()
-    topic = f"bench/meter-{port}/telemetry"
     tick = math.floor(time.time()) + 1.0
     while True:
         await asyncio.sleep(max(tick - time.time(), 0))
@@ -53,7 +60,7 @@ async def meter_loop(port: int, plan, pub: mqtt.Client, stats: dict[str, int], q
                 if req.register_type is RegisterType.INPUT
                 else client.read_holding_registers
             )
-            rr = await read(req.start, count=req.count, device_id=1)
+            rr = await read(req.start, count=req.count, device_id=unit)
             words, floats, where = layout
             raw = words.pack(*rr.registers)
             if floats is not None:  # every float of the request in one unpack
@@ -76,10 +83,11 @@ async def meter_loop(port: int, plan, pub: mqtt.Client, stats: dict[str, int], q
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mqtt-port", type=int, required=True)
-    ap.add_argument("--ports", required=True)
+    ap.add_argument("--gateways", required=True, help="port:meters,port:meters,...")
+    ap.add_argument("--profile", default="eastron_sdm630")
     ap.add_argument("--qos", type=int, choices=[0, 1], default=1)
     args = ap.parse_args()
-    profile = load_profile("eastron_sdm630")
+    profile = load_profile(args.profile)
     plan = plan_reads(profile.points, profile.limits)
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-baseline")
     pub.max_inflight_messages_set(100)
@@ -93,10 +101,16 @@ async def main() -> None:
     )
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    tasks = [
-        asyncio.create_task(meter_loop(int(p), plan, pub, stats, args.qos))
-        for p in args.ports.split(",")
-    ]
+    tasks = []
+    for gateway in args.gateways.split(","):
+        port, meters = (int(x) for x in gateway.split(":"))
+        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0)
+        await client.connect()
+        for unit in range(1, meters + 1):
+            topic = f"bench/meter-{port}-{unit}/telemetry"
+            tasks.append(
+                asyncio.create_task(meter_loop(client, unit, topic, plan, pub, stats, args.qos))
+            )
     await stop.wait()
     for t in tasks:
         t.cancel()

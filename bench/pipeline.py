@@ -5,11 +5,14 @@
 
 For each N, side by side in one run:
 
-* agent: ``vatio run`` (a child process) polls N Eastron SDM630 simulators (each its own
-  Modbus/TCP endpoint, served by two ``vatio simulate`` processes) every second and
-  publishes telemetry to Mosquitto;
-* baselines: ``bench/baseline_loop.py``, a bare pymodbus + paho loop doing the same reads
-  with one ``struct.unpack`` per request, publishing at QoS 1 and, second, at QoS 0.
+* agent: ``vatio run`` (a child process) polls N simulated SDM630-like meters (ten float32
+  quantities, one request per poll) every second and publishes telemetry to Mosquitto. The
+  meters are unit ids 1..k of Modbus/TCP gateways of up to 200 units (one gateway up to 200
+  meters), served by ``vatio simulate`` (one process per gateway, at most two);
+* baselines: ``bench/baseline_loop.py``, the competent bare loop of issue 18: pymodbus's
+  async client on one shared connection per gateway, one request per meter, the floats
+  decoded with a single ``struct.unpack``, ``json.dumps``, paho publish at QoS 1 and,
+  second, at QoS 0.
 
 A subscriber counts the telemetry that reaches the broker. Printed per run: readings (polls)
 delivered per CPU-second of the polling process, missed ticks, peak RSS (VmHWM), and the
@@ -167,36 +170,65 @@ def measure(
     return Result(name, c1 - c0, n1 - n0, cpu1 - cpu0, window_missed, hwm, sim1 - sim0, written)
 
 
+# The issue's meter: ten float32 quantities of an SDM630 in one block, so a poll is one
+# request for the agent and the bare loop alike (the built-in SDM630 plan is 4 requests).
+BENCH_PROFILE = """\
+model: SDM630-like bench meter
+source: the first ten input registers of Eastron's SDM630 map (drivers/profiles)
+defaults: {register_type: input, data_type: f32}
+limits: {max_registers: 80}
+registers:
+  voltage_l1_v: 0x0000
+  voltage_l2_v: 0x0002
+  voltage_l3_v: 0x0004
+  current_l1_a: 0x0006
+  current_l2_a: 0x0008
+  current_l3_a: 0x000A
+  active_power_l1_w: 0x000C
+  active_power_l2_w: 0x000E
+  active_power_l3_w: 0x0010
+  apparent_power_l1_va: 0x0012
+"""
+MAX_UNITS = 200  # meters per simulated gateway (Modbus unit ids stop at 247)
+
+
 def run_size(
     n: int, warmup: float, duration: float, workdir: Path, profile: Path | None = None
 ) -> list[Result]:
+    """N meters as unit ids 1..k on as few Modbus/TCP gateways as the unit ids allow (one up
+    to 200 meters): the agent and the bare loop each hold one connection per gateway."""
+    gateways = -(-n // MAX_UNITS)
     ports: list[int] = []
-    while len(ports) < n:  # distinct ports (the OS may hand one out twice)
+    while len(ports) < gateways:  # distinct ports (the OS may hand one out twice)
         if (p := free_port()) not in ports:
             ports.append(p)
+    per_gateway = -(-n // gateways)
+    meter_file = workdir / "bench-meter.yaml"
+    meter_file.write_text(BENCH_PROFILE)
+    where = [(i // per_gateway, i % per_gateway + 1) for i in range(n)]  # (gateway, unit)
     with MosquittoProcess() as broker:
-        rows = [(f"m{i}", f"m{i}", 1, "eastron_sdm630", "1s") for i in range(n)]
+        rows = [(f"m{i}", f"g{g}", u, str(meter_file), "1s") for i, (g, u) in enumerate(where)]
 
-        def config(name: str, idx: range) -> Path:
+        def config(name: str, gws: list[int]) -> Path:
             path = workdir / f"{name}-{n}.yaml"
             path.write_text(
                 loopback_config(
                     "bench",
                     f"bench-{n}",
                     workdir / f"state-{n}",
-                    {f"m{i}": ports[i] for i in idx},
-                    [rows[i] for i in idx],
+                    {f"g{g}": ports[g] for g in gws},
+                    [r for r, (g, _) in zip(rows, where, strict=True) if g in gws],
                     broker.url,
                 )
             )
             return path
 
-        agent_cfg = config("agent", range(n))
-        halves = [range(0, n, 2), range(1, n, 2)]
+        agent_cfg = config("agent", list(range(gateways)))
+        halves = [list(range(0, gateways, 2)), list(range(1, gateways, 2))]
         sim_procs = []
-        for k, idx in enumerate(halves):
-            if len(idx):
-                cfg = config(f"sim{k}", idx)
+        for k, gws in enumerate(halves):
+            if gws:
+                cfg = config(f"sim{k}", gws)
                 with (workdir / f"sim{k}-{n}.log").open("w") as out:
                     sim_procs.append(
                         subprocess.Popen(
@@ -215,6 +247,7 @@ def run_size(
             raise
         sims = [psutil.Process(p.pid) for p in sim_procs]
         counter = Counter(broker.port)
+        units = [sum(1 for g, _ in where if g == k) for k in range(gateways)]
         try:
             agent = measure(
                 "agent",
@@ -235,8 +268,10 @@ def run_size(
                         "bench.baseline_loop",
                         "--mqtt-port",
                         str(broker.port),
-                        "--ports",
-                        ",".join(map(str, ports)),
+                        "--gateways",
+                        ",".join(f"{p}:{u}" for p, u in zip(ports, units, strict=True)),
+                        "--profile",
+                        str(meter_file),
                         "--qos",
                         str(qos),
                     ],
@@ -271,7 +306,7 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 500 meters: >1000 sockets
     print(
         f"bench/pipeline: {args.duration:g} s per run after {args.warmup:g} s warm-up, "
-        f"1 Hz, Eastron SDM630 profile (4 requests per poll); {os.cpu_count()} CPUs"
+        f"1 Hz, ten float32 values per meter (1 request per poll); {os.cpu_count()} CPUs"
     )
     header = (
         f"{'N':>4} {'process':<9} {'delivered':>9} {'expected':>8} {'null':>5} "
