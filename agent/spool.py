@@ -504,13 +504,19 @@ def _last_id_read_only(path: Path) -> int:
 
 
 async def keep_committing(
-    spool: Spool, interval: float, on_commit: Callable[[CommitResult], None] | None = None
+    spool: Spool,
+    interval: float,
+    on_commit: Callable[[CommitResult], None] | None = None,
+    before: Callable[[], None] | None = None,
 ) -> None:
     """Commit every ``interval`` while there is something to commit, until cancelled. A
     disk that refuses writes is said once by the spool's :class:`StorageHealth`, and once
-    when it takes them again; meanwhile nothing is lost: the spool holds it in memory."""
+    when it takes them again; meanwhile nothing is lost: the spool holds it in memory.
+    ``before`` runs ahead of each commit (the output hands over its acknowledgements)."""
     while True:
         await asyncio.sleep(interval)
+        if before is not None:
+            before()
         if not spool.dirty:
             spool.watch_disk()
             continue

@@ -26,7 +26,7 @@ from typing import Any
 
 from vatio.agent.config import MqttOutputConfig
 from vatio.agent.messages import Message
-from vatio.agent.mqttconn import ConnectError, Connection, open_retrying
+from vatio.agent.mqttconn import BatchedRelay, ConnectError, Connection, open_retrying
 from vatio.agent.spool import CommitResult, Spool, keep_committing
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class MqttOutput:
     BACKOFF_START = 1.0
     BACKOFF_MAX = 60.0
     READ_AHEAD = 2000  # backlog messages read from disk at once
+    ACK_EVERY = 0.1  # s: how often PUBACKs that came one by one reach the loop
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class MqttOutput:
         self.stats = MqttStats()
         self.retained: dict[str, Message] = {}
         self._conn: Connection | None = None
+        self._acks: BatchedRelay | None = None  # the current connection's PUBACKs
         self._live: deque[tuple[int, Message]] = deque()
         self._backlog: deque[tuple[int, Message]] = deque()
         self._backlog_next = 0  # next id to read from disk
@@ -95,7 +97,13 @@ class MqttOutput:
             # has not acknowledged it by then (the crash window is the commit interval, as
             # before: what is put but not committed is what a crash loses)
             msg_id = self.spool.put(msg)
-            if self._conn is not None:
+            if self._conn is None:
+                return
+            if not self._live and len(self._inflight) < self.cfg.max_inflight:
+                # what the session loop would do first on waking, without waking it: one
+                # wake-up per reading cost more than the publish (issue 18)
+                self._publish(self._conn, msg_id, msg)
+            else:
                 self._live.append((msg_id, msg))
                 self._wake.set()
 
@@ -108,10 +116,17 @@ class MqttOutput:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(
-                keep_committing(self.spool, self.commit_interval, self._committed),
+                keep_committing(
+                    self.spool, self.commit_interval, self._committed, before=self._take_acks
+                ),
                 name="spool-commit",
             )
             tasks.create_task(self._connection_loop(), name="mqtt")
+
+    def _take_acks(self) -> None:
+        """The PUBACKs that arrived, now: what they acknowledge need not be written."""
+        if self._acks is not None:
+            self._acks.flush()
 
     def _committed(self, result: CommitResult) -> None:
         if result.dropped and self.on_dropped is not None:
@@ -147,6 +162,10 @@ class MqttOutput:
                 await self._session(conn)
             finally:
                 self.stats.connected = False
+                if self._acks is not None:  # acknowledged before the loss: they count
+                    self._acks.flush()
+                    self._acks.stop()
+                    self._acks = None
                 self._conn = None
                 await conn.close()
             self.stats.last_error = f"connection lost: {conn.lost_reason}"
@@ -160,8 +179,12 @@ class MqttOutput:
     async def _session(self, conn: Connection) -> None:
         # paho numbers each client's messages from 1: a late PUBACK of the connection before
         # must not acknowledge this connection's message with the same mid
-        conn.client.on_publish = conn.on_thread_batched(
-            lambda batch: self._on_pubacks(batch) if conn is self._conn else None
+        # PUBACKs reach the loop every ACK_EVERY s, or sooner in a flood (a backlog drains)
+        # so the window refills; the spool takes them all before it commits (see submit)
+        self._acks = conn.client.on_publish = conn.on_thread_batched(
+            lambda batch: self._on_pubacks(batch) if conn is self._conn else None,
+            hop_at=max(1, self.cfg.max_inflight // 4),
+            every=self.ACK_EVERY,
         )
         self._conn = conn
         self._inflight.clear()

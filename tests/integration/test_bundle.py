@@ -14,15 +14,18 @@ marked incomplete, naming what is missing); armv7l's pure-Python PyYAML runs Vat
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import tomllib
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -75,17 +78,30 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in english(os.environ).items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
+@contextlib.contextmanager
+def building_in_the_repository() -> Iterator[None]:
+    """One build at a time in the repository's build/ and egg-info: the suite's workers each
+    run this module's fixtures, and two setuptools builds in one tree break each other."""
+    with open(Path(tempfile.gettempdir()) / "vatio-test-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Vatio's wheel and the demo driver's, built once (no build isolation: no network)."""
     out = tmp_path_factory.mktemp("wheels")
     for source in (REPO, FIXTURE):
-        # setuptools' build/lib keeps what an older build put there (scripts/bundle does this)
-        shutil.rmtree(source / "build" / "lib", ignore_errors=True)
-        for stale in (source / "build").glob("bdist.*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-            "-w", out, source)  # fmt: skip
+        with building_in_the_repository():
+            # setuptools' build/lib keeps what an older build put there (scripts/bundle too)
+            shutil.rmtree(source / "build" / "lib", ignore_errors=True)
+            for stale in (source / "build").glob("bdist.*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                "-w", out, source)  # fmt: skip
     return {
         "vatio": next(out.glob("vatio-*.whl")),
         "plugin": next(out.glob("vatio_demo_driver-*.whl")),
@@ -118,7 +134,8 @@ def test_the_sdist_holds_real_files_and_builds_the_same_wheel(tmp_path):
     out = tmp_path / "dist"
     out.mkdir()
     build = "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))"
-    name = run(sys.executable, "-c", build, out, cwd=REPO).stdout.strip().splitlines()[-1]
+    with building_in_the_repository():
+        name = run(sys.executable, "-c", build, out, cwd=REPO).stdout.strip().splitlines()[-1]
     with tarfile.open(out / name) as sdist:
         members = {m.name: m for m in sdist.getmembers()}
     root = f"vatio-{VERSION}/vatio/"

@@ -118,6 +118,32 @@ async def test_pubacks_from_the_network_thread_arrive_in_order_in_few_hops():
     assert len(got) < 1000  # the loop was blocked while the thread ran: one hop, one batch
 
 
+async def test_pubacks_one_by_one_reach_the_loop_on_its_timer_not_one_hop_each():
+    """At 100 meters a PUBACK comes alone every 10 ms: a hop each cost more than the
+    acknowledgement. They wait for the loop's timer, or hop once a quarter-window waits."""
+    loop = asyncio.get_running_loop()
+    got: list[list[tuple[object, ...]]] = []
+    relay = Connection.on_thread_batched(
+        SimpleNamespace(loop=loop), got.append, hop_at=4, every=0.05  # type: ignore[arg-type]
+    )
+    for mid in range(1, 4):  # three alone: no hop
+        await asyncio.to_thread(relay, None, None, mid, 0, None)
+    assert relay.hops == 0 and got == []
+    await asyncio.sleep(0.12)  # the timer takes them
+    assert [a[2] for b in got for a in b] == [1, 2, 3]
+
+    def flood() -> None:
+        for mid in range(4, 14):
+            relay(None, None, mid, 0, None)
+
+    await asyncio.to_thread(flood)
+    assert 1 <= relay.hops <= 2  # one hop per quarter-window waiting, not one per call
+    relay(None, None, 14, 0, None)
+    relay.flush()  # what the spool does before it commits
+    assert [a[2] for b in got for a in b] == list(range(1, 15))
+    relay.stop()
+
+
 async def test_the_rtu_silence_ends_at_its_deadline_not_a_millisecond_late():
     lateness = []
     for _ in range(20):
