@@ -12,7 +12,7 @@ import time
 from vatio.common import clock
 from vatio.drivers.modbus.planner import ReadRequest
 from vatio.drivers.modbus.profile import Point, Profile
-from vatio.drivers.modbus.register_codec import NotANumber, decode_array, scaled
+from vatio.drivers.modbus.register_codec import NotANumber, scaled
 from vatio.drivers.modbus.replan import ReadPlan
 from vatio.drivers.modbus.transport import ModbusTransport
 from vatio.drivers.reading import BusUnavailable, DeviceExceptionReply, DeviceTimeout, PollResult
@@ -114,11 +114,7 @@ class ModbusDevice:
             if plan.untried or plan.final:
                 plan.accepted(req)
             for run in runs[index]:
-                first = run.points[0]
-                raws = decode_array(
-                    regs[run.offset : run.offset + run.width],
-                    first.data_type, first.word_order, first.byte_order,
-                )  # fmt: skip
+                raws = run.decode(regs[run.offset : run.offset + run.width])
                 for p, raw in zip(run.points, raws, strict=True):
                     try:
                         values[p.quantity] = scaled(raw, p.scale, p.offset)

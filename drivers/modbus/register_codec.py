@@ -1,14 +1,20 @@
 """Register codecs: Modbus words → numbers, for every data type and word/byte order.
 
-The conversion itself is pymodbus's ``convert_from_registers`` (and ``convert_to_registers``
-for simulators). pymodbus knows only the word order (ABCD or CDAB), so a little byte order
-(BADC, DCBA) swaps the two bytes of each register first (stack-notes §2.1).
+Writing (simulators) is pymodbus's ``convert_to_registers``; pymodbus knows only the word
+order (ABCD or CDAB), so a little byte order (BADC, DCBA) swaps the two bytes of each
+register (stack-notes §2.1). Reading a run of values is one ``struct`` pack and one unpack
+(:func:`run_decoder`): the same numbers as pymodbus's ``convert_from_registers`` (a test
+holds them to it), without its per-call checks and list building, which cost a tenth of the
+agent's CPU at 100 meters (issue 18).
 """
 
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Callable, Sequence
 from enum import StrEnum
+from functools import cache
 from typing import Literal
 
 from pymodbus.client.mixin import ModbusClientMixin
@@ -69,19 +75,55 @@ class NotANumber(ValueError):
     """The registers hold NaN or infinity (a float meter's 'no value'), not a reading."""
 
 
-def decode_array(
-    registers: list[int], data_type: DataType, word_order: Order = "big", byte_order: Order = "big"
-) -> list[float]:
-    """Raw values of consecutive registers of one type, in one pymodbus call (no scaling).
+_STRUCT_CODE = {
+    DataType.U16: "H",
+    DataType.I16: "h",
+    DataType.U32: "I",
+    DataType.I32: "i",
+    DataType.U64: "Q",
+    DataType.I64: "q",
+    DataType.F32: "f",
+    DataType.F64: "d",
+}
 
-    One call for a run of values costs far less than one call per value, which matters at
-    hundreds of meters per second.
-    """
-    if byte_order == "little":
-        registers = swap_bytes(registers)
-    raw = ModbusClientMixin.convert_from_registers(registers, data_type.pymodbus, word_order)
-    # pymodbus returns a scalar for exactly one value and a list for several
-    return [float(v) for v in raw] if isinstance(raw, list) else [float(raw)]
+Decoder = Callable[[Sequence[int]], list[float]]
+
+
+@cache
+def run_decoder(
+    data_type: DataType, count: int, word_order: Order = "big", byte_order: Order = "big"
+) -> Decoder:
+    """A function from ``count`` consecutive values' registers to their raw values (no
+    scaling): the registers packed as big-endian words (little-endian for a little byte
+    order), in reverse within each value for a little word order, then unpacked at once."""
+    width = data_type.width
+    words = struct.Struct(f"{'<' if byte_order == 'little' else '>'}{count * width}H")
+    values = struct.Struct(f">{count}{_STRUCT_CODE[data_type]}")
+    if word_order == "big" or width == 1:
+
+        def decode(registers: Sequence[int]) -> list[float]:
+            return [float(v) for v in values.unpack(words.pack(*registers))]
+
+    else:
+        order = [v * width + (width - 1 - k) for v in range(count) for k in range(width)]
+
+        def decode(registers: Sequence[int]) -> list[float]:
+            return [float(v) for v in values.unpack(words.pack(*[registers[i] for i in order]))]
+
+    return decode
+
+
+def decode_array(
+    registers: Sequence[int],
+    data_type: DataType,
+    word_order: Order = "big",
+    byte_order: Order = "big",
+) -> list[float]:
+    """Raw values of consecutive registers of one type (no scaling), decoded at once."""
+    count, extra = divmod(len(registers), data_type.width)
+    if extra or not count:
+        raise ValueError(f"{len(registers)} register(s) do not hold whole {data_type.value} values")
+    return run_decoder(data_type, count, word_order, byte_order)(registers)
 
 
 def scaled(raw: float, scale: float = 1.0, offset: float = 0.0) -> float:

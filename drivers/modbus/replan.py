@@ -35,6 +35,7 @@ from vatio.drivers.modbus.planner import (
     split_request,
 )
 from vatio.drivers.modbus.profile import Point, Profile, RegisterType
+from vatio.drivers.modbus.register_codec import Decoder, run_decoder
 from vatio.drivers.modbus.transport import EXCEPTION_NAMES
 from vatio.drivers.statefile import StateFile
 
@@ -50,10 +51,14 @@ class Run:
 
     offset: int  # of the first value, in registers from the request's start
     points: tuple[Point, ...]
+    width: int  # registers
+    decode: Decoder  # their registers → their raw values
 
-    @property
-    def width(self) -> int:
-        return sum(p.width for p in self.points)
+    @classmethod
+    def of(cls, offset: int, points: tuple[Point, ...]) -> Run:
+        first = points[0]
+        decode = run_decoder(first.data_type, len(points), first.word_order, first.byte_order)
+        return cls(offset, points, sum(p.width for p in points), decode)
 
 
 def runs_of(req: ReadRequest) -> list[Run]:
@@ -66,11 +71,11 @@ def runs_of(req: ReadRequest) -> list[Run]:
             and (p.data_type, p.word_order, p.byte_order)
             == (prev.data_type, prev.word_order, prev.byte_order)
         ):
-            runs.append(Run(current[0].address - req.start, tuple(current)))
+            runs.append(Run.of(current[0].address - req.start, tuple(current)))
             current = []
         current.append(p)
     if current:
-        runs.append(Run(current[0].address - req.start, tuple(current)))
+        runs.append(Run.of(current[0].address - req.start, tuple(current)))
     return runs
 
 
