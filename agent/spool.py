@@ -21,7 +21,8 @@ written with the next commit that succeeds: retried every :attr:`Spool.RETRY_S` 
 disk refuses. The same holds when the file cannot even be opened at start. Only messages
 held in memory when the process dies are lost, and :meth:`close` says how many.
 
-Bounds: at most ``max_bytes`` of payload and ``max_age_s`` of age; past either, the oldest
+Bounds: at most ``max_bytes`` of payload as stored (deflated: :mod:`vatio.agent.spoolcodec`)
+and ``max_age_s`` of age; past either, the oldest
 messages are dropped and counted (:attr:`Spool.dropped`), never the newest. A message stamped
 by a clock still in 1970 (a Pi before NTP answered) has no known age and is kept until the
 size bound says otherwise (:func:`aged`).
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from vatio.agent.messages import Message
+from vatio.agent.spoolcodec import pack, unpack
 from vatio.agent.storage import (
     DISK_STATES,
     HEALED_ABOVE,
@@ -356,12 +358,10 @@ class Spool:
         delta = _Delta()
         with transaction(db):
             if batch:
-                db.executemany(
-                    "INSERT INTO q VALUES (?, ?, ?, ?, ?)",
-                    [(i, c, m.topic, m.payload, int(m.retain)) for i, c, m in batch],
-                )
+                rows = [(i, c, m.topic, pack(m.payload), int(m.retain)) for i, c, m in batch]
+                db.executemany("INSERT INTO q VALUES (?, ?, ?, ?, ?)", rows)
                 delta.stored += len(batch)
-                delta.bytes += sum(len(m.payload) for _, _, m in batch)
+                delta.bytes += sum(len(r[3]) for r in rows)
             for chunk in range(0, len(acked), 500):
                 ids = acked[chunk : chunk + 500]
                 marks = ",".join("?" * len(ids))
@@ -446,7 +446,7 @@ class Spool:
                 " ORDER BY id LIMIT ?",
                 (from_id, below_id, limit),
             )
-            return [(i, Message(t, bytes(p), bool(r))) for i, t, p, r in cur]
+            return [(i, Message(t, unpack(bytes(p)), bool(r))) for i, t, p, r in cur]
         except sqlite3.Error as exc:  # an I/O error reading: the held part still goes out
             log.warning("%s: cannot read the backlog from %s: %s", self.name, self.path, exc)
             return []

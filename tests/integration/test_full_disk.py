@@ -18,6 +18,7 @@ import pytest
 
 from tests.helpers import wait_until
 from tests.smalldisk import small_disk
+from vatio.agent.spoolcodec import unpack
 from vatio.agent.storage import read_only_query
 from vatio.drivers.modbus.profile import load_profile
 from vatio.simulators.brokers import MosquittoProcess
@@ -99,7 +100,7 @@ async def test_a_disk_full_through_a_broker_outage_loses_nothing_and_heals(
                 disk.path / "spool.sqlite", "SELECT payload FROM q WHERE topic LIKE '%/telemetry'"
             )
             assert rows is not None
-            kept = [json.loads(payload) for (payload,) in rows]
+            kept = [json.loads(unpack(payload)) for (payload,) in rows]
             received = stayed = 0
             for name, *_ in DEVICES:
                 bodies = telemetry(cap, name)
