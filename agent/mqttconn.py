@@ -180,20 +180,20 @@ class Connection:
         return relay
 
     def on_thread_batched(
-        self, fn: Callable[[list[tuple[Any, ...]]], None], hop_at: int = 1, every: float = 0.0
+        self, fn: Callable[[list[tuple[Any, ...]]], None], hop_at: int = 1
     ) -> BatchedRelay:
         """Like :meth:`on_thread`, for callbacks that come in floods (PUBACKs): see
         :class:`BatchedRelay`."""
-        return BatchedRelay(self.loop, fn, hop_at, every)
+        return BatchedRelay(self.loop, fn, hop_at)
 
 
 class BatchedRelay:
     """A paho callback whose calls reach ``fn`` on the event loop as lists, in order.
 
     One thread hop (``call_soon_threadsafe``: a pipe write and a wake-up) cost more CPU than
-    the acknowledgement it carried (issue 18). So the calls wait in a list; the network
-    thread hops only when ``hop_at`` of them are waiting, and the loop takes the rest itself
-    every ``every`` seconds (0: hop for the first call of each batch) or on :meth:`flush`.
+    the acknowledgement it carried (issue 18). So the calls wait in a list: the network
+    thread hops only once ``hop_at`` of them wait, and the loop takes the rest when it calls
+    :meth:`flush` (the MQTT output does before each spool commit).
     """
 
     def __init__(
@@ -201,25 +201,20 @@ class BatchedRelay:
         loop: asyncio.AbstractEventLoop,
         fn: Callable[[list[tuple[Any, ...]]], None],
         hop_at: int = 1,
-        every: float = 0.0,
     ) -> None:
         self.loop = loop
         self.fn = fn
         self.hop_at = max(1, hop_at)
-        self.every = every
         self.hops = 0
         self._waiting: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self._hopping = False
-        self._timer: asyncio.TimerHandle | None = None
-        if every > 0:
-            self._timer = loop.call_later(every, self._tick)
 
     def __call__(self, *args: Any) -> None:  # paho's network thread
         with self._lock:
             self._waiting.append(args)
             if self._hopping or len(self._waiting) < self.hop_at:
-                return  # a flush is on its way, or the timer takes it
+                return  # a flush is on its way, or the loop's next flush takes it
             self._hopping = True
         self.hops += 1
         self.loop.call_soon_threadsafe(self.flush)
@@ -231,17 +226,6 @@ class BatchedRelay:
             self._hopping = False
         if batch:
             self.fn(batch)
-
-    def _tick(self) -> None:
-        self.flush()
-        if self._timer is not None:
-            self._timer = self.loop.call_later(self.every, self._tick)
-
-    def stop(self) -> None:
-        """No more timer (the connection is gone); what waits is dropped with it."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 async def open_retrying(

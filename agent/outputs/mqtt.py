@@ -46,7 +46,6 @@ class MqttOutput:
     BACKOFF_START = 1.0
     BACKOFF_MAX = 60.0
     READ_AHEAD = 2000  # backlog messages read from disk at once
-    ACK_EVERY = 0.1  # s: how often PUBACKs that came one by one reach the loop
 
     def __init__(
         self,
@@ -164,7 +163,6 @@ class MqttOutput:
                 self.stats.connected = False
                 if self._acks is not None:  # acknowledged before the loss: they count
                     self._acks.flush()
-                    self._acks.stop()
                     self._acks = None
                 self._conn = None
                 await conn.close()
@@ -179,12 +177,12 @@ class MqttOutput:
     async def _session(self, conn: Connection) -> None:
         # paho numbers each client's messages from 1: a late PUBACK of the connection before
         # must not acknowledge this connection's message with the same mid
-        # PUBACKs reach the loop every ACK_EVERY s, or sooner in a flood (a backlog drains)
-        # so the window refills; the spool takes them all before it commits (see submit)
+        # PUBACKs reach the loop before each spool commit (every commit_interval: the
+        # commit timer ticks anyway, so no wake-up is added), or sooner in a flood (a
+        # backlog drains) so the window refills
         self._acks = conn.client.on_publish = conn.on_thread_batched(
             lambda batch: self._on_pubacks(batch) if conn is self._conn else None,
             hop_at=max(1, self.cfg.max_inflight // 4),
-            every=self.ACK_EVERY,
         )
         self._conn = conn
         self._inflight.clear()
@@ -287,12 +285,14 @@ class MqttOutput:
         stays in the spool for the next start."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.stats.connected:
+            self._take_acks()
             if self.spool.unsaved:
                 await asyncio.sleep(self.commit_interval)
                 continue
             if not self._live and not self._inflight:
                 return True
             await asyncio.sleep(0.05)
+        self._take_acks()
         return not self._live and not self._inflight and not self.spool.unsaved
 
     async def announce_offline(self) -> None:

@@ -118,18 +118,18 @@ async def test_pubacks_from_the_network_thread_arrive_in_order_in_few_hops():
     assert len(got) < 1000  # the loop was blocked while the thread ran: one hop, one batch
 
 
-async def test_pubacks_one_by_one_reach_the_loop_on_its_timer_not_one_hop_each():
+async def test_pubacks_one_by_one_wait_for_the_loop_and_a_flood_hops_once_a_quarter():
     """At 100 meters a PUBACK comes alone every 10 ms: a hop each cost more than the
-    acknowledgement. They wait for the loop's timer, or hop once a quarter-window waits."""
+    acknowledgement. They wait for the loop's flush (before each spool commit), and the
+    network thread hops only once a quarter of the in-flight window waits."""
     loop = asyncio.get_running_loop()
     got: list[list[tuple[object, ...]]] = []
-    relay = Connection.on_thread_batched(
-        SimpleNamespace(loop=loop), got.append, hop_at=4, every=0.05  # type: ignore[arg-type]
-    )
+    relay = Connection.on_thread_batched(SimpleNamespace(loop=loop), got.append, hop_at=4)  # type: ignore[arg-type]
     for mid in range(1, 4):  # three alone: no hop
         await asyncio.to_thread(relay, None, None, mid, 0, None)
+    await asyncio.sleep(0.05)
     assert relay.hops == 0 and got == []
-    await asyncio.sleep(0.12)  # the timer takes them
+    relay.flush()  # what the output does before a commit
     assert [a[2] for b in got for a in b] == [1, 2, 3]
 
     def flood() -> None:
@@ -137,11 +137,11 @@ async def test_pubacks_one_by_one_reach_the_loop_on_its_timer_not_one_hop_each()
             relay(None, None, mid, 0, None)
 
     await asyncio.to_thread(flood)
+    await asyncio.sleep(0.05)
     assert 1 <= relay.hops <= 2  # one hop per quarter-window waiting, not one per call
     relay(None, None, 14, 0, None)
-    relay.flush()  # what the spool does before it commits
+    relay.flush()
     assert [a[2] for b in got for a in b] == list(range(1, 15))
-    relay.stop()
 
 
 async def test_the_rtu_silence_ends_at_its_deadline_not_a_millisecond_late():
