@@ -139,9 +139,14 @@ class ReadPlan:
         self.untried.discard(req)
         root = self._root.get(req, req)
         self._exploring.setdefault(root, code)
-        # exception 3 may be about the count, not the addresses: cut between values too
+        # exception 3 may be about the count, not the addresses: cut between values too.
+        # Exception 2 on a request with no gap left: one of its values is not there (an
+        # SDM120 variant without frequency_hz): cut between values, or the rest of the run,
+        # energy included, would never be read again
         pieces = split_request(req, self.profile.limits, at_values=code == 3)
-        if pieces is None:  # nothing left to leave out (or, for 3, a single value)
+        if pieces is None and code == 2:
+            pieces = split_request(req, self.profile.limits, at_values=True)
+        if pieces is None:  # nothing left to leave out (or a single value)
             self.final[req] = code
             return 0
         self.replans += 1

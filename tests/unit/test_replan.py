@@ -222,6 +222,24 @@ def test_a_value_the_device_lacks_stays_null_and_degrades_it():
     assert any("224..225 refused with exception 2" in x for x in plan.lines())
 
 
+def test_a_value_missing_from_a_block_with_no_gap_costs_that_value_only():
+    """A meter variant without one register in the middle of a back-to-back run (exception
+    2 for the whole run): the run is cut between values until only that one is refused;
+    before, the whole run — energy included — stayed null for good."""
+    profile = load_profile("eastron_sdm630")
+    points = [p for p in profile.points if p.quantity != "voltage_l2_v"]  # 0x0002, mid-run
+    plan = ReadPlan("main", profile, 1)
+    for _ in range(12):
+        read, _ = poll(plan, lambda r: strict_refuses(r, points), budget=3)
+        if not plan.learning:
+            break
+    assert not plan.learning
+    read, sent = poll(plan, lambda r: strict_refuses(r, points))
+    assert read == {p.quantity for p in points}
+    assert plan.degraded is not None and plan.degraded.endswith(": voltage_l2_v")
+    assert sent == len(plan.requests)  # learned: one request per planned request
+
+
 @settings(max_examples=100, deadline=None)
 @given(refusing_map(), st.integers(10, 40))
 def test_a_device_that_refuses_long_reads_with_exception_3_gets_short_ones(case, longest):
