@@ -425,7 +425,11 @@ class Spool:
     async def read(self, from_id: int, below_id: int, limit: int) -> list[tuple[int, Message]]:
         """Messages with from_id <= id < below_id, oldest first: those on disk, those held
         in memory while the disk refused them, and those put but not committed yet."""
-        rows = await self._run(self._read, from_id, below_id, limit) if self._db else []
+        # a file that cannot be opened for writing (a full disk at start or after a
+        # reload) may still hold messages the last process wrote: read them all the same,
+        # or the publisher would pass them by until the next start
+        reader = self._read if self._db else self._read_unopened
+        rows = await self._run(reader, from_id, below_id, limit)
         # after the disk read: a commit that failed meanwhile moved its rows here
         held = [
             (i, m)
@@ -450,6 +454,16 @@ class Spool:
         except sqlite3.Error as exc:  # an I/O error reading: the held part still goes out
             log.warning("%s: cannot read the backlog from %s: %s", self.name, self.path, exc)
             return []
+
+    def _read_unopened(self, from_id: int, below_id: int, limit: int) -> list[tuple[int, Message]]:
+        if not self.path.exists():
+            return []
+        rows = read_only_query(
+            self.path,
+            "SELECT id, topic, payload, retain FROM q"
+            f" WHERE id >= {int(from_id)} AND id < {int(below_id)} ORDER BY id LIMIT {int(limit)}",
+        )
+        return [(i, Message(t, unpack(bytes(p)), bool(r))) for i, t, p, r in rows or []]
 
     async def close(self, hand_over: bool = False) -> list[Message]:
         """Commit what is buffered and close the file. What the disk still refuses is lost

@@ -83,6 +83,25 @@ def test_a_nearly_full_disk_is_not_reported_healed_by_every_write_that_finds_a_p
     assert sum("takes writes again" in m for m in said) == 1
 
 
+async def test_a_spool_that_cannot_open_its_file_still_hands_out_what_the_file_holds(disk):
+    """After a reload on a full or read-only card the new spool cannot open its file for
+    writing; the messages the last process wrote there must still go out now (CI: they
+    waited for the next start), not only those held in memory."""
+    path = disk.path / "spool.sqlite"
+    first = Spool(path)
+    for n in range(3):
+        first.put(Message(f"vatio/v1/s/m{n}/telemetry", b'{"seq":%d,"values":{}}' % n))
+    await first.commit()
+    await first.close()
+    disk.read_only()
+    again = Spool(path)
+    assert again.failing  # cannot write: held in memory from now on
+    rows = await again.read(0, again.next_id, 100)
+    assert [m.payload for _, m in rows] == [b'{"seq":%d,"values":{}}' % n for n in range(3)]
+    await again.close()
+    disk.read_only(False)
+
+
 def test_a_store_on_a_read_only_disk_numbers_nothing_until_it_can(disk):
     path = disk.path / "seq.sqlite"
     first = SeqStore(path, block=10)
