@@ -22,10 +22,10 @@ disk refuses. The same holds when the file cannot even be opened at start. Only 
 held in memory when the process dies are lost, and :meth:`close` says how many.
 
 Bounds: at most ``max_bytes`` of payload as stored (deflated: :mod:`vatio.agent.spoolcodec`)
-and ``max_age_s`` of age; past either, the oldest
-messages are dropped and counted (:attr:`Spool.dropped`), never the newest. A message stamped
-by a clock still in 1970 (a Pi before NTP answered) has no known age and is kept until the
-size bound says otherwise (:func:`aged`).
+and ``max_age_s`` of age; past either, the oldest messages are dropped and counted
+(:attr:`Spool.dropped`), never the newest. A message stamped by a clock still in 1970 (a Pi
+before NTP answered) has no known age and is kept until the size bound says otherwise
+(:func:`aged`).
 
 Ids are assigned here, strictly increasing and never reused for what reached the file (the
 high-water mark is kept there whenever a delete could remove the highest row), so the
