@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 WINDOW_S = 900.0
 
@@ -76,3 +78,26 @@ class DemandState:
 
     def new_billing_period(self) -> None:
         self.peak_block_kw = self.peak_sliding_kw = 0.0
+
+    def saved(self) -> dict[str, Any]:
+        """What the metrics state keeps of it across restarts (see :meth:`restored`)."""
+        return {
+            "block_start": self.block_start,
+            "block_kwh": self.block_kwh,
+            "last_block_kw": self.last_block_kw,
+            "peak_block_kw": self.peak_block_kw,
+            "peak_sliding_kw": self.peak_sliding_kw,
+            "sliding": list(self.sliding),
+        }
+
+    @classmethod
+    def restored(cls, d: Mapping[str, Any]) -> DemandState:
+        """The state :meth:`saved` wrote (a site state of an older version has no window)."""
+        return cls(
+            block_start=d["block_start"],
+            block_kwh=d["block_kwh"],
+            last_block_kw=d["last_block_kw"],
+            peak_block_kw=d["peak_block_kw"],
+            peak_sliding_kw=d.get("peak_sliding_kw", 0.0),
+            sliding=deque(tuple(x) for x in d.get("sliding", ())),
+        )

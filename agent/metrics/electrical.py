@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -399,14 +398,7 @@ class ElectricalMetrics:
             "reactive": [self.reactive.last, self.reactive.last_ts],
             "power": self.power.last,
             "reactive_power": self.reactive_power.last,
-            "demand": {
-                "block_start": self.demand.block_start,
-                "block_kwh": self.demand.block_kwh,
-                "last_block_kw": self.demand.last_block_kw,
-                "peak_block_kw": self.demand.peak_block_kw,
-                "peak_sliding_kw": self.demand.peak_sliding_kw,
-                "sliding": list(self.demand.sliding),
-            },
+            "demand": self.demand.saved(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -417,12 +409,4 @@ class ElectricalMetrics:
         self.power.last = tuple(state["power"]) if state["power"] else None
         rp = state["reactive_power"]
         self.reactive_power.last = tuple(rp) if rp else None
-        d = state["demand"]
-        self.demand = DemandState(
-            block_start=d["block_start"],
-            block_kwh=d["block_kwh"],
-            last_block_kw=d["last_block_kw"],
-            peak_block_kw=d["peak_block_kw"],
-            peak_sliding_kw=d["peak_sliding_kw"],
-            sliding=deque(tuple(x) for x in d["sliding"]),
-        )
+        self.demand = DemandState.restored(state["demand"])

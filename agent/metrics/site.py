@@ -426,12 +426,7 @@ class SiteMetrics:
         return {
             "trackers": {k: [t.last, t.last_ts] for k, t in self.trackers.items()},
             "reactive_power": self.reactive_power.last,
-            "demand": {
-                "block_start": self.demand.block_start,
-                "block_kwh": self.demand.block_kwh,
-                "last_block_kw": self.demand.last_block_kw,
-                "peak_block_kw": self.demand.peak_block_kw,
-            },
+            "demand": self.demand.saved(),
             "day": asdict(self.day),
             "month": asdict(self.month),
             "yesterday": self.yesterday,
@@ -448,13 +443,7 @@ class SiteMetrics:
             t.last, t.last_ts = last, last_ts
         rp = state.get("reactive_power")
         self.reactive_power.last = (rp[0], rp[1]) if rp else None
-        d = state["demand"]
-        self.demand = DemandState(
-            block_start=d["block_start"],
-            block_kwh=d["block_kwh"],
-            last_block_kw=d["last_block_kw"],
-            peak_block_kw=d["peak_block_kw"],
-        )
+        self.demand = DemandState.restored(state["demand"])
         self.day = Balance(**state["day"])
         self.month = Balance(**state["month"])
         self.yesterday = state.get("yesterday")
